@@ -1,0 +1,237 @@
+"""The command line: python -m kd train | runs | show | list | worker.
+
+Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Optional, Sequence
+
+from kd.config import RunConfig
+from kd.errors import ConfigError, KDError
+
+MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
+JSON_MODEL_KEYS = ("accuracy", "params", "size_mb", "flops", "latency_ms", "latency_ms_256",
+                   "agreement", "ece", "train_seconds", "epochs", "status")
+TRAIN_FLAGS = {  # flag -> RunConfig field, type
+    "--dataset": ("dataset", str), "--teacher": ("teacher", str), "--student": ("student", str),
+    "--method": ("method", str), "--temperature": ("temperature", float), "--alpha": ("alpha", float),
+    "--epochs": ("epochs", int), "--teacher-epochs": ("teacher_epochs", int),
+    "--batch-size": ("batch_size", int), "--lr": ("lr", float), "--seed": ("seed", int),
+    "--device": ("device", str), "--data-dir": ("data_dir", str),
+    "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
+    "--val-fraction": ("val_fraction", float), "--teacher-checkpoint": ("teacher_checkpoint", str),
+    "--image-size": ("image_size", int),
+}
+FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage + message)
+        raise UsageError(message)
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m kd", description="Distill Lab: knowledge distillation, headless.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    train = sub.add_parser("train", help="train teacher, student alone and distilled student")
+    defaults = RunConfig()
+    for flag, (field, kind) in TRAIN_FLAGS.items():
+        train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None,
+                           help=f"default: {getattr(defaults, field)}")
+    train.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    runs = sub.add_parser("runs", help="list stored runs")
+    runs.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="show one run's config and results")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    lst = sub.add_parser("list", help="list registered models, data sets or methods")
+    lst.add_argument("what", choices=["models", "datasets", "methods"])
+    worker = sub.add_parser("worker", help="train a queued run (used by the dashboard)")
+    worker.add_argument("run_id")
+    return p
+
+
+def _typed(flag: str, kind: type):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            word = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {word}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        return value
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except ConfigError as e:
+        print(f"error: {FIELD_TO_FLAG.get(e.field, e.field)}: {e.message}", file=sys.stderr)
+    except KDError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+# -- train ----------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from kd import data, runner
+    from kd.store import Store
+    from kd.trainer import build_pair, pick_device
+
+    cfg = RunConfig(**{f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None})
+    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    build_pair(cfg, spec)
+    pick_device(cfg.device)
+    data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
+    store = Store()
+    run_id = store.create_run(cfg.to_dict(), status="running")
+    progress = None if args.json else Progress(cfg)
+    result = runner.execute(store, run_id, cfg, progress=progress)
+    run = store.get(run_id)
+    if args.json:
+        print(json.dumps(run_json(run)))
+    else:
+        print(results_table(run.models, run.summary))
+        print(f"\nrun {run_id}: {run.status}{' (' + run.message + ')' if run.message else ''}; "
+              f"weights in {store.run_dir(run_id)}")
+    return 0 if result.status == "done" else 1
+
+
+class Progress:
+    """Human progress on stderr: one line per epoch, and a line when each stage ends."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.speed = 0.0
+
+    def __call__(self, e: dict) -> None:
+        kind, stage = e["kind"], MODEL_TITLES.get(e.get("stage", ""), "")
+        if kind == "run" and e["status"] == "running":
+            _err(f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
+                 f"{e['test_size']:,} test examples on {e['device']}")
+        elif kind == "stage" and e["status"] == "started":
+            _err(f"{stage}: {e['params']:,} parameters, {e['epochs']} epochs")
+        elif kind == "step" and e.get("samples_per_s"):
+            self.speed = e["samples_per_s"]
+        elif kind == "epoch":
+            val = f"  val {100 * e['val_acc']:5.1f}%" if e["val_acc"] is not None else ""
+            _err(f"  {stage:<17} epoch {e['epoch']:>3}/{e['epochs']}  train {100 * e['train_acc']:5.1f}%{val}"
+                 f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s")
+        elif kind == "stage" and e["status"] in ("loaded", "stopped", "diverged"):
+            _err(f"{stage}: {e['status']} {e.get('message', '')}")
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_json(run) -> dict:
+    return {"run_id": run.id, "status": run.status, "message": run.message, "config": run.config,
+            "models": {name: {k: m.get(k) for k in JSON_MODEL_KEYS} if m else None
+                       for name, m in ((n, run.models.get(n)) for n in MODEL_TITLES)},
+            "summary": run.summary}
+
+
+def results_table(models: dict, summary: dict) -> str:
+    head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
+    rows = [head]
+    for name, title in MODEL_TITLES.items():
+        m = models.get(name)
+        if not m:
+            rows.append((title, "-", "", "", "", "", "", "", "", ""))
+            continue
+        rows.append((title, f"{100 * m['accuracy']:.2f} %", f"{m['params']:,}", f"{m['size_mb']:.3f}",
+                     f"{m['flops'] / 1e6:.3f}", f"{m['latency_ms']:.3f}", f"{m['latency_ms_256']:.2f}",
+                     "-" if m["agreement"] is None else f"{100 * m['agreement']:.1f} %",
+                     f"{m['ece']:.3f}", f"{m['train_seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    if summary and summary.get("gain") is not None:
+        lines.append("")
+        lines.append(summary_sentence(summary))
+    return "\n".join(lines)
+
+
+def summary_sentence(s: dict) -> str:
+    return (f"Distilled student: {100 * s['gain']:+.2f} points over the student alone; kept "
+            f"{100 * s['kept']:.1f} % of the teacher's accuracy at {s['compression']:.1f}x fewer "
+            f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, batch 256).")
+
+
+# -- runs, show, list, worker ------------------------------------------------------------------
+def cmd_runs(args) -> int:
+    from kd.store import Store
+    runs = Store().runs()
+    if args.json:
+        print(json.dumps([run_json(r) for r in runs]))
+        return 0
+    if not runs:
+        print("no runs yet: python -m kd train")
+        return 0
+    for r in runs:
+        c = r.config
+        acc = "  ".join(f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -"
+                        for k in MODEL_TITLES)
+        print(f"{r.id}  {r.status:<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "
+              f"{c['method']} T={c['temperature']:g} a={c['alpha']:g} e={c['epochs']}  {acc}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from kd.store import Store
+    run = Store().get(args.run_id)
+    if run is None:
+        raise KDError(f"no such run: {args.run_id!r} (python -m kd runs lists them)")
+    if args.json:
+        print(json.dumps(run_json(run)))
+        return 0
+    print(f"run {run.id}: {run.status}" + (f" ({run.message})" if run.message else ""))
+    print("config: " + ", ".join(f"{k}={v}" for k, v in run.config.items() if v is not None))
+    print(results_table(run.models, run.summary))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from kd.data import DATASETS
+    from kd.methods import METHODS
+    from kd.models import MODELS
+    registry = {"models": MODELS, "datasets": DATASETS, "methods": METHODS}[args.what]
+    width = max(len(k) for k in registry.keys())
+    for entry in registry:
+        print(f"{entry.key:<{width}}  {entry.description}")
+    if args.what == "datasets":
+        print(f"{'folder:PATH':<{width}}  your own images, one sub-folder per class (resized to --image-size)")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from kd import runner
+    from kd.store import Store
+    store = Store()
+    run = store.get(args.run_id)
+    if run is None:
+        raise KDError(f"no such run: {args.run_id!r}")
+    runner.execute(store, run.id, RunConfig.from_dict(run.config))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "list": cmd_list, "worker": cmd_worker}

@@ -1,0 +1,350 @@
+"""Data sets as in-memory tensors with train / val / test splits.
+
+Everything here is small enough to live in memory, so models are fed by slicing tensors
+(no DataLoader, no per-sample PIL). Val is carved from train with VAL_SEED, not the
+run's seed, so every run is compared on the same val rows; test is only for the final
+report. Normalisation statistics come from the train rows left after carving val.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kd.errors import ConfigError, DataError, UnknownKeyError
+from kd.registry import Registry
+
+VAL_SEED = 1_234_567  # fixed on purpose: the run's seed must not move the val split
+TEST_SEED = 0  # the fixed test splits (digits, 2-D sets, folder:PATH)
+FOLDER = "folder:"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+# raw x_trainval (N, *shape) float32 (images in [0, 1]), y_trainval (N,) int64, x_test, y_test
+Splits = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a data set looks like, known without loading it (the UI counts params from it)."""
+    name: str
+    input_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for the 2-D sets
+    num_classes: int
+    class_names: tuple[str, ...]
+    description: str
+
+
+@dataclass(eq=False)  # eq=False: tensors have no single truth value; the cache hands out identity
+class DataBundle:
+    """Normalised CPU tensors; x = (raw - mean) / std. Shared by the cache: do not modify in place."""
+    spec: DataSpec
+    x_train: Tensor  # float32 (N, *input_shape)
+    y_train: Tensor  # int64 (N,)
+    x_val: Tensor  # may have 0 rows when val_fraction == 0
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    mean: tuple[float, ...]  # per channel (images) / per feature (2-D), from the train rows
+    std: tuple[float, ...]
+
+    def _stat(self, values: tuple[float, ...], x: Tensor) -> Tensor:
+        # (C,) -> (C, 1, 1) so it broadcasts over (C, H, W) and (N, C, H, W) alike
+        shape = (len(values),) + (1,) * (len(self.spec.input_shape) - 1)
+        return torch.tensor(values, dtype=x.dtype, device=x.device).view(shape)
+
+    def raw(self, x: Tensor) -> Tensor:
+        """Undo the normalisation: images back in [0, 1], 2-D points in their own coordinates."""
+        out = x * self._stat(self.std, x) + self._stat(self.mean, x)
+        return out.clamp(0.0, 1.0) if len(self.spec.input_shape) == 3 else out
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registry entry: its spec, and fetch(root) -> raw Splits (root is None unless needs_dir)."""
+    spec: DataSpec
+    fetch: Callable[[Optional[Path]], Splits]
+    needs_dir: bool = False
+
+
+DATASETS: Registry[Source] = Registry("data set")
+
+
+def _add(key: str, shape: tuple[int, ...], classes: list[str], description: str,
+         fetch: Callable[[Optional[Path]], Splits], needs_dir: bool = False) -> None:
+    spec = DataSpec(key, shape, len(classes), tuple(classes), description)
+    DATASETS.add(key, Source(spec, fetch, needs_dir), description)
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, test_size) -> Splits:
+    from sklearn.model_selection import train_test_split
+    x_tv, x_te, y_tv, y_te = train_test_split(x, y, test_size=test_size, random_state=TEST_SEED, stratify=y)
+    return (torch.as_tensor(x_tv, dtype=torch.float32), torch.as_tensor(y_tv, dtype=torch.int64),
+            torch.as_tensor(x_te, dtype=torch.float32), torch.as_tensor(y_te, dtype=torch.int64))
+
+
+# -- bundled and generated sets ---------------------------------------------------------
+def _digits(_root: Optional[Path]) -> Splits:
+    from sklearn.datasets import load_digits
+    d = load_digits()  # (1797, 64) values 0..16
+    return _stratified(d.data.reshape(-1, 1, 8, 8) / 16.0, d.target, 0.2)  # test: 360 rows
+
+
+def _spirals(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y = np.arange(n) % 3
+    r = rng.uniform(0.05, 1.0, n)  # distance from the centre; arms overlap near it
+    theta = 2 * np.pi * (y / 3 + r) + rng.normal(0, 0.2, n)  # each arm makes one full turn
+    # noise sized so arms touch a little: a big MLP reaches ~97 % test, a tiny one ~75 %
+    x = np.stack([r * np.cos(theta), r * np.sin(theta)], 1) + rng.normal(0, 0.05, (n, 2))
+    return x, y
+
+
+def _toy(kind: str) -> Callable[[Optional[Path]], Splits]:
+    def fetch(_root: Optional[Path]) -> Splits:
+        from sklearn import datasets as skd
+        n = 3000
+        if kind == "moons":
+            x, y = skd.make_moons(n, noise=0.2, random_state=TEST_SEED)
+        elif kind == "circles":
+            x, y = skd.make_circles(n, noise=0.1, factor=0.5, random_state=TEST_SEED)
+        else:
+            x, y = _spirals(n, np.random.default_rng(TEST_SEED))
+        return _stratified(x, y, 1000)  # 2000 train+val, 1000 test
+    return fetch
+
+
+# -- torchvision sets: whole arrays read at once from data_dir ----------------------------
+_IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+_CIFAR = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+
+
+def _download(cls, root: Path) -> None:
+    """Let torchvision fetch the files; raise OSError fast when offline (tests replace this)."""
+    url = getattr(cls, "mirrors", [getattr(cls, "url", "")])[0]
+    host = urlparse(url).hostname or ""
+    result: list[Optional[BaseException]] = [TimeoutError("no answer within 3 s")]
+
+    def probe() -> None:  # DNS lookups ignore socket timeouts, so bound the whole probe in a thread
+        try:
+            socket.create_connection((host, 443), timeout=2).close()
+            result[0] = None
+        except OSError as e:
+            result[0] = e
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(3)
+    if result[0] is not None:
+        raise OSError(f"cannot reach {host}: offline?")
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # a stalled mirror fails instead of hanging the app
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints per mirror
+            for train in (True, False):
+                cls(str(root), train=train, download=True)
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _torchvision(key: str, cls_name: str, sub: str, files: list[str]) -> Callable[[Optional[Path]], Splits]:
+    def fetch(root: Optional[Path]) -> Splits:
+        import torchvision.datasets as tvd
+        assert root is not None
+        cls, folder = getattr(tvd, cls_name), root / sub
+        if not all((folder / f).is_file() for f in files):
+            try:
+                _download(cls, root)
+            except Exception as e:  # offline, read-only folder, bad mirror: one clear line, no traceback
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise DataError(
+                    f"{key}: no data in {root} (expected {folder}{os.sep} with {', '.join(files)}); "
+                    f"download failed ({reason}). Put the files there or pass --data-dir / set KD_DATA_DIR"
+                ) from None
+        try:  # download=False: reads the raw files, writes nothing (the folder may be read-only)
+            tr, te = (cls(str(root), train=t, download=False) for t in (True, False))
+        except Exception as e:
+            raise DataError(f"{key}: cannot read the files in {folder} ({e}); delete them to download again") from None
+
+        def x(ds) -> Tensor:  # MNIST: uint8 tensor (N, 28, 28); CIFAR10: numpy (N, 32, 32, 3)
+            d = torch.as_tensor(ds.data)
+            d = d.unsqueeze(1) if d.dim() == 3 else d.permute(0, 3, 1, 2)
+            return d.float().div_(255.0).contiguous()  # (N, C, H, W) in [0, 1]
+        return x(tr), torch.as_tensor(tr.targets, dtype=torch.int64), x(te), torch.as_tensor(te.targets, dtype=torch.int64)
+    return fetch
+
+
+_add("digits", (1, 8, 8), [str(i) for i in range(10)],
+     "scikit-learn's 8x8 handwritten digits (1,797 images, bundled, no download)", _digits)
+_add("mnist", (1, 28, 28), [str(i) for i in range(10)],
+     "MNIST 28x28 handwritten digits (60,000 + 10,000 images; torchvision, ~12 MB download once)",
+     _torchvision("mnist", "MNIST", "MNIST/raw", _IDX), needs_dir=True)
+_add("fashion-mnist", (1, 28, 28),
+     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+     "Fashion-MNIST 28x28 clothing images, 10 classes (60,000 + 10,000; torchvision, ~30 MB download once)",
+     _torchvision("fashion-mnist", "FashionMNIST", "FashionMNIST/raw", _IDX), needs_dir=True)
+_add("cifar10", (3, 32, 32),
+     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+     "CIFAR-10 32x32 colour photos, 10 classes (50,000 + 10,000; torchvision, ~170 MB download once)",
+     _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", _CIFAR), needs_dir=True)
+_add("moons", (2,), ["0", "1"], "two interleaving half-moons, 2-D, 2 classes (3,000 points, generated)", _toy("moons"))
+_add("spirals", (2,), ["0", "1", "2"], "three-arm spiral, 2-D, 3 classes (3,000 points, generated)", _toy("spirals"))
+_add("circles", (2,), ["0", "1"], "a circle inside a ring, 2-D, 2 classes (3,000 points, generated)", _toy("circles"))
+
+
+# -- folder:PATH, a person's own images (ImageFolder layout) -------------------------------
+def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
+    """[(class name, image files)], sorted like ImageFolder; listing only, nothing decoded."""
+    if not path.exists():
+        raise DataError(f"folder: {path} does not exist")
+    if not path.is_dir():
+        raise DataError(f"folder: {path} is not a folder (expected one sub-folder of images per class)")
+    dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(dirs) < 2:
+        raise DataError(f"folder: {path} has {len(dirs)} class sub-folder(s); need at least 2, one per class")
+    out = []
+    for d in dirs:
+        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                       and not f.name.startswith("."))
+        if len(files) < 2:
+            raise DataError(f"folder: class folder {d} has {len(files)} image(s); each class needs at least 2 "
+                            f"(one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})")
+        out.append((d.name, files))
+    return out
+
+
+def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> DataSpec:
+    n = sum(len(f) for _, f in classes)
+    return DataSpec(f"{FOLDER}{path}", (3, size, size), len(classes), tuple(c for c, _ in classes),
+                    f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}")
+
+
+def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> Splits:
+    from PIL import Image
+
+    def read(f: Path) -> np.ndarray:
+        try:
+            with Image.open(f) as im:
+                im.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster for photos
+                return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+            raise DataError(f"folder: cannot read image {f} ({type(e).__name__}: {e})") from None
+
+    g = torch.Generator().manual_seed(TEST_SEED)
+    parts: dict[bool, tuple[list[np.ndarray], list[int]]] = {False: ([], []), True: ([], [])}
+    for label, (_, files) in enumerate(classes):
+        # stratified 20 % test per class, at least 1 test and 1 train image (tiny classes still work)
+        n_test = min(max(1, round(0.2 * len(files))), len(files) - 1)
+        test_idx = set(torch.randperm(len(files), generator=g)[:n_test].tolist())
+        for i, f in enumerate(files):
+            parts[i in test_idx][0].append(read(f))
+            parts[i in test_idx][1].append(label)
+
+    def tensors(is_test: bool) -> tuple[Tensor, Tensor]:
+        x = torch.from_numpy(np.stack(parts[is_test][0])).permute(0, 3, 1, 2)  # (N, S, S, 3) -> (N, 3, S, S)
+        return x.float().div_(255.0).contiguous(), torch.tensor(parts[is_test][1], dtype=torch.int64)
+    return (*tensors(False), *tensors(True))
+
+
+# -- public API ----------------------------------------------------------------------------
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """data_dir, else $KD_DATA_DIR, else ~/.cache/distill-lab/data (absolute; not created here)."""
+    chosen = data_dir or os.environ.get("KD_DATA_DIR") or Path.home() / ".cache" / "distill-lab" / "data"
+    return Path(chosen).expanduser().resolve()
+
+
+def _check_image_size(image_size: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 256:
+        raise ConfigError("image_size", f"must be a whole number from 8 to 256, got {image_size!r}")
+
+
+def _source(name: str) -> Source:
+    try:
+        return DATASETS.get(name)
+    except UnknownKeyError as e:
+        e.args = (e.args[0] + ", or folder:PATH (one sub-folder of images per class)",)
+        raise
+
+
+def _folder_path(name: str) -> Path:
+    raw = name[len(FOLDER):].strip()
+    if not raw:
+        raise DataError("folder: needs a path, e.g. folder:/data/my_images")
+    return Path(raw).expanduser().resolve()
+
+
+def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSpec:
+    """The data set's shape and classes without loading it (a folder is listed, not decoded)."""
+    _check_image_size(image_size)
+    if isinstance(name, str) and name.startswith(FOLDER):
+        path = _folder_path(name)
+        return _folder_spec(path, image_size, _folder_classes(path))
+    return _source(name).spec
+
+
+def load(name: str, data_dir: str | None = None, val_fraction: float = 0.1, image_size: int = 32) -> DataBundle:
+    """Load once per process (same arguments -> same DataBundle object); CPU tensors."""
+    _check_image_size(image_size)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction <= 0.5:
+        raise ConfigError("val_fraction", f"must be a number from 0 to 0.5, got {val_fraction!r}")
+    # normalise the cache key so arguments a set ignores do not cause a second copy
+    if isinstance(name, str) and name.startswith(FOLDER):
+        return _load(FOLDER, str(_folder_path(name)), float(val_fraction), image_size)
+    src = _source(name)
+    root = str(resolve_data_dir(data_dir)) if src.needs_dir else None
+    return _load(name, root, float(val_fraction), 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) -> DataBundle:
+    if name == FOLDER:
+        path = Path(root)  # type: ignore[arg-type]
+        classes = _folder_classes(path)
+        sp, (x_tv, y_tv, x_te, y_te) = _folder_spec(path, image_size, classes), _folder_fetch(path, image_size, classes)
+    else:
+        src = DATASETS.get(name)
+        sp, (x_tv, y_tv, x_te, y_te) = src.spec, src.fetch(Path(root) if root else None)
+
+    # carve val with a private generator: torch.manual_seed elsewhere cannot move it
+    n = len(y_tv)
+    n_val = min(int(round(n * val_fraction)), n - 1)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
+    val_idx, tr_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    x_tr, y_tr, x_va, y_va = x_tv[tr_idx], y_tv[tr_idx], x_tv[val_idx], y_tv[val_idx]
+
+    # per channel (N, C, H, W) or per feature (N, 2): reduce over every dim except 1
+    dims = tuple(d for d in range(x_tr.dim()) if d != 1)
+    std, mean = torch.std_mean(x_tr, dim=dims, correction=0)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant channel stays as is
+    view = (1, -1) + (1,) * (x_tr.dim() - 2)
+    norm = lambda x: x.sub_(mean.view(view)).div_(std.view(view))  # in place: fresh tensors  # noqa: E731
+    return DataBundle(sp, norm(x_tr), y_tr, norm(x_va), y_va, norm(x_te), y_te,
+                      tuple(mean.tolist()), tuple(std.tolist()))
+
+
+load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+
+
+def grid(bundle: DataBundle, n: int = 200, margin: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+    """A grid in normalised space covering all splits (plus margin) for decision plots.
+
+    xx, yy: (n, n), row i is y = yy[i, 0], column j is x = xx[0, j] (meshgrid "xy"), so
+    predictions on points (n*n, 2) reshape to (n, n) for a contour/heatmap; bundle.raw(points)
+    gives the original coordinates.
+    """
+    if bundle.spec.input_shape != (2,):
+        raise ValueError(f"grid() is for 2-D data sets, not {bundle.spec.name} {bundle.spec.input_shape}")
+    pts = torch.cat([bundle.x_train, bundle.x_val, bundle.x_test])
+    lo, hi = pts.min(0).values, pts.max(0).values
+    pad = (hi - lo) * margin
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), n)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n)
+    xx, yy = torch.meshgrid(xs, ys, indexing="xy")
+    return xx, yy, torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)

@@ -1,0 +1,30 @@
+"""Distillation methods: one small file each (mdistiller's distillers/KD.py is the model).
+
+A method is built from the RunConfig and called per batch with the student's logits, the
+targets and the teacher's logits (None when it does not use a teacher). It returns a dict of
+named, already-weighted loss terms; the trainer sums them, and the dashboard plots each one.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from torch import Tensor
+
+from kd.registry import Registry
+
+
+class Method(Protocol):
+    uses_teacher: bool  # False: the trainer never runs or caches the teacher for this method
+
+    def __call__(self, student_logits: Tensor, targets: Tensor,
+                 teacher_logits: Optional[Tensor]) -> dict[str, Tensor]: ...
+
+
+METHODS: Registry[type] = Registry("method")
+
+from kd.methods import hinton, none  # noqa: E402,F401  (register on import)
+
+
+def build(cfg) -> Method:
+    """The method named by cfg.method, configured from cfg (temperature, alpha...)."""
+    return METHODS.get(cfg.method)(cfg)

@@ -1,0 +1,18 @@
+"""`kd`: Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
+
+(1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
+"""
+from kd.losses import kd_terms
+from kd.methods import METHODS
+
+
+@METHODS.register("kd", "Hinton et al. 2015: match the teacher's softened probabilities at temperature T")
+class HintonKD:
+    uses_teacher = True
+
+    def __init__(self, cfg):
+        self.temperature = cfg.temperature
+        self.alpha = cfg.alpha
+
+    def __call__(self, student_logits, targets, teacher_logits):
+        return kd_terms(student_logits, teacher_logits, targets, self.temperature, self.alpha)

@@ -1,0 +1,15 @@
+"""`none`: the student alone, trained on the labels with cross-entropy."""
+import torch.nn.functional as F
+
+from kd.methods import METHODS
+
+
+@METHODS.register("none", "No teacher: cross-entropy on the labels only (the student alone)")
+class NoDistillation:
+    uses_teacher = False
+
+    def __init__(self, cfg):
+        pass
+
+    def __call__(self, student_logits, targets, teacher_logits=None):
+        return {"ce": F.cross_entropy(student_logits, targets)}

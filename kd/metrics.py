@@ -1,0 +1,140 @@
+"""What the results page and the CLI table compare: accuracy, size, FLOPs, latency,
+teacher-student agreement and calibration, per model; and per run, what distillation bought."""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Optional
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
+    """Logits (N, K) in eval mode, computed in chunks so big test sets fit in memory."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
+    model.train(was_training)
+    return out.float() if out is not None else torch.empty(0)
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> float:
+    return float((logits.argmax(1) == targets).float().mean()) if len(targets) else float("nan")
+
+
+def agreement(logits_a: Tensor, logits_b: Tensor) -> float:
+    """Share of examples on which two models predict the same class (top-1)."""
+    return float((logits_a.argmax(1) == logits_b.argmax(1)).float().mean())
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def state_dict_for_saving(model: nn.Module) -> dict[str, Tensor]:
+    """Contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def size_mb(model: nn.Module) -> float:
+    """Size of the weights saved as safetensors, in MB (10^6 bytes), buffers included."""
+    return len(safetensors_bytes(state_dict_for_saving(model))) / 1e6
+
+
+def flops_per_example(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Forward FLOPs for one example (a multiply-add counts 2), by torch.utils.flop_counter."""
+    model = copy.deepcopy(model).to("cpu").eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, *input_shape))
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
+               budget_s: float = 0.25, max_reps: int = 50) -> float:
+    """Median CPU wall time of one forward pass on a batch, in ms, after warm-up."""
+    model = copy.deepcopy(model).to("cpu").eval()
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    model(x)  # warm-up: allocator, lazy init, oneDNN primitive creation
+    first = time.perf_counter() - t0
+    model(x)
+    reps = int(min(max_reps, max(5, budget_s / max(first, 1e-6))))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def reliability_bins(logits: Tensor, targets: Tensor, n_bins: int = 15) -> list[dict[str, float]]:
+    """Per equal-width confidence bin (lo, hi]: count, mean confidence, accuracy."""
+    probs = torch.softmax(logits.float(), dim=1)
+    confidence, predicted = probs.max(dim=1)  # (N,), (N,)
+    correct = (predicted == targets).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    index = torch.bucketize(confidence, edges[1:-1])  # boundaries[i-1] < c <= boundaries[i]
+    out = []
+    for b in range(n_bins):
+        mask = index == b
+        count = int(mask.sum())
+        out.append({
+            "lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count,
+            "confidence": float(confidence[mask].mean()) if count else 0.0,
+            "accuracy": float(correct[mask].mean()) if count else 0.0,
+        })
+    return out
+
+
+def expected_calibration_error(logits: Tensor, targets: Tensor, n_bins: int = 15) -> float:
+    """ECE: over confidence bins, |accuracy - confidence| weighted by the bin's share of examples."""
+    bins = reliability_bins(logits, targets, n_bins)
+    n = sum(b["count"] for b in bins)
+    return sum(b["count"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins) if n else float("nan")
+
+
+def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> list[list[int]]:
+    """counts[true][predicted]."""
+    flat = targets.long() * num_classes + logits.argmax(1)
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes).tolist()
+
+
+def model_report(model: nn.Module, test_logits: Tensor, targets: Tensor,
+                 teacher_logits: Optional[Tensor], input_shape: tuple[int, ...],
+                 num_classes: int) -> dict:
+    """Every per-model figure of the results table (plain floats and lists, JSON-ready)."""
+    return {
+        "accuracy": accuracy(test_logits, targets),
+        "params": param_count(model),
+        "size_mb": size_mb(model),
+        "flops": flops_per_example(model, input_shape),
+        "latency_ms": latency_ms(model, input_shape, 1),
+        "latency_ms_256": latency_ms(model, input_shape, 256),
+        "agreement": agreement(test_logits, teacher_logits) if teacher_logits is not None else None,
+        "ece": expected_calibration_error(test_logits, targets),
+        "reliability": reliability_bins(test_logits, targets),
+        "confusion": confusion_matrix(test_logits, targets, num_classes),
+    }
+
+
+def run_summary(models: dict[str, dict]) -> dict[str, Optional[float]]:
+    """What distillation bought: gain over the student alone, share of the teacher's accuracy
+    kept, and how much smaller (parameters) and faster (batch-256 CPU latency) than the teacher."""
+    t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
+
+    def ratio(num, den):
+        return num / den if num is not None and den else None
+
+    return {
+        "gain": s["accuracy"] - b["accuracy"] if s and b else None,
+        "kept": ratio(s and s["accuracy"], t and t["accuracy"]),
+        "compression": ratio(t and t["params"], s and s["params"]),
+        "speedup": ratio(t and t["latency_ms_256"], s and s["latency_ms_256"]),
+    }

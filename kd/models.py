@@ -1,0 +1,265 @@
+"""Teacher and student architectures, one registry, built for a data set's input shape.
+
+Every factory is `fn(input_shape, num_classes) -> nn.Module`; input_shape has no batch
+dimension: (D,) for tabular data, (C, H, W) for images. Each module maps float32
+(B, *input_shape) -> logits (B, num_classes). Shapes an architecture cannot take are
+refused with a FitError naming the model, so the UI can grey out a bad pairing before
+anything trains. Weights are never downloaded (torchvision `weights=None`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from kd.errors import FitError
+from kd.registry import Registry
+
+Factory = Callable[[tuple, int], nn.Module]
+MODELS: Registry[Factory] = Registry("model")
+
+def _shape_text(shape: tuple) -> str:
+    if len(shape) == 1:
+        return f"{shape[0]} features per example"
+    return "shape " + "x".join(str(s) for s in shape)
+
+
+def _image(shape: tuple) -> tuple[int, int, int]:
+    """(C, H, W) or FitError: image models cannot take tabular rows."""
+    if len(shape) != 3:  # factories' messages start at the verb; _build prefixes the key
+        raise FitError(f"needs images (C, H, W); this data set has {_shape_text(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _flat(shape: tuple) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+# ---------------------------------------------------------------- MLPs (take any shape)
+def _mlp(shape: tuple, num_classes: int, hidden: list[int], p_in=0.0, p_hidden=0.0) -> nn.Module:
+    # (B, *shape) -> (B, D) -> hidden ReLU layers -> (B, num_classes)
+    layers: list[nn.Module] = [nn.Flatten()]
+    if p_in:
+        layers.append(nn.Dropout(p_in))
+    width = _flat(shape)
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+        if p_hidden:
+            layers.append(nn.Dropout(p_hidden))
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register("mlp-512-256", "The seed note's teacher: MLP with 512 and 256 hidden units (ReLU)")
+def mlp_512_256(shape, num_classes):
+    return _mlp(shape, num_classes, [512, 256])
+
+
+@MODELS.register("mlp-128", "The seed note's student: MLP with one hidden layer of 128 units (ReLU)")
+def mlp_128(shape, num_classes):
+    return _mlp(shape, num_classes, [128])
+
+
+@MODELS.register("hinton-1200", "Hinton et al. 2015 teacher: MLP 1200-1200 ReLU, dropout 0.2 on input, 0.5 hidden")
+def hinton_1200(shape, num_classes):
+    return _mlp(shape, num_classes, [1200, 1200], p_in=0.2, p_hidden=0.5)
+
+
+@MODELS.register("hinton-800", "Hinton et al. 2015 student: MLP 800-800 ReLU, no dropout")
+def hinton_800(shape, num_classes):
+    return _mlp(shape, num_classes, [800, 800])
+
+
+# ---------------------------------------------------------------- LeNet-5
+def _lenet(shape, num_classes, c1, c2, f1, f2) -> nn.Module:
+    c, h, w = _image(shape)
+    # conv 5x5 pad 2 keeps H; pool -> H//2; conv 5x5 -> H//2-4; pool -> (H//2-4)//2 >= 1
+    # needs H//2 >= 6, i.e. at least 12 pixels per side (28 -> 14 -> 10 -> 5).
+    if min(h, w) < 12:
+        raise FitError(f"needs images of at least 12x12 pixels; this data set is {h}x{w}")
+    oh, ow = (h // 2 - 4) // 2, (w // 2 - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(c, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(),  # (B, c2, oh, ow) -> (B, c2*oh*ow), 16*5*5 on 28x28
+        nn.Linear(c2 * oh * ow, f1), nn.ReLU(inplace=True),
+        nn.Linear(f1, f2), nn.ReLU(inplace=True),
+        nn.Linear(f2, num_classes),
+    )
+
+
+@MODELS.register("lenet5", "Classic LeNet-5: conv 6@5x5 pad 2, conv 16@5x5, fc 120-84 (images >= 12x12)")
+def lenet5(shape, num_classes):
+    return _lenet(shape, num_classes, 6, 16, 120, 84)
+
+
+@MODELS.register("lenet5-half", "LeNet-5 with halved widths: conv 3, conv 8, fc 60-42 (images >= 12x12)")
+def lenet5_half(shape, num_classes):
+    return _lenet(shape, num_classes, 3, 8, 60, 42)
+
+
+# ---------------------------------------------------------------- small CNN, width multiplier
+def _cnn(shape, num_classes, mult: float) -> nn.Module:
+    c, h, w = _image(shape)
+    layers: list[nn.Module] = []
+    side = min(h, w)
+    for i, base in enumerate((32, 64, 128)):
+        out = max(1, int(round(base * mult)))
+        layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        if i < 2 and side >= 2:  # pool only where there is room: 8x8 digits -> 4 -> 2
+            layers.append(nn.MaxPool2d(2))
+            side //= 2
+        c = out
+    # (B, 128*w, h', w') -> (B, 128*w) -> (B, num_classes)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)
+
+
+for _m in ("2", "1", "0.5", "0.25"):
+    MODELS.add(f"cnn-x{_m}", lambda s, k, m=float(_m): _cnn(s, k, m),
+               f"Small CNN, 3 conv3x3-BN-ReLU blocks of {32 * float(_m):g}/{64 * float(_m):g}/"
+               f"{128 * float(_m):g} channels, global average pool")
+
+
+# ---------------------------------------------------------------- CIFAR ResNets (mdistiller / CRD)
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None  # 1x1 conv + BN when the shape changes, as in mdistiller
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class CifarResNet(nn.Module):
+    """depth = 6n+2; filters = [stem, stage1, stage2, stage3]; stride 2 at stages 2 and 3."""
+
+    def __init__(self, in_ch: int, depth: int, filters: list[int], num_classes: int):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_ch, filters[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters[0])
+        self.relu = nn.ReLU(inplace=True)
+        stages, cin = [], filters[0]
+        for i, cout in enumerate(filters[1:]):
+            blocks = []
+            for j in range(n):
+                blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                cin = cout
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        # adaptive instead of mdistiller's AvgPool2d(8), so any image size works
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, C, H, W) -> (B, f0, H, W)
+        x = self.layer3(self.layer2(self.layer1(x)))  # -> (B, f3, H/4, W/4)
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # -> (B, f3) -> (B, classes)
+
+
+_RESNETS = {
+    "resnet8x4": (8, [32, 64, 128, 256], "CIFAR ResNet-8x4 (mdistiller student): 1 block/stage, 64-128-256 ch"),
+    "resnet32x4": (32, [32, 64, 128, 256], "CIFAR ResNet-32x4 (mdistiller teacher): 5 blocks/stage, 64-128-256 ch"),
+    "resnet20": (20, [16, 16, 32, 64], "CIFAR ResNet-20 (He et al. 2016): 3 blocks/stage, 16-32-64 ch"),
+    "resnet56": (56, [16, 16, 32, 64], "CIFAR ResNet-56 (He et al. 2016): 9 blocks/stage, 16-32-64 ch"),
+}
+for _key, (_depth, _filters, _desc) in _RESNETS.items():
+    MODELS.add(_key, lambda s, k, d=_depth, f=_filters: CifarResNet(_image(s)[0], d, f, k), _desc)
+
+
+# ---------------------------------------------------------------- torchvision, adapted to small inputs
+@MODELS.register("resnet18", "torchvision ResNet-18, CIFAR stem (3x3 stride-1 conv, no max-pool), no pretrained weights")
+def resnet18(shape, num_classes):
+    import torchvision  # lazily: it adds seconds to `import kd.models`
+
+    c = _image(shape)[0]
+    m = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    # the ImageNet stem (7x7 stride 2 + max-pool) would shrink 32x32 to 8x8 before stage 1
+    m.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(m.conv1.weight, mode="fan_out", nonlinearity="relu")
+    m.maxpool = nn.Identity()
+    return m
+
+
+@MODELS.register("mobilenet_v3_small", "torchvision MobileNetV3-Small, 3x3 stride-1 first conv, no pretrained weights")
+def mobilenet_v3_small(shape, num_classes):
+    import torchvision
+
+    c = _image(shape)[0]
+    m = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes)
+    old = m.features[0][0]  # Conv2d(3, 16, 3, stride 2) -> Conv2d(C, 16, 3, stride 1)
+    m.features[0][0] = nn.Conv2d(c, old.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(m.features[0][0].weight, mode="fan_out")
+    return m
+
+
+# ---------------------------------------------------------------- public API
+def _build(name: str, input_shape, num_classes: int, device) -> nn.Module:
+    factory = MODELS.get(name)  # UnknownKeyError listing the keys
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) not in (1, 3) or min(shape, default=0) < 1:
+        raise FitError(f"{name} needs a (D,) or (C, H, W) input shape; got {shape}")
+    if int(num_classes) < 2:
+        raise FitError(f"{name} needs at least 2 classes; got {num_classes}")
+    try:
+        with torch.device(device):
+            return factory(shape, int(num_classes))
+    except FitError as e:
+        raise FitError(f"{name} {e}") from None
+
+
+def _dry_run(name: str, model: nn.Module, shape: tuple, device) -> None:
+    """Shape-check a forward pass of one zero example; too-small images fail here."""
+    was_training = model.training
+    model.eval()  # BN on a (1, C, 1, 1) map would refuse in train mode
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), device=device))
+    except RuntimeError as e:
+        size = "x".join(str(s) for s in shape[1:]) if len(shape) == 3 else str(shape)
+        raise FitError(f"{name} cannot take {size} images ({str(e).splitlines()[0]})") from None
+    finally:
+        model.train(was_training)
+
+
+def check_fit(name: str, input_shape, num_classes: int) -> None:
+    """Raise FitError / UnknownKeyError if `name` cannot be built for this shape.
+
+    Builds and runs on the "meta" device: shapes only, no memory and no arithmetic,
+    so it is cheap enough to call for every drop-down choice in the UI."""
+    model = _build(name, input_shape, num_classes, "meta")
+    _dry_run(name, model, tuple(int(s) for s in input_shape), "meta")
+
+
+def build(name: str, input_shape, num_classes: int) -> nn.Module:
+    """A freshly initialised model on CPU (deterministic given torch.manual_seed)."""
+    check_fit(name, input_shape, num_classes)  # meta build uses no random numbers
+    return _build(name, input_shape, num_classes, "cpu")
+
+
+def param_count(name: str, input_shape, num_classes: int) -> int:
+    """Trainable parameters of the built model (counted on the meta device)."""
+    check_fit(name, input_shape, num_classes)
+    model = _build(name, input_shape, num_classes, "meta")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,211 @@
+"""Runs persist in SQLite (WAL) under ./runs (or $KD_RUNS_DIR): config, status, every event,
+final metrics. Weights sit beside it as safetensors, with the config in their metadata.
+
+Every call opens its own short-lived connection, so several processes (workers, the CLI, the
+dashboard's threads) read and write at once; WAL lets readers run while one writer commits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from kd.errors import KDError
+
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # e.g. 20261129-164512-a3f9c2; never a path
+MODEL_NAMES = ("teacher", "baseline", "student")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,          -- unix seconds
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,           -- queued | running | done | stopped | diverged | failed | interrupted
+    config TEXT NOT NULL,           -- RunConfig JSON
+    results TEXT,                   -- {"models": {...}, "summary": {...}} JSON, once known
+    message TEXT,                   -- why it failed or stopped, one line
+    pid INTEGER,                    -- process training it
+    heartbeat REAL,                 -- last sign of life of that process, unix seconds
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,           -- 1, 2, ... per run
+    t REAL NOT NULL,                -- unix seconds
+    data TEXT NOT NULL,             -- the event dict as JSON
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(KDError):
+    """The runs folder cannot be used (not writable, disk full, not a run store)."""
+
+
+@dataclass
+class Run:
+    id: str
+    created: float
+    updated: float
+    status: str
+    config: dict
+    results: Optional[dict]
+    message: Optional[str]
+    pid: Optional[int]
+    heartbeat: Optional[float]
+    stop_requested: bool
+
+    @property
+    def models(self) -> dict[str, dict]:
+        return (self.results or {}).get("models", {})
+
+    @property
+    def summary(self) -> dict:
+        return (self.results or {}).get("summary", {})
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("KD_RUNS_DIR") or "runs")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
+                             "set KD_RUNS_DIR to a writable folder") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.root / "runs.db", timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+            db.execute("PRAGMA foreign_keys=ON")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(self, config: dict, status: str = "queued") -> str:
+        run_id, now = new_run_id(), time.time()
+        with self._write() as db:
+            db.execute("INSERT INTO runs (id, created, updated, status, config) VALUES (?, ?, ?, ?, ?)",
+                       (run_id, now, now, status, json.dumps(config, sort_keys=True)))
+        return run_id
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        """Set columns (status, message, pid, heartbeat, results) of one run."""
+        if "results" in fields:
+            fields["results"] = json.dumps(fields["results"], allow_nan=True)
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            db.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+
+    def get(self, run_id: str) -> Optional[Run]:
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            return None
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def runs(self) -> list[Run]:
+        """Every run, newest first."""
+        with self._connect() as db:
+            return [_run(r) for r in db.execute("SELECT * FROM runs ORDER BY created DESC, id DESC")]
+
+    def delete(self, run_id: str) -> None:
+        if self.get(run_id) is None:
+            return
+        with self._write() as db:
+            db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        folder = self.run_dir(run_id)
+        if folder.is_dir():
+            for f in folder.iterdir():
+                f.unlink()
+            folder.rmdir()
+
+    def request_stop(self, run_id: str) -> None:
+        self.update(run_id, stop_requested=1)
+
+    def stop_requested(self, run_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    # -- events ---------------------------------------------------------------------------
+    def append_events(self, run_id: str, events: list[dict]) -> None:
+        if not events:
+            return
+        now = time.time()
+        with self._write() as db:
+            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+            db.executemany("INSERT INTO events (run_id, seq, t, data) VALUES (?, ?, ?, ?)",
+                           [(run_id, last + i, now, json.dumps(e)) for i, e in enumerate(events, 1)])
+            db.execute("UPDATE runs SET heartbeat = ?, updated = ? WHERE id = ?", (now, now, run_id))
+
+    def events(self, run_id: str, since: int = 0) -> list[tuple[int, dict]]:
+        """(seq, event) with seq > since, in order: a page polls with the last seq it saw."""
+        with self._connect() as db:
+            rows = db.execute("SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                              (run_id, since)).fetchall()
+        return [(seq, json.loads(data)) for seq, data in rows]
+
+    # -- weights --------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        if not RUN_ID.match(run_id):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.root / run_id
+
+    def weights_path(self, run_id: str, model: str) -> Path:
+        if model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}, got {model!r}")
+        return self.run_dir(run_id) / f"{model}.safetensors"
+
+    def save_weights(self, run_id: str, model_name: str, state: dict, config: dict, arch: str) -> Path:
+        """Write to a temporary file, then rename: a crash never leaves a half-written file."""
+        from safetensors.torch import save_file
+        path = self.weights_path(run_id, model_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(state, str(tmp), metadata={"config": json.dumps(config, sort_keys=True),
+                                             "model": model_name, "arch": arch, "run_id": run_id})
+        os.replace(tmp, path)
+        config_path = path.parent / "config.json"
+        if not config_path.exists():
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+        return path
+
+
+def _run(row: tuple) -> Run:
+    (id_, created, updated, status, config, results, message, pid, heartbeat, stop) = row
+    return Run(id_, created, updated, status, json.loads(config),
+               json.loads(results) if results else None, message, pid, heartbeat, bool(stop))

@@ -1,0 +1,61 @@
+"""Metrics against values that can be worked out by hand."""
+import pytest
+import torch
+from torch import nn
+
+from kd import metrics
+
+
+def test_accuracy_and_agreement():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [0.0, 1.0]])
+    assert metrics.accuracy(logits, torch.tensor([0, 1, 1, 1])) == pytest.approx(0.75)
+    other = torch.tensor([[2.0, 1.0], [3.0, 0.0], [5.0, 1.0], [3.0, 1.0]])
+    assert metrics.agreement(logits, other) == pytest.approx(0.5)
+
+
+def test_params_size_and_flops_of_a_linear_layer():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    assert metrics.param_count(model) == 7850
+    # safetensors: 7850 float32 = 31,400 bytes plus a small JSON header
+    assert 31_400 / 1e6 < metrics.size_mb(model) < 32_000 / 1e6
+    assert metrics.flops_per_example(model, (1, 28, 28)) == 2 * 784 * 10  # a multiply-add counts 2
+
+
+def test_flops_grow_with_the_model():
+    small = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    big = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    assert metrics.flops_per_example(big, (64,)) == 2 * (64 * 256 + 256 * 10)
+    assert metrics.flops_per_example(small, (64,)) < metrics.flops_per_example(big, (64,))
+
+
+def test_latency_is_positive_and_larger_for_a_bigger_batch():
+    model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    one, many = metrics.latency_ms(model, (256,), 1), metrics.latency_ms(model, (256,), 256)
+    assert 0 < one < many
+
+
+def test_calibration_of_hand_made_predictions():
+    # Two examples at confidence 0.85 (one right), two at 0.65 (both right).
+    p = torch.tensor([[0.85, 0.15], [0.85, 0.15], [0.65, 0.35], [0.35, 0.65]])
+    logits, y = p.log(), torch.tensor([0, 1, 0, 1])
+    bins = metrics.reliability_bins(logits, y, n_bins=10)
+    assert sum(b["count"] for b in bins) == 4
+    high = next(b for b in bins if b["lo"] < 0.85 <= b["hi"])
+    assert high["count"] == 2 and high["accuracy"] == pytest.approx(0.5) and high["confidence"] == pytest.approx(0.85)
+    # ECE = 2/4 * |0.5 - 0.85| + 2/4 * |1.0 - 0.65| = 0.35
+    assert metrics.expected_calibration_error(logits, y, n_bins=10) == pytest.approx(0.35, abs=1e-6)
+
+
+def test_confusion_matrix_rows_are_true_classes():
+    logits = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    assert metrics.confusion_matrix(logits, torch.tensor([0, 1, 2, 2]), 3) == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_run_summary():
+    models = {"teacher": {"accuracy": 0.98, "params": 1000, "latency_ms_256": 4.0},
+              "baseline": {"accuracy": 0.90, "params": 100, "latency_ms_256": 1.0},
+              "student": {"accuracy": 0.95, "params": 100, "latency_ms_256": 1.0}}
+    s = metrics.run_summary(models)
+    assert s["gain"] == pytest.approx(0.05) and s["kept"] == pytest.approx(0.95 / 0.98)
+    assert s["compression"] == pytest.approx(10) and s["speedup"] == pytest.approx(4)
+    assert metrics.run_summary({"teacher": models["teacher"]})["gain"] is None

@@ -1,0 +1,77 @@
+"""The SQLite run store: round trips, event order, several writer processes at once."""
+import multiprocessing as mp
+
+import pytest
+
+from kd.store import RUN_ID, Store, StoreError
+
+
+def test_run_round_trip(runs_dir):
+    store = Store()
+    run_id = store.create_run({"dataset": "digits"})
+    assert RUN_ID.match(run_id) and (runs_dir / "runs.db").exists()
+    store.update(run_id, status="done", results={"models": {"teacher": {"accuracy": 0.9}}, "summary": {"gain": None}})
+    run = store.get(run_id)
+    assert run.status == "done" and run.config == {"dataset": "digits"}
+    assert run.models["teacher"]["accuracy"] == 0.9 and run.summary == {"gain": None}
+    assert [r.id for r in store.runs()] == [run_id]
+
+
+def test_events_are_ordered_and_polled_by_sequence():
+    store = Store()
+    run_id = store.create_run({})
+    store.append_events(run_id, [{"kind": "step", "i": i} for i in range(5)])
+    store.append_events(run_id, [{"kind": "step", "i": 5}])
+    events = store.events(run_id)
+    assert [seq for seq, _ in events] == [1, 2, 3, 4, 5, 6] and events[5][1] == {"kind": "step", "i": 5}
+    assert [e["i"] for _, e in store.events(run_id, since=4)] == [4, 5]
+    assert store.get(run_id).heartbeat is not None
+
+
+def test_unknown_or_malformed_run_ids_are_not_runs():
+    store = Store()
+    assert store.get("20990101-000000-abcdef") is None
+    assert store.get("../../etc/passwd") is None
+    with pytest.raises(ValueError):
+        store.run_dir("../x")
+
+
+def test_stop_request_and_delete(runs_dir):
+    store = Store()
+    run_id = store.create_run({})
+    assert not store.stop_requested(run_id)
+    store.request_stop(run_id)
+    assert store.stop_requested(run_id)
+    store.save_weights(run_id, "teacher", {}, {"a": 1}, "mlp-128")
+    assert (runs_dir / run_id / "teacher.safetensors").exists()
+    store.delete(run_id)
+    assert store.get(run_id) is None and not (runs_dir / run_id).exists() and store.events(run_id) == []
+
+
+def _writer(root, run_id, n):
+    store = Store(root)
+    for i in range(n):
+        store.append_events(run_id, [{"kind": "step", "i": i}])
+        store.update(run_id, status=f"running-{i}")
+
+
+def test_several_processes_write_at_once(runs_dir):
+    store = Store()
+    ids = [store.create_run({"n": k}) for k in range(4)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(runs_dir), run_id, 100)) for run_id in ids]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    for run_id in ids:  # each run has exactly its own 100 events, in order
+        assert [e["i"] for _, e in store.events(run_id)] == list(range(100))
+        assert store.get(run_id).status == "running-99"
+
+
+def test_unusable_runs_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="runs folder .*file.*cannot be used.*KD_RUNS_DIR"):
+        Store(blocker / "runs")

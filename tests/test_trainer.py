@@ -1,0 +1,137 @@
+"""The trainer's stages, events, determinism, frozen teacher, stop, divergence, checkpoints."""
+import pytest
+import torch
+
+from kd.config import RunConfig
+from kd.errors import ConfigError
+from kd.store import Store
+from kd.trainer import Trainer, pick_device
+from kd import runner
+
+TINY = dict(dataset="digits", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
+
+
+def run(cfg, **kw):
+    events = []
+    result = Trainer(cfg, emit=events.append, **kw).run()
+    return result, events
+
+
+def test_three_stages_emit_every_kind_of_event():
+    result, events = run(RunConfig(**TINY))
+    assert result.status == "done"
+    assert set(result.models) == {"teacher", "baseline", "student"}
+    stages = [(e["stage"], e["status"]) for e in events if e["kind"] == "stage"]
+    assert stages == [(s, st) for s in ("teacher", "baseline", "student") for st in ("started", "done")]
+    steps = [e for e in events if e["kind"] == "step"]
+    distilled = [e for e in steps if e["stage"] == "student"]
+    assert {"loss", "loss_ce", "loss_soft", "lr", "samples_per_s", "epoch", "step"} <= set(distilled[0])
+    assert distilled[-1]["loss"] == pytest.approx(distilled[-1]["loss_ce"] + distilled[-1]["loss_soft"])
+    assert "loss_soft" not in [e for e in steps if e["stage"] == "baseline"][0]  # student alone: CE only
+    assert distilled[-1]["lr"] < distilled[0]["lr"]  # cosine decay
+    epochs = [e for e in events if e["kind"] == "epoch"]
+    assert len(epochs) == 6 and all(0 <= e["train_acc"] <= 1 and 0 <= e["val_acc"] <= 1 for e in epochs)
+    reports = {e["model"]: e for e in events if e["kind"] == "metrics"}
+    assert set(reports) == {"teacher", "baseline", "student"}
+    for name, m in result.metrics.items():
+        assert 0.2 < m["accuracy"] <= 1, (name, m["accuracy"])  # well above chance (0.1) after two short epochs
+        assert m["params"] > 0 and m["flops"] > 0 and m["latency_ms"] > 0 and m["size_mb"] > 0
+        assert m["epochs"] == 2 and m["train_seconds"] > 0
+    assert result.metrics["teacher"]["agreement"] is None and 0 < result.metrics["student"]["agreement"] <= 1
+    assert result.summary["compression"] > 10  # 167,178 vs 9,610 parameters on 8x8 digits
+
+
+def test_deterministic_on_cpu():
+    cfg = RunConfig(**TINY, seed=3)
+    (a, ea), (b, eb) = run(cfg), run(cfg)
+    strip = lambda evs: [{k: v for k, v in e.items() if k not in ("samples_per_s", "seconds", "latency_ms",
+                                                                    "latency_ms_256", "train_seconds")}
+                         for e in evs if e["kind"] in ("step", "epoch", "metrics")]
+    assert strip(ea) == strip(eb)
+    for name in a.models:
+        assert a.metrics[name]["accuracy"] == b.metrics[name]["accuracy"]
+        for (k, v), (_, w) in zip(a.models[name].state_dict().items(), b.models[name].state_dict().items()):
+            assert torch.equal(v, w), (name, k)
+    other, _ = run(RunConfig(**TINY, seed=4))
+    assert any(not torch.equal(v, w) for v, w in zip(a.models["student"].state_dict().values(),
+                                                    other.models["student"].state_dict().values()))
+
+
+def test_teacher_is_frozen_while_students_train():
+    snapshots = {}
+
+    def on_stage_end(stage, model, result):
+        snapshots[stage] = {k: v.clone() for k, v in model.state_dict().items()}
+    result, _ = run(RunConfig(**TINY, teacher="hinton-1200", student="hinton-800"), on_stage_end=on_stage_end)
+    teacher = result.models["teacher"]
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, snapshots["teacher"][k]), k
+
+
+def test_baseline_and_distilled_student_start_from_the_same_weights_and_differ_after():
+    cfg = RunConfig(**TINY)
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    b, s = result.models["baseline"].state_dict(), result.models["student"].state_dict()
+    assert any(not torch.equal(b[k], s[k]) for k in b)  # KD changed the path of training
+    same_init = Trainer(cfg.replace(method="none")).run()  # method none: the same as the baseline
+    for k in b:
+        assert torch.equal(same_init.models["student"].state_dict()[k], b[k])
+
+
+def test_stop_request_between_batches_keeps_partial_results():
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > 25  # during the student-alone stage (teacher: 2 epochs x 12 batches)
+    result, events = run(RunConfig(**TINY), should_stop=should_stop)
+    assert result.status == "stopped"
+    assert result.stages["teacher"].status == "done" and result.stages["baseline"].status == "stopped"
+    assert "student" not in result.models
+    assert set(result.metrics) == {"teacher", "baseline"}  # partial results are measured and kept
+    assert events[-1] == {"kind": "run", "status": "stopped", "summary": result.summary}
+
+
+def test_divergence_ends_the_stage_with_a_message():
+    result, events = run(RunConfig(**TINY, optimizer="sgd", lr=10.0, teacher="hinton-1200"))
+    assert result.status == "diverged"
+    assert result.stages["teacher"].status == "diverged" and "lower lr" in result.stages["teacher"].message
+    assert "baseline" not in result.models
+
+
+def test_teacher_checkpoint_is_loaded_instead_of_trained(runs_dir):
+    store = Store()
+    cfg = RunConfig(**TINY)
+    first_id = store.create_run(cfg.to_dict())
+    first = runner.execute(store, first_id, cfg)
+    path = str(store.weights_path(first_id, "teacher"))
+    result, events = run(cfg.replace(teacher_checkpoint=path))
+    assert result.stages["teacher"].status == "loaded"
+    assert not any(e["kind"] == "step" and e["stage"] == "teacher" for e in events)
+    assert result.metrics["teacher"]["accuracy"] == first.metrics["teacher"]["accuracy"]
+    with pytest.raises(ConfigError, match="teacher_checkpoint: .* does not fit teacher 'hinton-1200'"):
+        Trainer(cfg.replace(teacher="hinton-1200", teacher_checkpoint=path)).run()
+
+
+def test_a_pickle_checkpoint_is_refused_without_being_run(tmp_path):
+    bad = tmp_path / "evil.safetensors"
+    bad.write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 10)
+    with pytest.raises(ConfigError, match="teacher_checkpoint: .* is not a readable safetensors file"):
+        Trainer(RunConfig(**TINY, teacher_checkpoint=str(bad))).run()
+
+
+def test_a_pair_that_does_not_fit_is_refused_before_training():
+    with pytest.raises(ConfigError, match="student: lenet5-half needs images of at least"):
+        Trainer(RunConfig(**TINY, student="lenet5-half")).run()
+    with pytest.raises(ConfigError, match="teacher: resnet20 needs images"):
+        Trainer(RunConfig(**{**TINY, "dataset": "moons"}, teacher="resnet20")).run()
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device: cuda is not available here"):
+            pick_device("cuda")
