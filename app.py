@@ -1,0 +1,10 @@
+"""Distill Lab: the router. st.navigation over the scripts in pages/; nothing else."""
+import streamlit as st
+
+st.set_page_config(page_title="Distill Lab", page_icon=":material/science:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
+]
+st.navigation(pages).run()
