@@ -7,6 +7,7 @@ training loop almost nothing; stage and epoch boundaries are written at once.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from typing import Callable, Optional
@@ -41,6 +42,30 @@ class EventWriter:
         self.last_flush = time.monotonic()
 
 
+class Heartbeat:
+    """Marks the run alive every `every_s` seconds from a daemon thread, even in a long batch."""
+
+    def __init__(self, store: Store, run_id: str, every_s: float = 2.0):
+        self.store, self.run_id, self.every_s = store, run_id, every_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                self.store.update(self.run_id, heartbeat=time.time())
+            except Exception:  # a busy or vanished store must not kill the run; the next beat retries
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 class StopFlag:
     """should_stop for the trainer: reads the store at most every `every_s` seconds."""
 
@@ -72,7 +97,8 @@ def execute(store: Store, run_id: str, cfg: RunConfig,
         store.save_weights(run_id, stage, state_dict_for_saving(model), config, arch)
 
     try:
-        result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id), on_stage_end=save).run()
+        with Heartbeat(store, run_id):
+            result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id), on_stage_end=save).run()
     except BaseException as e:
         writer.flush()
         message = str(e) if isinstance(e, KDError) else (

@@ -1,36 +1,120 @@
-"""The dashboard's pages render without exceptions (AppTest, no browser)."""
+"""Every page renders without an exception (AppTest, no browser): real tiny runs where they are
+fast, events written straight into the store where a page only draws them."""
+import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from kd import runner
 from kd.config import RunConfig
 from kd.store import Store
-from kd import runner
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TINY = RunConfig(epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
 
 
-def test_home_page_renders():
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    assert at.title[0].value == "Distill Lab"
-    assert any("python -m kd train" in c.value for c in at.code)
+def page(path: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if path:
+        at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
 
 
-def test_runs_page_lists_a_real_run():
+@pytest.fixture
+def finished_run():
     store = Store()
-    cfg = RunConfig(epochs=1, teacher_epochs=1, batch_size=256, device="cpu")
-    run_id = store.create_run(cfg.to_dict())
-    runner.execute(store, run_id, cfg)
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/runs.py").run()
+    run_id = store.create_run(TINY.to_dict())
+    runner.execute(store, run_id, TINY)
+    return run_id
+
+
+def test_home_explains_and_offers_the_quick_demo():
+    at = page()
+    assert at.title[0].value == "Distill Lab"
+    assert any(b.label == "Run the quick demo" for b in at.button)
+
+
+def test_train_page_offers_models_that_fit_and_shows_the_loss_with_its_numbers():
+    at = page("pages/train.py")
+    teacher = at.selectbox(key=None) if False else next(s for s in at.selectbox if s.label == "Teacher")
+    assert teacher.value == "mlp-512-256" and "lenet5" not in teacher.options[0]
+    assert not any(o.startswith("lenet5 ") for o in teacher.options)  # lenet5 cannot take 8x8 digits
+    assert any("0.90" in l.value and "4^2" in l.value for l in at.latex)
+    next(s for s in at.slider if s.label == "Temperature T").set_value(8.0).run()
+    assert any("8^2" in l.value for l in at.latex)
+    assert any(b.label == "Start training" for b in at.button)
+
+
+def test_train_page_starts_a_real_run_in_the_background(runs_dir):
+    at = page("pages/train.py")
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in at.number_input if n.label == "Teacher epochs").set_value(1)
+    next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
+    store = Store()
+    (run,) = store.runs()
+    assert run.config["epochs"] == 1
+    deadline = time.time() + 120
+    while store.get(run.id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert store.get(run.id).status == "done", (runs_dir / run.id / "worker.log").read_text()
+
+
+def test_live_page_draws_faked_events():
+    store = Store()
+    run_id = store.create_run(TINY.to_dict(), status="running")
+    store.update(run_id, heartbeat=time.time())
+    events = [{"kind": "stage", "stage": "teacher", "status": "started", "epochs": 2, "steps_per_epoch": 10, "params": 1}]
+    events += [{"kind": "step", "stage": "teacher", "epoch": 1 + i // 10, "step": i + 1, "total_steps": 20,
+                "loss": 2.0 / (i + 1), "loss_ce": 2.0 / (i + 1), "lr": 1e-3, "samples_per_s": 1000.0} for i in range(15)]
+    events += [{"kind": "epoch", "stage": "teacher", "epoch": 1, "epochs": 2, "step": 10, "train_acc": 0.8,
+                "val_acc": 0.85, "val_loss": 0.5, "seconds": 1.0}]
+    store.append_events(run_id, events)
+    at = page(None, run=run_id)
+    at.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert "75 %" in at.get("progress")[0].proto.text  # teacher: step 15 of 20
+    assert len(at.get("plotly_chart")) == 2
+    assert any(b.label == "Stop" for b in at.button)
+    next(b for b in at.button if b.label == "Stop").click().run()
+    assert store.get(run_id).stop_requested
+
+
+def test_results_page_compares_three_models(finished_run):
+    at = page(None, run=finished_run)
+    at.switch_page("pages/results.py").run()
+    assert not at.exception
+    assert "kept" in at.success[0].value
     table = at.dataframe[0].value
-    assert list(table["run"]) == [run_id] and table["status"][0] == "done"
+    assert list(table["model"]) == ["teacher", "student alone", "distilled student"]
+    assert len(at.get("plotly_chart")) >= 5  # comparison, 3 confusion matrices, reliability
+
+
+def test_results_page_with_an_unknown_run_id_says_so():
+    at = page(None, run="../../etc/passwd")
+    at.switch_page("pages/results.py").run()
+    assert not at.exception and any("No such run" in e.value for e in at.error)
+
+
+def test_runs_page_lists_real_runs(finished_run):
+    at = page("pages/runs.py")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [finished_run] and table["status"][0] == "done"
     assert 0 < table["distilled acc %"][0] <= 100
 
 
 def test_runs_page_when_empty():
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/runs.py").run()
-    assert not at.exception and "No runs yet" in at.info[0].value
+    at = page("pages/runs.py")
+    assert "No runs yet" in at.info[0].value
+
+
+def test_temperature_explorer(finished_run):
+    at = page("pages/temperature.py")
+    assert len(at.get("plotly_chart")) == 2
+    next(s for s in at.slider if s.label == "Temperature T").set_value(12.0).run()
+    assert not at.exception

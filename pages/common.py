@@ -1,0 +1,45 @@
+"""Helpers shared by the pages (st.navigation does not scan this folder, so it is no page)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from kd import jobs
+from kd.errors import KDError
+from kd.store import Run, Store, default_root
+
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
+                "done": ":material/check_circle:", "stopped": ":material/stop_circle:",
+                "diverged": ":material/trending_up:", "failed": ":material/error:",
+                "interrupted": ":material/warning:"}  # markdown only: st.dataframe shows plain text
+
+
+@st.cache_resource
+def _store(root: str) -> Store:
+    return Store(root)
+
+
+def store() -> Store:
+    """The run store of $KD_RUNS_DIR (or ./runs), opened once per folder."""
+    return _store(str(default_root().resolve()))
+
+
+def current_run() -> Run | None:
+    """The run named by ?run=ID in the URL; 'no such run' for anything else (never a path)."""
+    run_id = st.query_params.get("run")
+    if not run_id:
+        return None
+    run = store().get(run_id)
+    if run is None:
+        st.error(f"No such run: {run_id!r}. Pick one on the Runs page.")
+    return run
+
+
+def run_label(run: Run, status: bool = True) -> str:
+    c = run.config
+    return (f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
+            f"T={c['temperature']:g} α={c['alpha']:g}" + (f" · {jobs.status(run)}" if status else ""))
+
+
+def show_error(e: Exception) -> None:
+    """A KDError is the person's to fix: show its message as is, never a traceback."""
+    st.error(str(e) if isinstance(e, KDError) else f"Unexpected error: {e}")

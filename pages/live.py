@@ -1,0 +1,66 @@
+"""Live view of one run (?run=ID): a progress bar per stage, loss and accuracy curves, Stop.
+
+The run is a separate process writing to the store; this page only polls it (about once a
+second, inside a fragment), so closing or refreshing the page never touches the training.
+"""
+import streamlit as st
+
+from kd import jobs, plots
+from pages.common import STATUS_ICONS, current_run, run_label, store
+
+st.title("Live")
+run = current_run()
+if run is None:
+    runs = store().runs()
+    if not runs:
+        st.info("No runs yet: start one on the Train page.")
+        st.page_link("pages/train.py", label="Train", icon=":material/play_arrow:")
+        st.stop()
+    run = st.selectbox("Run", runs, format_func=run_label)
+    st.query_params["run"] = run.id
+run_id = run.id
+
+
+def poll() -> tuple[list[dict], object]:
+    """New events since the last poll, appended to this session's copy of the run's events."""
+    cache = st.session_state.setdefault("live_events", {})
+    seen = cache.setdefault(run_id, {"seq": 0, "events": []})
+    for seq, event in store().events(run_id, since=seen["seq"]):
+        seen["events"].append(event)
+        seen["seq"] = seq
+    return seen["events"], store().get(run_id)
+
+
+@st.fragment(run_every=1.0 if jobs.status(run) in jobs.ACTIVE else None)
+def live() -> None:
+    events, now = poll()
+    status = jobs.status(now)
+    head, stop = st.columns([5, 1])
+    head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {run_label(now, status=False)}")
+    if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
+        jobs.stop(run_id, store())
+        st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
+    if now.message:
+        (st.error if status in ("failed", "diverged") else st.info)(now.message)
+    done = plots.progress(events)
+    bars = st.columns(3)
+    for col, name in zip(bars, plots.MODELS):
+        col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
+    steps, epochs = plots.events_frames(events)
+    left, right = st.columns(2)
+    left.plotly_chart(plots.loss_figure(steps), key="loss")
+    right.plotly_chart(plots.accuracy_figure(epochs), key="accuracy")
+    speed = steps["samples_per_s"].dropna()
+    if len(speed):
+        st.caption(f"{speed.iloc[-1]:,.0f} samples/s · {len(events):,} events")
+    if status not in jobs.ACTIVE:
+        st.page_link("pages/results.py", label="See the results", icon=":material/leaderboard:",
+                     query_params={"run": run_id})
+        if st.session_state.get("live_was_active") == run_id:
+            st.session_state.pop("live_was_active")
+            st.rerun()  # the run just ended: redraw the page once without the polling timer
+    else:
+        st.session_state["live_was_active"] = run_id
+
+
+live()

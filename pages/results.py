@@ -1,0 +1,63 @@
+"""Results of one run (?run=ID): teacher vs student alone vs distilled student."""
+import streamlit as st
+
+from kd import inspect, plots
+from pages.common import current_run, run_label, store
+
+st.title("Results")
+run = current_run()
+if run is None:
+    finished = [r for r in store().runs() if r.models]
+    if not finished:
+        st.info("No finished run yet: start one on the Train page.")
+        st.stop()
+    run = st.selectbox("Run", finished, format_func=run_label)
+    st.query_params["run"] = run.id
+st.caption(run_label(run))
+if not run.models:
+    st.info(f"This run has no results yet (status: {run.status}).")
+    st.page_link("pages/live.py", label="Watch it live", icon=":material/monitoring:", query_params={"run": run.id})
+    st.stop()
+
+s = run.summary
+if s.get("gain") is not None:
+    st.success(f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
+               f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
+               f"**{100 * s['gain']:+.2f} points** against the same student trained alone.")
+elif run.status != "done":
+    st.warning(f"This run {run.status}: the models below are what it had.")
+
+st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
+table = plots.metrics_frame(run.models)
+st.dataframe(table, hide_index=True, width="stretch")
+
+st.subheader("Where they err")
+names = [n for n in plots.MODELS if n in run.models]
+class_names = None
+try:
+    class_names = list(inspect.load_data(run).spec.class_names) if run.config else None
+except Exception:  # data no longer available: fall back to class numbers
+    pass
+cols = st.columns(len(names))
+for col, name in zip(cols, names):
+    matrix = run.models[name]["confusion"]
+    labels = class_names or [str(i) for i in range(len(matrix))]
+    col.plotly_chart(plots.confusion_figure(matrix, labels, plots.LABELS[name]), key=f"confusion-{name}")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Calibration")
+    st.plotly_chart(plots.reliability_figure(run.models), key="reliability")
+with right:
+    st.subheader("Agreement with the teacher")
+    for name in ("baseline", "student"):
+        m = run.models.get(name)
+        if m and m.get("agreement") is not None:
+            st.metric(f"{plots.LABELS[name]}: same top-1 class as the teacher", f"{100 * m['agreement']:.1f} %")
+
+if run.config.get("dataset") in ("moons", "spirals", "circles"):
+    st.subheader("Decision boundaries")
+    regions = inspect.decision_regions(store(), run)
+    st.plotly_chart(plots.boundary_figure(regions["xx"], regions["yy"], regions["predictions"],
+                                          regions["points"], regions["labels"], regions["class_names"]),
+                    key="boundaries")

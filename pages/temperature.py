@@ -1,0 +1,48 @@
+"""Temperature explorer: what a trained teacher's probabilities look like as T grows."""
+import numpy as np
+import streamlit as st
+import torch
+
+from kd import inspect, plots
+from pages.common import current_run, run_label, store
+
+st.title("Temperature explorer")
+st.markdown("At T = 1 a trained teacher is nearly certain; dividing its logits by a larger T "
+            "reveals how it ranks the *wrong* classes, the \"dark knowledge\" a student learns from.")
+with_teacher = [r for r in store().runs() if store().weights_path(r.id, "teacher").exists()]
+if not with_teacher:
+    st.info("No trained teacher yet: start a run on the Train page.")
+    st.stop()
+run = current_run()
+if run is None or run not in with_teacher:
+    run = st.selectbox("Teacher from run", with_teacher, format_func=run_label)
+
+
+@st.cache_resource(show_spinner="Loading the teacher…", max_entries=4)
+def teacher_logits(run_id: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
+    """Test logits of the run's teacher, the raw test inputs (for display), labels, class names."""
+    r = store().get(run_id)
+    bundle = inspect.load_data(r)
+    with torch.no_grad():
+        logits = inspect.load_model(store(), r, "teacher")(bundle.x_test[:512])
+    return logits, bundle.raw(bundle.x_test[:512]).numpy(), bundle.y_test[:512].numpy(), list(bundle.spec.class_names)
+
+
+logits, raw, labels, class_names = teacher_logits(run.id)
+left, right = st.columns([1, 2])
+with left:
+    index = st.number_input("Test example", 0, len(labels) - 1, 0, help="One of the first 512 test examples.")
+    if raw.ndim == 4:  # (N, C, H, W) images in [0, 1]
+        image = raw[index].transpose(1, 2, 0)
+        st.image(image if image.shape[2] == 3 else image[:, :, 0], width=160, clamp=True)
+    else:
+        st.write(f"point ({raw[index][0]:.2f}, {raw[index][1]:.2f})")
+    st.caption(f"true class: **{class_names[labels[index]]}** · teacher says: "
+               f"**{class_names[int(logits[index].argmax())]}**")
+    temperature = st.slider("Temperature T", 0.5, 20.0, 4.0, 0.5)
+with right:
+    probs = {1.0: inspect.softened(logits[index], 1.0), temperature: inspect.softened(logits[index], temperature)}
+    st.plotly_chart(plots.temperature_figure(probs, class_names), key="probs")
+    temps = np.linspace(0.5, 20, 80)
+    st.plotly_chart(plots.entropy_figure(temps, inspect.entropy_curve(logits[index], temps), temperature,
+                                         num_classes=len(class_names)), key="entropy")

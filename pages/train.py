@@ -1,0 +1,139 @@
+"""Train: pick the data, the pair, the method and its numbers; start a run in the background."""
+import streamlit as st
+
+from kd import data, jobs, models, uploads
+from kd.config import RunConfig
+from kd.errors import KDError
+from kd.methods import METHODS
+from kd.trainer import available_devices
+from pages.common import show_error, store
+
+D = RunConfig()  # defaults
+st.title("Train")
+
+# -- data ------------------------------------------------------------------------------
+UPLOAD = "upload a .zip of my images…"
+left, right = st.columns(2)
+with left:
+    choice = st.selectbox("Data set", DATASET_KEYS := data.DATASETS.keys() + [UPLOAD],
+                          format_func=lambda k: k if k == UPLOAD else f"{k} — {data.DATASETS.description(k)}")
+    dataset, image_size = choice, D.image_size
+    if choice == UPLOAD:
+        archive = st.file_uploader("Images: one folder per class, zipped", type=["zip"])
+        image_size = st.select_slider("Resize images to (pixels)", [16, 24, 32, 48, 64, 96, 128], value=32)
+        dataset = None
+        if archive is not None:
+            try:
+                dataset = "folder:" + str(uploads.save_image_zip(archive.getvalue(), store().root))
+            except KDError as e:
+                show_error(e)
+try:
+    spec = data.spec(dataset, None, image_size) if dataset else None
+except KDError as e:
+    show_error(e)
+    spec = None
+if spec is None:
+    st.info("Choose a data set to see which models fit it.")
+    st.stop()
+with right:
+    shape = "×".join(map(str, spec.input_shape))
+    st.caption(f"**{spec.num_classes} classes**, inputs {shape}: {', '.join(spec.class_names[:12])}"
+               + ("…" if spec.num_classes > 12 else ""))
+
+
+# -- models ------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def fitting_models(shape: tuple, classes: int) -> dict[str, int]:
+    """Parameter count of every architecture that can take this data set's inputs."""
+    out = {}
+    for key in models.MODELS.keys():
+        try:
+            out[key] = models.param_count(key, shape, classes)
+        except KDError:
+            pass
+    return out
+
+
+fits = fitting_models(spec.input_shape, spec.num_classes)
+keys = list(fits)
+label = lambda k: f"{k} · {fits[k]:,} params — {models.MODELS.description(k)}"
+with left:
+    teacher = st.selectbox("Teacher", keys, index=keys.index(D.teacher) if D.teacher in keys else 0, format_func=label)
+with right:
+    student = st.selectbox("Student", keys, index=keys.index(D.student) if D.student in keys else 0, format_func=label)
+refused = [k for k in models.MODELS.keys() if k not in fits]
+if refused:
+    st.caption(f"Not offered for {shape} inputs: {', '.join(refused)}.")
+if fits[student] >= fits[teacher]:
+    st.warning(f"The student ({fits[student]:,} params) is not smaller than the teacher ({fits[teacher]:,}).")
+
+# -- method and its numbers, with the loss they make ------------------------------------
+st.subheader("Distillation")
+knobs, formula = st.columns([3, 2])
+with knobs:
+    method = st.selectbox("Method", METHODS.keys(), index=METHODS.keys().index(D.method),
+                          format_func=lambda k: f"{k} — {METHODS.description(k)}")
+    uses_teacher = METHODS.get(method).uses_teacher
+    temperature = st.slider("Temperature T", 0.5, 20.0, D.temperature, 0.5, disabled=not uses_teacher,
+                            help="Softens both distributions; Hinton et al. used 1 to 20.")
+    alpha = st.slider("alpha (weight of the teacher's soft targets)", 0.0, 1.0, D.alpha, 0.05,
+                      disabled=not uses_teacher)
+with formula:
+    if uses_teacher:
+        st.latex(rf"\mathcal{{L}} = {1 - alpha:.2f}\,\mathrm{{CE}}(s, y) + {alpha:.2f}\cdot{temperature:g}^2\,"
+                 rf"\mathrm{{KL}}\!\left(\sigma(t/{temperature:g})\,\|\,\sigma(s/{temperature:g})\right)")
+        st.caption(f"= (1 − α)·CE + α·T²·KL with α = {alpha:.2f}, T = {temperature:g}: "
+                   f"the soft term weighs {alpha * temperature**2:.3g}. KL averaged over the batch.")
+    else:
+        st.latex(r"\mathcal{L} = \mathrm{CE}(s, y)")
+        st.caption("No teacher: the distilled student is trained exactly like the student alone.")
+
+st.subheader("Training")
+c1, c2, c3, c4 = st.columns(4)
+epochs = c1.number_input("Epochs", 1, 1000, D.epochs, help="For the student alone and the distilled student.")
+teacher_epochs = c2.number_input("Teacher epochs", 1, 1000, D.epochs)
+batch_size = c3.selectbox("Batch size", [16, 32, 64, 128, 256, 512, 1024], index=2)
+lr = c4.number_input("Learning rate", 1e-5, 10.0, D.lr, format="%.4g")
+c1, c2, c3, c4 = st.columns(4)
+optimizer = c1.selectbox("Optimizer", ["adam", "sgd"])
+seed = c2.number_input("Seed", 0, 2**31 - 1, D.seed)
+device = c3.selectbox("Device", available_devices())
+
+# -- the teacher: train it, reuse one, or upload one ----------------------------------------
+st.subheader("Teacher")
+source = st.radio("Teacher weights", ["train it", "reuse a teacher from an earlier run", "upload a .safetensors file"],
+                  horizontal=True, label_visibility="collapsed")
+checkpoint = None
+if source.startswith("reuse"):
+    earlier = [r for r in store().runs() if r.config["dataset"] == dataset and r.config["teacher"] == teacher
+               and "teacher" in r.models and store().weights_path(r.id, "teacher").exists()]
+    if not earlier:
+        st.info(f"No earlier run has a {teacher} teacher trained on {dataset}.")
+    else:
+        pick = st.selectbox("Earlier run", earlier, format_func=lambda r: (
+            f"{r.id} · teacher test accuracy {100 * r.models['teacher']['accuracy']:.2f} %"))
+        checkpoint = str(store().weights_path(pick.id, "teacher"))
+elif source.startswith("upload"):
+    up = st.file_uploader(f"Weights for {teacher} (.safetensors)", type=["safetensors"])
+    if up is not None:
+        try:
+            checkpoint = str(uploads.save_checkpoint(up.getvalue(), store().root))
+        except KDError as e:
+            show_error(e)
+
+ready = source.startswith("train") or checkpoint is not None
+if st.button("Start training", type="primary", disabled=not ready):
+    try:
+        cfg = RunConfig(dataset=dataset, teacher=teacher, student=student, method=method,
+                        temperature=float(temperature), alpha=float(alpha), epochs=int(epochs),
+                        teacher_epochs=int(teacher_epochs), batch_size=int(batch_size), lr=float(lr),
+                        optimizer=optimizer, seed=int(seed), device=device, teacher_checkpoint=checkpoint,
+                        image_size=int(image_size))
+        if checkpoint:  # refuse a file that does not fit the architecture here, not in the worker
+            from kd.trainer import load_teacher_weights
+            load_teacher_weights(models.build(teacher, spec.input_shape, spec.num_classes), checkpoint, teacher)
+        run_id = jobs.start(cfg, store())
+    except KDError as e:
+        show_error(e)
+    else:
+        st.switch_page("pages/live.py", query_params={"run": run_id})
