@@ -24,7 +24,7 @@ TRAIN_FLAGS = {  # flag -> RunConfig field, type
     "--device": ("device", str), "--data-dir": ("data_dir", str),
     "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
     "--val-fraction": ("val_fraction", float), "--teacher-checkpoint": ("teacher_checkpoint", str),
-    "--image-size": ("image_size", int),
+    "--image-size": ("image_size", int), "--augment": ("augment", str),
 }
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
 
@@ -95,7 +95,8 @@ def cmd_train(args) -> int:
     from kd.store import Store
     from kd.trainer import build_pair, pick_device
 
-    cfg = RunConfig(**{f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None})
+    given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
+    cfg = RunConfig(**given)
     spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
     build_pair(cfg, spec)
     pick_device(cfg.device)

@@ -15,6 +15,7 @@ from kd.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENT = ("none", "teacher", "all")  # which stages see shifted images
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RunConfig:
     teacher_checkpoint: Optional[str] = None  # .safetensors file: load this teacher, skip training
     data_dir: Optional[str] = None  # None: $KD_DATA_DIR, else ~/.cache/distill-lab/data
     image_size: int = 32  # side in pixels that folder:PATH images are resized to
+    augment: str = "none"  # random shifts (2 px on 28x28) of training images: none | teacher (Hinton's recipe) | all
 
     def __post_init__(self) -> None:
         self.validate()
@@ -91,6 +93,9 @@ class RunConfig:
             if not os.path.isfile(self.teacher_checkpoint):
                 raise ConfigError("teacher_checkpoint", f"no such file: {self.teacher_checkpoint}")
         _int(self, "image_size", lo=8, hi=256)
+        _str(self, "augment")
+        if self.augment not in AUGMENT:
+            raise ConfigError("augment", _choices(self.augment, list(AUGMENT)))
 
     # -- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

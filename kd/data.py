@@ -348,3 +348,16 @@ def grid(bundle: DataBundle, n: int = 200, margin: float = 0.1) -> tuple[Tensor,
     ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n)
     xx, yy = torch.meshgrid(xs, ys, indexing="xy")
     return xx, yy, torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+
+
+def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
+    """Shift each image (N, C, H, W) by its own whole-pixel offset in [-max_shift, max_shift]
+    (edges repeat), on x's device; offsets come from a CPU generator so runs are repeatable."""
+    n, _, h, w = x.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator).to(x.device, x.dtype)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = shifts[:, 0] * 2 / w  # affine_grid works in [-1, 1]: one pixel is 2 / size
+    theta[:, 1, 2] = shifts[:, 1] * 2 / h
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)

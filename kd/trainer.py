@@ -68,6 +68,8 @@ def build_pair(cfg: RunConfig, spec: datasets.DataSpec) -> None:
             models.check_fit(getattr(cfg, field_name), spec.input_shape, spec.num_classes)
         except FitError as e:
             raise ConfigError(field_name, str(e)) from None
+    if cfg.augment != "none" and len(spec.input_shape) != 3:
+        raise ConfigError("augment", f"random shifts need images; {spec.name} has {spec.input_shape[0]} features")
 
 
 def load_teacher_weights(model: nn.Module, path: str, arch: str) -> None:
@@ -119,22 +121,28 @@ class Trainer:
                        "message": stage.message})
         else:
             ce = methods.METHODS.get("none")(cfg)
-            stage = self._fit("teacher", teacher, lambda s, y, idx: ce(s, y), cfg.teacher_epochs_resolved)
+            stage = self._fit("teacher", teacher, lambda s, x, y, idx: ce(s, y), cfg.teacher_epochs_resolved)
         self._finish_stage(result, "teacher", teacher, stage)
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
 
         method = methods.build(cfg)
-        teacher_logits = None
-        if result.status == "done" and method.uses_teacher:
-            teacher_logits = metrics.predict(teacher, self.x_train)  # (N, K), computed once
+        cached = None
+        if result.status == "done" and method.uses_teacher and cfg.augment != "all":
+            cached = metrics.predict(teacher, self.x_train)  # (N, K): inputs never change, so once
+
+        def teacher_logits(x: Tensor, idx: Tensor) -> Tensor:
+            if cached is not None:
+                return cached[idx]
+            with torch.no_grad():  # augmented inputs are new each batch: ask the frozen teacher
+                return teacher(x)
         for name, loss in (("baseline", methods.METHODS.get("none")(cfg)), ("student", method)):
             if result.status != "done":
                 break
             student = self._build(cfg.student, spec, cfg.seed + 1)  # same init and batch order for both
 
-            def loss_fn(s: Tensor, y: Tensor, idx: Tensor, loss=loss) -> dict[str, Tensor]:
-                return loss(s, y, teacher_logits[idx] if teacher_logits is not None and loss.uses_teacher else None)
+            def loss_fn(s: Tensor, x: Tensor, y: Tensor, idx: Tensor, loss=loss) -> dict[str, Tensor]:
+                return loss(s, y, teacher_logits(x, idx) if loss.uses_teacher else None)
             stage = self._fit(name, student, loss_fn, cfg.epochs)
             self._finish_stage(result, name, student, stage)
 
@@ -155,7 +163,7 @@ class Trainer:
 
     # -- one stage ------------------------------------------------------------------------
     def _fit(self, stage: str, model: nn.Module,
-             loss_fn: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]], epochs: int) -> StageResult:
+             loss_fn: Callable[[Tensor, Tensor, Tensor, Tensor], dict[str, Tensor]], epochs: int) -> StageResult:
         cfg, dev = self.cfg, self.device
         n = len(self.y_train)
         bs = min(cfg.batch_size, n)
@@ -166,6 +174,9 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(  # cosine from lr to 0 over the stage
             optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
         order = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # students share an order
+        jitter = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # ... and their shifts
+        shift = cfg.augment == "all" or (cfg.augment == "teacher" and stage == "teacher")
+        max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
         self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
                    "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model)})
         started = time.perf_counter()
@@ -183,8 +194,10 @@ class Trainer:
                                      f"stopped by request in epoch {epoch}")
                 idx = perm[i * bs:(i + 1) * bs]
                 x, y = self.x_train[idx], self.y_train[idx]
+                if shift:
+                    x = datasets.random_shift(x, max_shift, jitter)
                 logits = model(x)
-                terms = loss_fn(logits, y, idx)
+                terms = loss_fn(logits, x, y, idx)
                 loss = sum(terms.values())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

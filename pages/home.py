@@ -16,8 +16,6 @@ with text:
         "- The same student is also trained **alone**, from the same start, for comparison.\n"
         "- You compare all three: accuracy, size, FLOPs, latency, agreement, calibration."
     )
-    st.latex(r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(s, y) + \alpha\,T^2\,"
-             r"\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)")
 with picture:
     st.graphviz_chart("""
     digraph { rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", color=white];
@@ -30,6 +28,8 @@ with picture:
       y -> s [label=" CE", fontname="sans-serif", fontsize=10];
     }""")
 
+st.latex(r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(s, y) + \alpha\,T^2\,"
+         r"\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)")
 cfg = RunConfig()
 st.subheader("Quick demo")
 st.markdown(f"Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, T = {cfg.temperature:g}, "

@@ -31,6 +31,18 @@ def poll() -> tuple[list[dict], object]:
     return seen["events"], store().get(run_id)
 
 
+def figures(run_id: str, n_events: int, events: list[dict]):
+    """The two charts, rebuilt only when new events came in (the server shares 2 cores with training)."""
+    cached = st.session_state.get("live_figures")
+    if cached and cached[0] == (run_id, n_events):
+        return cached[1]
+    steps, epochs = plots.events_frames(events)
+    speed = steps["samples_per_s"].dropna()
+    out = (plots.loss_figure(steps), plots.accuracy_figure(epochs), float(speed.iloc[-1]) if len(speed) else None)
+    st.session_state["live_figures"] = ((run_id, n_events), out)
+    return out
+
+
 @st.fragment(run_every=1.0 if jobs.status(run) in jobs.ACTIVE else None)
 def live() -> None:
     events, now = poll()
@@ -46,13 +58,12 @@ def live() -> None:
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
-    steps, epochs = plots.events_frames(events)
+    loss, accuracy, speed = figures(run_id, len(events), events)
     left, right = st.columns(2)
-    left.plotly_chart(plots.loss_figure(steps), key="loss")
-    right.plotly_chart(plots.accuracy_figure(epochs), key="accuracy")
-    speed = steps["samples_per_s"].dropna()
-    if len(speed):
-        st.caption(f"{speed.iloc[-1]:,.0f} samples/s · {len(events):,} events")
+    left.plotly_chart(loss, key="loss")
+    right.plotly_chart(accuracy, key="accuracy")
+    if speed:
+        st.caption(f"{speed:,.0f} samples/s · {len(events):,} events")
     if status not in jobs.ACTIVE:
         st.page_link("pages/results.py", label="See the results", icon=":material/leaderboard:",
                      query_params={"run": run_id})

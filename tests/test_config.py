@@ -60,6 +60,8 @@ BAD = [
     ("teacher_checkpoint", "/no/such/file.safetensors", "no such file"),
     ("data_dir", "", "path"),
     ("image_size", 4, "between 8"),
+    ("augment", "flip", "none, teacher, all"),
+    ("augment", True, "text"),
 ]
 
 

@@ -135,3 +135,35 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device: cuda is not available here"):
             pick_device("cuda")
+
+
+def test_random_shift_moves_whole_pixels_and_repeats_edges():
+    from kd.data import random_shift
+    x = torch.arange(25.0).reshape(1, 1, 5, 5).repeat(64, 1, 1, 1)
+    y = random_shift(x, 1, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    values = set(torch.unique(y).tolist())
+    assert values <= set(range(25))  # nearest sampling: no blurred values
+    shifted = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+               if any(torch.equal(y[i, 0, 1:4, 1:4], x[0, 0, 1 + dy:4 + dy, 1 + dx:4 + dx]) for i in range(64))]
+    assert len(shifted) == 9  # every offset in [-1, 1]^2 occurs among 64 images
+    again = random_shift(x, 1, torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)
+
+
+def test_augmenting_every_stage_asks_the_teacher_each_batch():
+    result, _ = run(RunConfig(**{**TINY, "epochs": 1, "teacher_epochs": 1}, augment="all"))
+    assert result.status == "done" and set(result.models) == {"teacher", "baseline", "student"}
+    teacher_only, _ = run(RunConfig(**{**TINY, "epochs": 1, "teacher_epochs": 1}, augment="teacher"))
+    plain, _ = run(RunConfig(**{**TINY, "epochs": 1, "teacher_epochs": 1}))
+    # Students never see shifted images with augment="teacher": the student alone matches a plain run's
+    # when the teacher is the only thing that changed.
+    for k, v in teacher_only.models["baseline"].state_dict().items():
+        assert torch.equal(v, plain.models["baseline"].state_dict()[k])
+    assert any(not torch.equal(v, plain.models["teacher"].state_dict()[k])
+               for k, v in teacher_only.models["teacher"].state_dict().items())
+
+
+def test_augment_needs_images():
+    with pytest.raises(ConfigError, match="augment: random shifts need images; moons has 2 features"):
+        Trainer(RunConfig(**{**TINY, "dataset": "moons"}, augment="teacher")).run()

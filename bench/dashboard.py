@@ -1,0 +1,131 @@
+"""Does watching a run cost it speed, and how fast does the live page redraw?
+
+1. Throughput: the same run from the CLI, and started by the dashboard with its Live page open
+   in headless chromium, alternated A/B/A/B; compares the mean samples/s of the training steps.
+2. Redraw: the Live page (server side, AppTest) on a run of 10,000 events: first draw (loads
+   every event) and a redraw, median of several.
+
+usage: python bench/dashboard.py [--data-dir ../shared/data] [--repeats 2] [--json]
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+
+
+def mean_speed(store, run_id: str) -> float:
+    speeds = [e["samples_per_s"] for _, e in store.events(run_id) if e["kind"] == "step" and e.get("samples_per_s")]
+    return statistics.mean(speeds)
+
+
+def throughput(args) -> dict:
+    from playwright.sync_api import sync_playwright
+    from kd import jobs
+    from kd.config import RunConfig
+    from kd.store import Store
+    runs = tempfile.mkdtemp(prefix="kd-bench-")
+    env = {**os.environ, "KD_RUNS_DIR": runs}
+    os.environ["KD_RUNS_DIR"] = runs
+    store = Store(runs)
+    train = ["--dataset", "mnist", "--data-dir", args.data_dir, "--epochs", "3", "--teacher-epochs", "3",
+             "--device", "cpu"]
+    cfg = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=3, teacher_epochs=3, device="cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    cli, watched = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            page = browser.new_page()
+            for _ in range(args.repeats):
+                out = subprocess.run([sys.executable, "-m", "kd", "train", *train, "--json"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, check=True)
+                cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
+                run_id = jobs.start(cfg, store)
+                page.goto(f"http://localhost:{port}/live?run={run_id}")
+                page.get_by_text("See the results").wait_for(timeout=600_000)
+                watched.append(mean_speed(store, run_id))
+            browser.close()
+    finally:
+        server.terminate()
+    return {"cli_samples_per_s": cli, "watched_samples_per_s": watched,
+            "watched_over_cli": statistics.mean(watched) / statistics.mean(cli)}
+
+
+def redraw(n_events: int = 10_000, repeats: int = 5) -> dict:
+    from streamlit.testing.v1 import AppTest
+    from kd.config import RunConfig
+    from kd.store import Store
+    os.environ["KD_RUNS_DIR"] = tempfile.mkdtemp(prefix="kd-bench-")
+    store = Store()
+    run_id = store.create_run(RunConfig().to_dict(), status="done")
+    per_stage, events = n_events // 3, []
+    for stage in ("teacher", "baseline", "student"):
+        events.append({"kind": "stage", "stage": stage, "status": "started", "epochs": 10, "steps_per_epoch": per_stage // 10})
+        for i in range(per_stage):
+            e = {"kind": "step", "stage": stage, "epoch": 1 + i * 10 // per_stage, "step": i + 1, "total_steps": per_stage,
+                 "loss": 1 / (1 + i), "loss_ce": 0.1 / (1 + i), "lr": 1e-3, "samples_per_s": 30000.0}
+            if stage == "student":
+                e["loss_soft"] = 0.9 / (1 + i)
+            events.append(e)
+            if (i + 1) % (per_stage // 10) == 0:
+                events.append({"kind": "epoch", "stage": stage, "epoch": (i + 1) * 10 // per_stage, "epochs": 10,
+                               "step": i + 1, "train_acc": 0.9, "val_acc": 0.9, "val_loss": 0.3, "seconds": 1.0})
+        events.append({"kind": "stage", "stage": stage, "status": "done", "epochs": 10, "seconds": 10.0})
+    store.append_events(run_id, events)
+    first, again = [], []
+    for _ in range(repeats):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        at.switch_page("pages/live.py")
+        t0 = time.perf_counter()
+        at.run()
+        first.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        at.run()  # a rerun with no new events: the cached figures are drawn again
+        again.append((time.perf_counter() - t0) * 1e3)
+        assert not at.exception
+    return {"events": len(events), "first_draw_ms": statistics.median(first), "redraw_ms": statistics.median(again)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    out = {"redraw": redraw()}
+    if not args.skip_throughput:
+        out["throughput"] = throughput(args)
+    if args.json:
+        print(json.dumps(out))
+        return
+    r = out["redraw"]
+    print(f"live page, {r['events']:,} events: first draw {r['first_draw_ms']:.0f} ms, redraw {r['redraw_ms']:.0f} ms")
+    if "throughput" in out:
+        t = out["throughput"]
+        print("samples/s from the CLI: " + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"]))
+        print("samples/s watched live: " + ", ".join(f"{v:,.0f}" for v in t["watched_samples_per_s"]))
+        print(f"watched / CLI: {t['watched_over_cli']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
