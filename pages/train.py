@@ -98,6 +98,11 @@ c1, c2, c3, c4 = st.columns(4)
 optimizer = c1.selectbox("Optimizer", ["adam", "sgd"])
 seed = c2.number_input("Seed", 0, 2**31 - 1, D.seed)
 device = c3.selectbox("Device", available_devices())
+images = len(spec.input_shape) == 3
+augment = c4.selectbox("Jitter (random shifts)", ["none", "teacher", "all"], disabled=not images,
+                       format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get,
+                       help="Shift training images by up to 2 pixels (1 on 8x8). Hinton et al. jittered the "
+                            "teacher only; the students then learn from its smoother outputs.")
 
 # -- the teacher: train it, reuse one, or upload one ----------------------------------------
 st.subheader("Teacher")
@@ -128,7 +133,7 @@ if st.button("Start training", type="primary", disabled=not ready):
                         temperature=float(temperature), alpha=float(alpha), epochs=int(epochs),
                         teacher_epochs=int(teacher_epochs), batch_size=int(batch_size), lr=float(lr),
                         optimizer=optimizer, seed=int(seed), device=device, teacher_checkpoint=checkpoint,
-                        image_size=int(image_size))
+                        image_size=int(image_size), augment=augment if images else "none")
         if checkpoint:  # refuse a file that does not fit the architecture here, not in the worker
             from kd.trainer import load_teacher_weights
             load_teacher_weights(models.build(teacher, spec.input_shape, spec.num_classes), checkpoint, teacher)

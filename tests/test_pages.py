@@ -118,3 +118,15 @@ def test_temperature_explorer(finished_run):
     assert len(at.get("plotly_chart")) == 2
     next(s for s in at.slider if s.label == "Temperature T").set_value(12.0).run()
     assert not at.exception
+
+
+def test_results_page_draws_decision_boundaries_for_a_2d_set():
+    store = Store()
+    cfg = RunConfig(dataset="moons", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
+    run_id = store.create_run(cfg.to_dict())
+    runner.execute(store, run_id, cfg)
+    at = page(None, run=run_id)
+    at.switch_page("pages/results.py").run()
+    assert not at.exception
+    assert any(s.value == "Decision boundaries" for s in at.subheader)
+    assert len(at.get("plotly_chart")) >= 6

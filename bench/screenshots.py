@@ -1,0 +1,72 @@
+"""Screenshots of every page, at 1280x800 and at a narrow 420 px, into docs/screenshots/.
+
+Starts the dashboard on a fresh run store, trains a digits run and a moons run through the
+real CLI, then visits each page in headless chromium.
+
+usage: python bench/screenshots.py [--out docs/screenshots]
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "KD_RUNS_DIR": tempfile.mkdtemp(prefix="kd-shots-")}
+
+    def train(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "kd", "train", *flags, "--json"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)["run_id"]
+    moons = train("--dataset", "moons", "--teacher", "hinton-1200", "--student", "mlp-128", "--epochs", "20")
+    digits = train()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    base = f"http://localhost:{port}"
+    pages = {"home": "/", "train": "/train", "live": f"/live?run={digits}", "results": f"/results?run={digits}",
+             "results-moons": f"/results?run={moons}", "runs": "/runs", "temperature": f"/temperature?run={digits}"}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            for width, height in ((1280, 800), (420, 800)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                for name, path in pages.items():
+                    page.goto(base + path)
+                    page.wait_for_load_state("networkidle")
+                    page.wait_for_timeout(4000)
+                    assert page.locator("[data-testid='stException']").count() == 0, name
+                    # Streamlit scrolls inside its main block: grow the viewport to its full height
+                    full = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+                    page.set_viewport_size({"width": width, "height": max(height, min(full, 4000))})
+                    page.wait_for_timeout(800)
+                    page.screenshot(path=str(out / f"{name}-{width}.png"))
+                    page.set_viewport_size({"width": width, "height": height})
+                    print(f"{name}-{width}.png")
+                page.close()
+            browser.close()
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
