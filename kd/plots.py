@@ -157,6 +157,22 @@ def metrics_frame(models: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols, index=pd.Index(keys, name="key"))
 
 
+METRIC_TITLES = {  # metrics_frame column -> table header with its unit
+    "model": "model", "accuracy": "test accuracy (%)", "params": "parameters", "size_mb": "size (MB)",
+    "mflops": "MFLOPs / example", "latency_ms": "latency (ms, batch 1)", "latency_ms_256": "latency (ms, batch 256)",
+    "agreement": "agreement with teacher (%)", "ece": "ECE", "train_seconds": "training (s)",
+}
+
+
+def metrics_table(models: dict[str, dict]) -> pd.DataFrame:
+    """metrics_frame for people: headers with units, sensible rounding, integers for counts."""
+    frame = metrics_frame(models)
+    out = frame.round({"accuracy": 2, "size_mb": 3, "mflops": 3, "latency_ms": 3, "latency_ms_256": 2,
+                       "agreement": 1, "ece": 3, "train_seconds": 1})
+    out["params"] = out["params"].astype("Int64")
+    return out.rename(columns=METRIC_TITLES)
+
+
 def compact(v: float, digits: int = 4) -> str:
     """535812 -> '535.8k', 2.1438 -> '2.144', 0.0123 -> '0.0123' (SI suffixes only upwards)."""
     if v is None or not math.isfinite(v):

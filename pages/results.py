@@ -28,8 +28,7 @@ elif run.status != "done":
     st.warning(f"This run {run.status}: the models below are what it had.")
 
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
-table = plots.metrics_frame(run.models)
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
 
 st.subheader("Where they err")
 names = [n for n in plots.MODELS if n in run.models]

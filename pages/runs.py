@@ -55,7 +55,7 @@ st.caption("Colour: the model (teacher / student alone / distilled student); lin
 
 frames = []
 for r in chosen:
-    f = plots.metrics_frame(r.models)
+    f = plots.metrics_table(r.models)
     f.insert(0, "run", r.id)
     frames.append(f)
 metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

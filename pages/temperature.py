@@ -29,10 +29,16 @@ def teacher_logits(run_id: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray, l
 
 
 logits, raw, labels, class_names = teacher_logits(run.id)
+st.markdown("**Pick a test example**")
+start = st.number_input("First example shown", 0, len(labels) - 8, 0, step=8, help="Among the first 512 test examples.")
+shown = list(range(int(start), int(start) + 8))
+if raw.ndim == 4:  # (N, C, H, W) images in [0, 1]
+    thumbs = [raw[i].transpose(1, 2, 0) if raw.shape[1] == 3 else raw[i, 0] for i in shown]
+    st.image(thumbs, caption=[f"#{i}: {class_names[labels[i]]}" for i in shown], width=72, clamp=True)
+index = st.radio("Example", shown, horizontal=True, format_func=lambda i: f"#{i}")
 left, right = st.columns([1, 2])
 with left:
-    index = st.number_input("Test example", 0, len(labels) - 1, 0, help="One of the first 512 test examples.")
-    if raw.ndim == 4:  # (N, C, H, W) images in [0, 1]
+    if raw.ndim == 4:
         image = raw[index].transpose(1, 2, 0)
         st.image(image if image.shape[2] == 3 else image[:, :, 0], width=160, clamp=True)
     else:

@@ -69,24 +69,22 @@ if fits[student] >= fits[teacher]:
 
 # -- method and its numbers, with the loss they make ------------------------------------
 st.subheader("Distillation")
-knobs, formula = st.columns([3, 2])
-with knobs:
-    method = st.selectbox("Method", METHODS.keys(), index=METHODS.keys().index(D.method),
-                          format_func=lambda k: f"{k} — {METHODS.description(k)}")
-    uses_teacher = METHODS.get(method).uses_teacher
-    temperature = st.slider("Temperature T", 0.5, 20.0, D.temperature, 0.5, disabled=not uses_teacher,
-                            help="Softens both distributions; Hinton et al. used 1 to 20.")
-    alpha = st.slider("alpha (weight of the teacher's soft targets)", 0.0, 1.0, D.alpha, 0.05,
-                      disabled=not uses_teacher)
-with formula:
-    if uses_teacher:
-        st.latex(rf"\mathcal{{L}} = {1 - alpha:.2f}\,\mathrm{{CE}}(s, y) + {alpha:.2f}\cdot{temperature:g}^2\,"
-                 rf"\mathrm{{KL}}\!\left(\sigma(t/{temperature:g})\,\|\,\sigma(s/{temperature:g})\right)")
-        st.caption(f"= (1 − α)·CE + α·T²·KL with α = {alpha:.2f}, T = {temperature:g}: "
-                   f"the soft term weighs {alpha * temperature**2:.3g}. KL averaged over the batch.")
-    else:
-        st.latex(r"\mathcal{L} = \mathrm{CE}(s, y)")
-        st.caption("No teacher: the distilled student is trained exactly like the student alone.")
+knobs = st.columns(3)
+method = knobs[0].selectbox("Method", METHODS.keys(), index=METHODS.keys().index(D.method),
+                            format_func=lambda k: f"{k} — {METHODS.description(k)}")
+uses_teacher = METHODS.get(method).uses_teacher
+temperature = knobs[1].slider("Temperature T", 0.5, 20.0, D.temperature, 0.5, disabled=not uses_teacher,
+                              help="Softens both distributions; Hinton et al. used 1 to 20.")
+alpha = knobs[2].slider("alpha (weight of the teacher's soft targets)", 0.0, 1.0, D.alpha, 0.05,
+                        disabled=not uses_teacher)
+if uses_teacher:  # the loss with the chosen numbers, right under the sliders that set them
+    st.latex(rf"\mathcal{{L}} = {1 - alpha:.2f}\,\mathrm{{CE}}(s, y) + {alpha:.2f}\cdot{temperature:g}^2\,"
+             rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{temperature:g})\,\|\,\mathrm{{softmax}}(s/{temperature:g})\right)")
+    st.caption(f"(1 − α)·CE + α·T²·KL with α = {alpha:.2f}, T = {temperature:g}; s, t: student and teacher "
+               f"logits. KL is averaged over the batch; T² keeps the soft term's gradient the same size for any T.")
+else:
+    st.latex(r"\mathcal{L} = \mathrm{CE}(s, y)")
+    st.caption("No teacher: the distilled student is trained exactly like the student alone.")
 
 st.subheader("Training")
 c1, c2, c3, c4 = st.columns(4)
