@@ -130,3 +130,26 @@ def test_results_page_draws_decision_boundaries_for_a_2d_set():
     assert not at.exception
     assert any(s.value == "Decision boundaries" for s in at.subheader)
     assert len(at.get("plotly_chart")) >= 6
+
+
+def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "kd", "train", "--epochs", "40", "--teacher-epochs", "40",
+                             "--device", "cpu", "--json"], cwd=Path(APP).parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        store, deadline = Store(), time.time() + 60
+        while time.time() < deadline and not (store.runs() and store.events(store.runs()[0].id)):
+            time.sleep(0.2)
+        (run,) = store.runs()
+        at = page(None, run=run.id)
+        at.switch_page("pages/live.py").run()
+        assert not at.exception
+        assert "**running**" in at.markdown[0].value
+        assert any(b.label == "Stop" for b in at.button)
+        next(b for b in at.button if b.label == "Stop").click().run()  # stop it from the page
+        assert proc.wait(60) == 1  # the CLI ends with "stopped" (exit code 1, not done)
+        assert store.get(run.id).status == "stopped"
+    finally:
+        proc.kill()
