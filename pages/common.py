@@ -7,6 +7,21 @@ from kd import jobs
 from kd.errors import KDError
 from kd.store import Run, Store, default_root
 
+def _hand_over_to_the_router() -> None:
+    """A server that has just started runs a URL such as /live directly as pages/live.py
+    (Streamlit's older pages/-folder mode) until app.py has called st.navigation once. Leave
+    that mode and rerun, so app.py's navigation serves the same URL with its query string."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # another Streamlit layout: nothing to hand over
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_hand_over_to_the_router()
+
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
                 "done": ":material/check_circle:", "stopped": ":material/stop_circle:",
                 "diverged": ":material/trending_up:", "failed": ":material/error:",

@@ -31,7 +31,13 @@ def row(r) -> dict:
 table = pd.DataFrame([row(r) for r in runs])
 picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                       key="history")
-chosen = [runs[i] for i in picked.selection.rows] if picked and picked.selection else []
+rows = list(picked.selection.rows) if picked and picked.selection else []
+if rows:  # the choice goes into the URL (?compare=ID,ID), so a comparison can be shared
+    chosen = [runs[i] for i in rows]
+    st.query_params["compare"] = ",".join(r.id for r in chosen)
+else:
+    wanted = st.query_params.get("compare", "").split(",")
+    chosen = [r for r in runs if r.id in wanted]
 st.caption("Click column headers to sort; tick rows to compare them below.")
 if not chosen:
     st.stop()

@@ -63,9 +63,12 @@ def no_exception(pg) -> None:
 
 
 def test_train_watch_leave_return_and_see_results(server, page):
-    page.goto(server + "/train")
+    page.goto(server + "/train")  # the first visit to a fresh server is a deep link
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     no_exception(page)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    assert nav.get_by_text("Temperature", exact=True).count() == 1  # app.py's navigation ...
+    assert nav.get_by_text("common", exact=True).count() == 0  # ... not a listing of pages/
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url("**/live?run=*", timeout=60_000)
     run_id = page.url.split("run=")[1]

@@ -153,3 +153,20 @@ def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
         assert store.get(run.id).status == "stopped"
     finally:
         proc.kill()
+
+
+def test_runs_page_compares_chosen_runs_and_deletes_one(finished_run):
+    store = Store()
+    second = store.create_run(TINY.replace(seed=1).to_dict())
+    runner.execute(store, second, TINY.replace(seed=1))
+    at = page(None, compare=f"{finished_run},{second}")
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    assert any("2 runs chosen" in s.value for s in at.subheader)
+    metrics = at.dataframe[1].value  # the comparison table: 3 models x 2 runs
+    assert len(metrics) == 6 and set(metrics["run"]) == {finished_run, second}
+    overlay = at.get("plotly_chart")[0]
+    assert overlay is not None
+    next(b for b in at.button if b.label == "Delete this run").click().run()
+    assert not at.exception
+    assert len(store.runs()) == 1
