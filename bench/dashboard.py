@@ -8,6 +8,7 @@
 usage: python bench/dashboard.py [--data-dir ../shared/data] [--repeats 2] [--json]
 """
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -22,6 +23,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def dashboard(env: dict):
+    """`streamlit run app.py` on a free localhost port with env; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield f"http://localhost:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def mean_speed(store, run_id: str) -> float:
@@ -41,29 +65,19 @@ def throughput(args) -> dict:
     train = ["--dataset", "mnist", "--data-dir", args.data_dir, "--epochs", "3", "--teacher-epochs", "3",
              "--device", "cpu"]
     cfg = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=3, teacher_epochs=3, device="cpu")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(5)
     cli, watched = [], []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            page = browser.new_page()
-            for _ in range(args.repeats):
-                out = subprocess.run([sys.executable, "-m", "kd", "train", *train, "--json"], cwd=ROOT, env=env,
-                                     capture_output=True, text=True, check=True)
-                cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
-                run_id = jobs.start(cfg, store)
-                page.goto(f"http://localhost:{port}/live?run={run_id}")
-                page.get_by_text("See the results").wait_for(timeout=600_000)
-                watched.append(mean_speed(store, run_id))
-            browser.close()
-    finally:
-        server.terminate()
+    with dashboard(env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page()
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, "-m", "kd", "train", *train, "--json"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, check=True)
+            cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
+            run_id = jobs.start(cfg, store)
+            page.goto(f"{base}/live?run={run_id}")
+            page.get_by_text("See the results").wait_for(timeout=600_000)
+            watched.append(mean_speed(store, run_id))
+        browser.close()
     return {"cli_samples_per_s": cli, "watched_samples_per_s": watched,
             "watched_over_cli": statistics.mean(watched) / statistics.mean(cli)}
 

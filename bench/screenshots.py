@@ -8,16 +8,14 @@ usage: python bench/screenshots.py [--out docs/screenshots]
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dashboard import FLAGS, dashboard  # noqa: E402
 
 
 def main() -> None:
@@ -35,37 +33,26 @@ def main() -> None:
         return json.loads(done.stdout)["run_id"]
     moons = train("--dataset", "moons", "--teacher", "hinton-1200", "--student", "mlp-128", "--epochs", "20")
     digits = train()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(5)
-    base = f"http://localhost:{port}"
     pages = {"home": "/", "train": "/train", "live": f"/live?run={digits}", "results": f"/results?run={digits}",
              "results-moons": f"/results?run={moons}", "runs": "/runs", "temperature": f"/temperature?run={digits}"}
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            for width, height in ((1280, 800), (420, 800)):
-                page = browser.new_page(viewport={"width": width, "height": height})
-                for name, path in pages.items():
-                    page.goto(base + path)
-                    page.wait_for_load_state("networkidle")
-                    page.wait_for_timeout(4000)
-                    assert page.locator("[data-testid='stException']").count() == 0, name
-                    # Streamlit scrolls inside its main block: grow the viewport to its full height
-                    full = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-                    page.set_viewport_size({"width": width, "height": max(height, min(full, 4000))})
-                    page.wait_for_timeout(800)
-                    page.screenshot(path=str(out / f"{name}-{width}.png"))
-                    page.set_viewport_size({"width": width, "height": height})
-                    print(f"{name}-{width}.png")
-                page.close()
-            browser.close()
-    finally:
-        server.terminate()
+    with dashboard(env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        for width, height in ((1280, 800), (420, 800)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            for name, path in pages.items():
+                page.goto(base + path)
+                page.wait_for_load_state("networkidle")
+                page.wait_for_timeout(4000)
+                assert page.locator("[data-testid='stException']").count() == 0, name
+                # Streamlit scrolls inside its main block: grow the viewport to its full height
+                full = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+                page.set_viewport_size({"width": width, "height": max(height, min(full, 4000))})
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(out / f"{name}-{width}.png"))
+                page.set_viewport_size({"width": width, "height": height})
+                print(f"{name}-{width}.png")
+            page.close()
+        browser.close()
 
 
 if __name__ == "__main__":
