@@ -1,0 +1,120 @@
+"""The kd trainer against the seed note's loop, side by side on the same data, pair and batch.
+
+Alternates A/B/A/B: the seed loop (`--baseline`, run as it is) and `python -m kd train` with the
+seed's pair (mlp-512-256 -> mlp-128), batch 64, no validation split, on MNIST. Prints the median
+seconds per teacher epoch and per distillation epoch, their ratios, both distilled students'
+test accuracies, MFU of teacher training (achieved FLOP/s over an fp32 matmul measured in this
+run), peak memory (RSS) of a whole MNIST run, and the same figures for a conv pair
+(lenet5 -> lenet5-half, kd trainer only: the seed loop has no conv models).
+
+usage: python bench/speed.py [--baseline ../shared/bench/seed_loop.py] [--data-dir ../shared/data]
+                             [--epochs 3] [--repeats 3] [--json]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ENV = {**os.environ, "KD_RUNS_DIR": tempfile.mkdtemp(prefix="kd-speed-")}
+
+
+def seed_loop(path: str, data_dir: str, epochs: int, seed: int) -> dict:
+    out = subprocess.run([sys.executable, path, "--data", f"mnist:{data_dir}", "--epochs", str(epochs),
+                          "--batch", "64", "--seed", str(seed)], capture_output=True, text=True, check=True)
+    fields = dict(kv.split("=") for kv in out.stdout.split())
+    return {"teacher_epoch_s": float(fields["teacher_epoch_s"]), "distill_epoch_s": float(fields["distill_epoch_s"]),
+            "student_acc": float(fields["student_acc"]), "teacher_acc": float(fields["teacher_acc"])}
+
+
+def kd_run(data_dir: str, epochs: int, seed: int, teacher="mlp-512-256", student="mlp-128", extra=()) -> dict:
+    out = subprocess.run([sys.executable, "-m", "kd", "train", "--dataset", "mnist", "--data-dir", data_dir,
+                          "--teacher", teacher, "--student", student, "--epochs", str(epochs),
+                          "--teacher-epochs", str(epochs), "--batch-size", "64", "--val-fraction", "0",
+                          "--seed", str(seed), "--device", "cpu", *extra, "--json"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+    m = json.loads(out.stdout)["models"]
+    return {"teacher_epoch_s": m["teacher"]["train_seconds"] / m["teacher"]["epochs"],
+            "distill_epoch_s": m["student"]["train_seconds"] / m["student"]["epochs"],
+            "student_acc": m["student"]["accuracy"], "teacher_acc": m["teacher"]["accuracy"],
+            "teacher_flops": m["teacher"]["flops"]}
+
+
+def matmul_flops() -> float:
+    """fp32 FLOP/s of a 2048^3 matmul on this machine's CPU threads (median of 10, after warm-up)."""
+    import torch
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 2048**3 / statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default=str(ROOT.parent / "shared" / "bench" / "seed_loop.py"))
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="A/B pairs; repeat i uses seed i")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    # Peak RSS of one whole MNIST run (teacher, student alone, distilled student), measured first
+    # so that no other child process can have set the maximum.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    kd_run(args.data_dir, args.epochs, 0)
+    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+    if rss_mib * 1024 <= before:
+        rss_mib = float("nan")
+
+    seed, ours = [], []
+    for i in range(args.repeats):  # A/B/A/B: drifts in machine speed hit both sides alike
+        seed.append(seed_loop(args.baseline, args.data_dir, args.epochs, i))
+        ours.append(kd_run(args.data_dir, args.epochs, i))
+    peak = matmul_flops()
+    n_train = 24_680  # the shared MNIST's training images, all used by both sides
+    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    teacher_flops = 3 * ours[0]["teacher_flops"] * n_train  # forward + backward ~ 3x forward, per epoch
+    conv = kd_run(args.data_dir, 1, 0, "lenet5", "lenet5-half")
+    out = {
+        "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
+        "seed_distill_epoch_s": med(seed, "distill_epoch_s"), "kd_distill_epoch_s": med(ours, "distill_epoch_s"),
+        "teacher_speedup": med(seed, "teacher_epoch_s") / med(ours, "teacher_epoch_s"),
+        "distill_speedup": med(seed, "distill_epoch_s") / med(ours, "distill_epoch_s"),
+        "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
+        "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
+        "matmul_gflops": peak / 1e9,
+        "mfu_teacher": teacher_flops / med(ours, "teacher_epoch_s") / peak,
+        "peak_rss_mib": rss_mib,
+        "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
+        "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"MNIST, {n_train:,} training images, batch 64, {args.epochs} epochs, {args.repeats} A/B repeats")
+    print(f"{'':24}{'seed loop':>12}{'kd':>12}{'ratio':>8}")
+    print(f"{'s per teacher epoch':24}{out['seed_teacher_epoch_s']:12.3f}{out['kd_teacher_epoch_s']:12.3f}"
+          f"{out['teacher_speedup']:7.2f}x")
+    print(f"{'s per distill epoch':24}{out['seed_distill_epoch_s']:12.3f}{out['kd_distill_epoch_s']:12.3f}"
+          f"{out['distill_speedup']:7.2f}x")
+    print(f"{'distilled student acc':24}{100 * out['seed_student_acc']:11.2f}%{100 * out['kd_student_acc']:11.2f}%")
+    print(f"teacher training MFU {100 * out['mfu_teacher']:.0f} % of {out['matmul_gflops']:.0f} GFLOP/s (fp32 matmul)")
+    print(f"peak RSS of a whole MNIST run: {out['peak_rss_mib']:.0f} MiB")
+    print(f"conv pair lenet5 -> lenet5-half: {out['conv_teacher_epoch_s']:.2f} s per teacher epoch, "
+          f"{out['conv_distill_epoch_s']:.2f} s per distill epoch, student acc {100 * out['conv_student_acc']:.2f} %")
+
+
+if __name__ == "__main__":
+    main()
