@@ -184,6 +184,8 @@ class Trainer:
         for epoch in range(1, epochs + 1):
             model.train()
             perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
+            # One gather per epoch, then every batch is a view (no per-batch index kernels).
+            xs, ys = self.x_train[perm], self.y_train[perm]
             sums: dict[str, Tensor] = {}  # running sums of each loss term over the log window (on device)
             correct = torch.zeros((), device=dev)
             window_start, window_steps, window_samples = time.perf_counter(), 0, 0
@@ -193,7 +195,7 @@ class Trainer:
                     return self._end(stage, model, "stopped", epoch - 1, started,
                                      f"stopped by request in epoch {epoch}")
                 idx = perm[i * bs:(i + 1) * bs]
-                x, y = self.x_train[idx], self.y_train[idx]
+                x, y = xs[i * bs:(i + 1) * bs], ys[i * bs:(i + 1) * bs]
                 if shift:
                     x = datasets.random_shift(x, max_shift, jitter)
                 logits = model(x)
