@@ -1,7 +1,8 @@
 """Results of one run (?run=ID): teacher vs student alone vs distilled student."""
 import streamlit as st
 
-from kd import inspect, plots
+from kd import data, inspect, plots
+from kd.errors import KDError
 from pages.common import current_run, run_label, store
 
 st.title("Results")
@@ -32,11 +33,12 @@ st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
 
 st.subheader("Where they err")
 names = [n for n in plots.MODELS if n in run.models]
-class_names = None
-try:
-    class_names = list(inspect.load_data(run).spec.class_names) if run.config else None
-except Exception:  # data no longer available: fall back to class numbers
-    pass
+try:  # the spec alone: names and shape without loading the data on every rerun
+    c = run.config
+    spec = data.spec(c["dataset"], c.get("data_dir"), c.get("image_size", 32))
+except KDError:  # a folder data set that is gone: fall back to class numbers
+    spec = None
+class_names = list(spec.class_names) if spec else None
 cols = st.columns(len(names))
 for col, name in zip(cols, names):
     matrix = run.models[name]["confusion"]
@@ -54,7 +56,7 @@ with right:
         if m and m.get("agreement") is not None:
             st.metric(f"{plots.LABELS[name]}: same top-1 class as the teacher", f"{100 * m['agreement']:.1f} %")
 
-if run.config.get("dataset") in ("moons", "spirals", "circles"):
+if spec is not None and spec.input_shape == (2,):  # the 2-D sets: draw what each model decides where
     st.subheader("Decision boundaries")
     regions = inspect.decision_regions(store(), run)
     st.plotly_chart(plots.boundary_figure(regions["xx"], regions["yy"], regions["predictions"],

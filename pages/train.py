@@ -15,7 +15,7 @@ st.title("Train")
 UPLOAD = "upload a .zip of my images…"
 left, right = st.columns(2)
 with left:
-    choice = st.selectbox("Data set", DATASET_KEYS := data.DATASETS.keys() + [UPLOAD],
+    choice = st.selectbox("Data set", data.DATASETS.keys() + [UPLOAD],
                           format_func=lambda k: k if k == UPLOAD else f"{k} — {data.DATASETS.description(k)}")
     dataset, image_size = choice, D.image_size
     if choice == UPLOAD:

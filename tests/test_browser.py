@@ -5,48 +5,27 @@ see the run finish and the Results page show the three models; no exception box 
 """
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from dashboard import FLAGS, dashboard  # noqa: E402  (starts `streamlit run app.py` on a free port)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
-
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip("chromium not installed (CI installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api") if not os.environ.get("CI") else __import__(
-    "playwright.sync_api", fromlist=["sync_playwright"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+if not os.environ.get("CI"):  # CI installs both; elsewhere a missing one skips the browser test
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (CI installs it)", allow_module_level=True)
+    pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright  # noqa: E402
 
 
 @pytest.fixture
 def server(runs_dir):
-    port = free_port()
-    env = {**os.environ, "KD_RUNS_DIR": str(runs_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    yield f"http://localhost:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with dashboard({**os.environ, "KD_RUNS_DIR": str(runs_dir)}) as base:
+        yield base
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_home_explains_and_offers_the_quick_demo():
 
 def test_train_page_offers_models_that_fit_and_shows_the_loss_with_its_numbers():
     at = page("pages/train.py")
-    teacher = at.selectbox(key=None) if False else next(s for s in at.selectbox if s.label == "Teacher")
+    teacher = next(s for s in at.selectbox if s.label == "Teacher")
     assert teacher.value == "mlp-512-256" and "lenet5" not in teacher.options[0]
     assert not any(o.startswith("lenet5 ") for o in teacher.options)  # lenet5 cannot take 8x8 digits
     assert any("0.90" in l.value and "4^2" in l.value for l in at.latex)
