@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from kd import data as datasets
 from kd import methods, metrics, models
+from kd.checkpoint import Checkpoint, capture
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
+from kd.optim import Stepper, cosine, make_optimizer
 
 Event = dict
 STAGES = ("teacher", "baseline", "student")  # baseline = student alone, student = distilled
@@ -88,32 +90,47 @@ def load_teacher_weights(model: nn.Module, path: str, arch: str) -> None:
         raise ConfigError("teacher_checkpoint", f"{path} does not fit teacher {arch!r}: {detail}") from None
 
 
+@dataclass
+class Resume:
+    """What an interrupted run already has: finished stages, and where the next one stood."""
+    finished: dict[str, tuple[dict, StageResult]] = field(default_factory=dict)  # stage -> (weights, result)
+    partial: Optional[Checkpoint] = None  # the first unfinished stage at its last epoch end
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, emit: Callable[[Event], None] = lambda e: None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_stage_end: Callable[[str, nn.Module, StageResult], None] = lambda *a: None):
+                 on_stage_end: Callable[[str, nn.Module, StageResult], None] = lambda *a: None,
+                 on_checkpoint: Optional[Callable[[Callable[[], Checkpoint]], None]] = None,
+                 resume: Optional[Resume] = None):
         self.cfg = cfg
         self.emit = emit
         self.should_stop = should_stop  # polled between batches; must be cheap
         self.on_stage_end = on_stage_end  # e.g. save the weights
+        self.on_checkpoint = on_checkpoint  # called at each epoch end with a function that captures one
+        self.resume = resume or Resume()
         self.device = pick_device(cfg.device)
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunResult:
-        cfg = self.cfg
+        cfg, resume = self.cfg, self.resume
         spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
         build_pair(cfg, spec)
         bundle = datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
         dev = self.device
         self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
         self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
-        self.emit({"kind": "run", "status": "running", "device": str(dev),
+        resuming = bool(resume.finished or resume.partial)
+        self.emit({"kind": "run", "status": "resumed" if resuming else "running", "device": str(dev),
                    "train_size": len(self.y_train), "val_size": len(self.y_val),
                    "test_size": len(bundle.y_test), "num_classes": spec.num_classes})
         result = RunResult(status="done")
 
         teacher = self._build(cfg.teacher, spec, cfg.seed)
-        if cfg.teacher_checkpoint:
+        if "teacher" in resume.finished:
+            weights, stage = resume.finished["teacher"]
+            teacher.load_state_dict(weights)
+        elif cfg.teacher_checkpoint:
             load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
             teacher.to(dev)
             stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}")
@@ -121,29 +138,34 @@ class Trainer:
                        "message": stage.message})
         else:
             ce = methods.METHODS.get("none")(cfg)
-            stage = self._fit("teacher", teacher, lambda s, x, y, idx: ce(s, y), cfg.teacher_epochs_resolved)
-        self._finish_stage(result, "teacher", teacher, stage)
+            stage = self._fit("teacher", teacher, lambda s, x, y, t: ce(s, y), cfg.teacher_epochs_resolved)
+        self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
 
         method = methods.build(cfg)
-        cached = None
+        self.cached = None  # what the method needs from the teacher, for every training example
         if result.status == "done" and method.uses_teacher and cfg.augment != "all":
-            cached = metrics.predict(teacher, self.x_train)  # (N, K): inputs never change, so once
+            self.cached = method.prepare(metrics.predict(teacher, self.x_train))  # inputs never change: once
 
-        def teacher_logits(x: Tensor, idx: Tensor) -> Tensor:
-            if cached is not None:
-                return cached[idx]
-            with torch.no_grad():  # augmented inputs are new each batch: ask the frozen teacher
-                return teacher(x)
+        def from_teacher(x: Tensor) -> Tensor:  # augmented inputs are new each batch: ask the teacher
+            with torch.no_grad():
+                return method.prepare(teacher(x))
         for name, loss in (("baseline", methods.METHODS.get("none")(cfg)), ("student", method)):
             if result.status != "done":
                 break
             student = self._build(cfg.student, spec, cfg.seed + 1)  # same init and batch order for both
+            if name in resume.finished:
+                weights, stage = resume.finished[name]
+                student.load_state_dict(weights)
+                self._finish_stage(result, name, student, stage, saved=True)
+                continue
 
-            def loss_fn(s: Tensor, x: Tensor, y: Tensor, idx: Tensor, loss=loss) -> dict[str, Tensor]:
-                return loss(s, y, teacher_logits(x, idx) if loss.uses_teacher else None)
-            stage = self._fit(name, student, loss_fn, cfg.epochs)
+            def loss_fn(s: Tensor, x: Tensor, y: Tensor, t: Optional[Tensor], loss=loss) -> dict[str, Tensor]:
+                if loss.uses_teacher and t is None:
+                    t = from_teacher(x)
+                return loss(s, y, t if loss.uses_teacher else None)
+            stage = self._fit(name, student, loss_fn, cfg.epochs, teacher_side=loss.uses_teacher)
             self._finish_stage(result, name, student, stage)
 
         self._report(result, bundle, spec)
@@ -154,83 +176,118 @@ class Trainer:
         torch.manual_seed(seed)
         return models.build(arch, spec.input_shape, spec.num_classes).to(self.device)
 
-    def _finish_stage(self, result: RunResult, name: str, model: nn.Module, stage: StageResult) -> None:
+    def _finish_stage(self, result: RunResult, name: str, model: nn.Module, stage: StageResult,
+                      saved: bool = False) -> None:
         result.models[name] = model
         result.stages[name] = stage
         if stage.status in ("stopped", "diverged"):
             result.status = stage.status
-        self.on_stage_end(name, model, stage)
+        if not saved:
+            self.on_stage_end(name, model, stage)
 
     # -- one stage ------------------------------------------------------------------------
     def _fit(self, stage: str, model: nn.Module,
-             loss_fn: Callable[[Tensor, Tensor, Tensor, Tensor], dict[str, Tensor]], epochs: int) -> StageResult:
+             loss_fn: Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], dict[str, Tensor]], epochs: int,
+             teacher_side: bool = False) -> StageResult:
+        """Train one model for `epochs` epochs (from the resume checkpoint, if it is this stage's).
+
+        The hot loop issues no host sync: loss terms and logits of a log window (~1/20 epoch) are
+        kept as tensors and reduced once at its end, which is also where a non-finite loss is
+        found (its exact step is reported) and the stage ends as diverged with the weights of
+        its last finished epoch.
+        """
         cfg, dev = self.cfg, self.device
         n = len(self.y_train)
         bs = min(cfg.batch_size, n)
         steps_per_epoch = math.ceil(n / bs)
         total_steps = epochs * steps_per_epoch
         log_every = max(1, steps_per_epoch // 20)  # ~20 step events per epoch
-        optimizer = _optimizer(cfg, model)
-        schedule = torch.optim.lr_scheduler.LambdaLR(  # cosine from lr to 0 over the stage
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+        optimizer = make_optimizer(cfg, model)
         order = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # students share an order
         jitter = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # ... and their shifts
         shift = cfg.augment == "all" or (cfg.augment == "teacher" and stage == "teacher")
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
-        self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
-                   "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model)})
-        started = time.perf_counter()
-        step = 0
-        for epoch in range(1, epochs + 1):
+        cached = self.cached if teacher_side and not shift else None
+        first_epoch, step, spent = 1, 0, 0.0
+        start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
+        if start is not None:  # go on exactly where the checkpoint left off
+            model.load_state_dict(start.model)
+            optimizer.load_state_dict(start.optimizer)
+            order.set_state(start.rng["order"])
+            jitter.set_state(start.rng["jitter"])
+            torch.set_rng_state(start.rng["torch"])
+            if dev.type == "cuda" and "cuda" in start.rng:
+                torch.cuda.set_rng_state(start.rng["cuda"], dev)
+            first_epoch, step, spent = start.epoch + 1, start.step, start.seconds
+        else:
+            self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
+                       "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model)})
+        stepper = Stepper(optimizer)
+        last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
+        started = time.perf_counter() - spent
+
+        def rng() -> dict[str, Tensor]:
+            states = {"order": order.get_state(), "jitter": jitter.get_state(), "torch": torch.get_rng_state()}
+            if dev.type == "cuda":
+                states["cuda"] = torch.cuda.get_rng_state(dev)
+            return states
+
+        for epoch in range(first_epoch, epochs + 1):
             model.train()
             perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
-            # One gather per epoch, then every batch is a view (no per-batch index kernels).
-            xs, ys = self.x_train[perm], self.y_train[perm]
-            sums: dict[str, Tensor] = {}  # running sums of each loss term over the log window (on device)
-            correct = torch.zeros((), device=dev)
-            window_start, window_steps, window_samples = time.perf_counter(), 0, 0
-            epoch_correct, epoch_seen = 0.0, 0
+            # Labels and teacher targets are small: gathered once per epoch, then sliced. Inputs
+            # are gathered per batch, so each batch is copied straight into cache (a whole-epoch
+            # gather of MNIST writes and re-reads 77 MB: ~5x slower on a 2-core machine).
+            ys = self.y_train[perm]
+            ts = cached[perm] if cached is not None else None
+            window: list[tuple[dict[str, Tensor], Tensor]] = []  # (loss terms, logits), detached
+            window_start, window_first = time.perf_counter(), 0
+            epoch_correct, epoch_seen = 0, 0
             for i in range(steps_per_epoch):
                 if self.should_stop():
                     return self._end(stage, model, "stopped", epoch - 1, started,
                                      f"stopped by request in epoch {epoch}")
-                idx = perm[i * bs:(i + 1) * bs]
-                x, y = xs[i * bs:(i + 1) * bs], ys[i * bs:(i + 1) * bs]
+                x, y = self.x_train.index_select(0, perm[i * bs:(i + 1) * bs]), ys[i * bs:(i + 1) * bs]
                 if shift:
                     x = datasets.random_shift(x, max_shift, jitter)
                 logits = model(x)
-                terms = loss_fn(logits, x, y, idx)
-                loss = sum(terms.values())
-                optimizer.zero_grad(set_to_none=True)
+                terms = loss_fn(logits, x, y, ts[i * bs:(i + 1) * bs] if ts is not None else None)
+                loss = _total(terms)
+                stepper.zero_grad()
                 loss.backward()
-                optimizer.step()
-                schedule.step()
+                stepper.step(cfg.lr * cosine(step, total_steps))
                 step += 1
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0) + v.detach()
-                correct += (logits.detach().argmax(1) == y).sum()
-                window_steps += 1
-                window_samples += len(idx)
-                if window_steps == log_every or i == steps_per_epoch - 1:
-                    values = {k: float(v) / window_steps for k, v in sums.items()}  # one sync per window
-                    total = sum(values.values())
+                window.append(({k: v.detach() for k, v in terms.items()}, logits.detach()))
+                if len(window) == log_every or i == steps_per_epoch - 1:
+                    names = list(window[0][0])
+                    per_step = torch.stack([torch.stack([t[k] for k in names]) for t, _ in window])  # (W, terms)
+                    values = per_step.mean(0).tolist()  # the window's one host sync
+                    total = sum(values)
                     if not math.isfinite(total):
+                        bad = (~torch.isfinite(per_step.sum(1))).nonzero()[0, 0].item()
+                        model.load_state_dict(last_good)
+                        kept = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
                         return self._end(stage, model, "diverged", epoch - 1, started,
-                                         f"loss became {total} at step {step} (epoch {epoch}); try a lower lr")
-                    epoch_correct += float(correct)
-                    epoch_seen += window_samples
+                                         f"loss became {per_step.sum(1)[bad].item()} at step "
+                                         f"{step - len(window) + bad + 1} (epoch {epoch}); {kept}; try a lower lr")
+                    seen = ys[window_first * bs:(i + 1) * bs]
+                    epoch_correct += int((torch.cat([lg for _, lg in window]).argmax(1) == seen).sum())
+                    epoch_seen += len(seen)
                     elapsed = time.perf_counter() - window_start
                     self.emit({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
                                "total_steps": total_steps, "loss": total,
-                               **{f"loss_{k}": v for k, v in values.items()},
+                               **{f"loss_{k}": v for k, v in zip(names, values)},
                                "lr": optimizer.param_groups[0]["lr"],
-                               "samples_per_s": window_samples / elapsed if elapsed > 0 else None})
-                    sums, correct = {}, torch.zeros((), device=dev)
-                    window_start, window_steps, window_samples = time.perf_counter(), 0, 0
+                               "samples_per_s": len(seen) / elapsed if elapsed > 0 else None})
+                    window, window_start, window_first = [], time.perf_counter(), i + 1
             val_loss, val_acc = self._validate(model)
             self.emit({"kind": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "step": step,
                        "train_acc": epoch_correct / epoch_seen, "val_acc": val_acc, "val_loss": val_loss,
                        "seconds": time.perf_counter() - started})
+            last_good = {k: v.clone() for k, v in model.state_dict().items()}
+            if self.on_checkpoint is not None and epoch < epochs:
+                self.on_checkpoint(lambda: capture(stage, epoch, step, time.perf_counter() - started,
+                                                   model, optimizer, rng()))
         return self._end(stage, model, "done", epochs, started)
 
     def _end(self, stage: str, model: nn.Module, status: str, epochs: int, started: float,
@@ -265,18 +322,10 @@ class Trainer:
         result.summary = metrics.run_summary(result.metrics)
 
 
-def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Fused kernels where this torch has them: one pass over all parameters per step instead
-    of a Python loop of small ops (a third of a small MLP's step time on a CPU)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        make = lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                                            weight_decay=cfg.weight_decay, **kw)
-    elif cfg.weight_decay:
-        make = lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
-    else:
-        make = lambda **kw: torch.optim.Adam(params, lr=cfg.lr, **kw)
-    try:
-        return make(fused=True)
-    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without fused kernels
-        return make()
+def _total(terms: dict[str, Tensor]) -> Tensor:
+    """The sum of the loss terms (no `0 +` kernel, unlike sum())."""
+    values = iter(terms.values())
+    total = next(values)
+    for v in values:
+        total = total + v
+    return total

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kd.losses import kd_loss, kd_terms, soft_kl
+from kd.losses import kd_loss, kd_terms, kd_terms_fused, soft_kl, soft_targets
 
 # Worked by hand (see comments): student [1, 2, 3], teacher [3, 2, 1], target 2, T = 2.
 # CE = log(e + e^2 + e^3) - 3 = 0.40760596
@@ -77,3 +77,38 @@ def test_t_squared_keeps_the_soft_gradient_of_the_same_order_across_temperatures
     # ... without it, it shrinks roughly as 1/T^2 (by two orders of magnitude at T = 20).
     assert without[0] / without[-1] > 100, without
     assert math.isclose(with_t2[-1], without[-1] * 400, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.9), (20.0, 0.0), (2.0, 1.0)])
+def test_the_fused_terms_match_the_composed_ones_in_value_and_gradient(temperature, alpha):
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(32, 10, generator=g, dtype=torch.float64).mul(4).requires_grad_()
+    te = torch.randn(32, 10, generator=g, dtype=torch.float64).mul(4)
+    y = torch.randint(0, 10, (32,), generator=g)
+    ref = kd_terms(s, te, y, temperature, alpha)
+    fused = kd_terms_fused(s, soft_targets(te, temperature), y, temperature, alpha)
+    for k in ("ce", "soft"):
+        assert fused[k].item() == pytest.approx(ref[k].item(), rel=1e-12, abs=1e-14)
+        (g_ref,) = torch.autograd.grad(ref[k], s, retain_graph=True)
+        (g_fused,) = torch.autograd.grad(fused[k], s, retain_graph=True)
+        torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-14)
+    # Any mix of upstream gradients, as when the terms are weighted or one is dropped.
+    assert torch.autograd.gradcheck(
+        lambda x: _weighted(kd_terms_fused(x, soft_targets(te, temperature), y, temperature, alpha)), (s,))
+
+
+def _weighted(terms):
+    return 0.3 * terms["ce"] + 1.7 * terms["soft"]
+
+
+def test_the_fused_terms_in_float32_agree_with_the_reference_to_float_precision():
+    g = torch.Generator().manual_seed(4)
+    s = torch.randn(64, 10, generator=g).mul(5).requires_grad_()
+    te, y = torch.randn(64, 10, generator=g).mul(5), torch.randint(0, 10, (64,), generator=g)
+    ref = kd_loss(s, te, y, 4.0, 0.9)
+    terms = kd_terms_fused(s, soft_targets(te, 4.0), y, 4.0, 0.9)
+    fused = terms["ce"] + terms["soft"]
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-5)
+    (a,) = torch.autograd.grad(ref, s)
+    (b,) = torch.autograd.grad(fused, s)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

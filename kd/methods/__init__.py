@@ -1,8 +1,11 @@
 """Distillation methods: one small file each (mdistiller's distillers/KD.py is the model).
 
-A method is built from the RunConfig and called per batch with the student's logits, the
-targets and the teacher's logits (None when it does not use a teacher). It returns a dict of
-named, already-weighted loss terms; the trainer sums them, and the dashboard plots each one.
+A method is built from the RunConfig. `prepare` turns the teacher's logits into what the loss
+needs from the teacher (for `kd`, the softened log-probabilities); the trainer calls it once on
+the whole training set when the inputs are not augmented, and caches the result. The method is
+then called per batch with the student's logits, the targets and that prepared batch (None when
+it does not use a teacher). It returns a dict of named, already-weighted loss terms; the trainer
+sums them, and the dashboard plots each one.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from kd.registry import Registry
 class Method(Protocol):
     uses_teacher: bool  # False: the trainer never runs or caches the teacher for this method
 
+    def prepare(self, teacher_logits: Tensor) -> Tensor: ...
+
     def __call__(self, student_logits: Tensor, targets: Tensor,
-                 teacher_logits: Optional[Tensor]) -> dict[str, Tensor]: ...
+                 teacher: Optional[Tensor]) -> dict[str, Tensor]: ...
 
 
 METHODS: Registry[type] = Registry("method")

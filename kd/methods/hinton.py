@@ -2,7 +2,7 @@
 
 (1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
 """
-from kd.losses import kd_terms
+from kd.losses import kd_terms_fused, soft_targets
 from kd.methods import METHODS
 
 
@@ -14,5 +14,8 @@ class HintonKD:
         self.temperature = cfg.temperature
         self.alpha = cfg.alpha
 
-    def __call__(self, student_logits, targets, teacher_logits):
-        return kd_terms(student_logits, teacher_logits, targets, self.temperature, self.alpha)
+    def prepare(self, teacher_logits):
+        return soft_targets(teacher_logits, self.temperature)
+
+    def __call__(self, student_logits, targets, teacher_log_probs):
+        return kd_terms_fused(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)

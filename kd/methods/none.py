@@ -11,5 +11,8 @@ class NoDistillation:
     def __init__(self, cfg):
         pass
 
-    def __call__(self, student_logits, targets, teacher_logits=None):
+    def prepare(self, teacher_logits):
+        return teacher_logits
+
+    def __call__(self, student_logits, targets, teacher=None):
         return {"ce": F.cross_entropy(student_logits, targets)}

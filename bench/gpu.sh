@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The speed comparison on one GPU, timed with CUDA events; about 1-2 minutes on an H200.
+# usage: bash bench/gpu.sh [--data-dir ../shared/data] [--epochs 3] [--repeats 3] [--json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python -c "import torch; print('torch', torch.__version__, '| CUDA', torch.version.cuda)"
+exec python bench/gpu_speed.py "$@"

@@ -1,0 +1,187 @@
+"""bench/speed.py's comparison on one GPU, timed with CUDA events (run by bench/gpu.sh).
+
+The seed loop cannot run on a GPU as it is (its tensors stay on the CPU), so this runs its own
+models, loss and DataLoader the way a GPU user of the seed note would: models on the device,
+each batch moved there with .to(device), the teacher's forward on every batch. The kd side is
+the Trainer itself on the same device, data, pair and batch size. Sides alternate A/B/A/B;
+each epoch is timed between CUDA events recorded on the stream, so queued work is counted.
+
+Prints the median seconds per teacher and per distillation epoch, their ratios, both distilled
+students' test accuracies, MFU of teacher training (over an fp32 matmul measured here, TF32 off),
+peak GPU memory and peak RSS, and the conv pair (lenet5 -> lenet5-half, kd only).
+
+usage: python bench/gpu_speed.py [--baseline ../shared/bench/seed_loop.py] [--data-dir ../shared/data]
+                                 [--epochs 3] [--repeats 3] [--device cuda] [--json]
+(--device cpu runs the same code with wall-clock timing, to check the script without a GPU.)
+"""
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kd.config import RunConfig  # noqa: E402
+from kd.trainer import Trainer  # noqa: E402
+
+
+class Clock:
+    """Marks on the device's stream (CUDA events) or the host's clock; seconds between marks."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def seconds(self, a, b) -> float:
+        if not self.cuda:
+            return b - a
+        b.synchronize()
+        return a.elapsed_time(b) / 1000
+
+
+def seed_module(path: str):
+    spec = importlib.util.spec_from_file_location("seed_loop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def seed_side(seed_loop, data, epochs: int, seed: int, device: torch.device, clock: Clock) -> dict:
+    """The seed note's train_teacher_model / train_student_model, with models and batches on `device`."""
+    from torch.utils.data import DataLoader, TensorDataset
+    nn, optim = torch.nn, torch.optim
+    torch.manual_seed(seed)
+    xtr, ytr, xte, yte = data
+    n_cls = int(ytr.max()) + 1
+    loader = DataLoader(TensorDataset(xtr, ytr), batch_size=64, shuffle=True)
+    teacher = seed_loop.TeacherModel(xtr.shape[1], n_cls).to(device)
+    student = seed_loop.StudentModel(xtr.shape[1], n_cls).to(device)
+    crit, opt = nn.CrossEntropyLoss(), optim.Adam(teacher.parameters(), lr=0.001)
+    teacher.train()
+    t0 = clock.mark()
+    for _ in range(epochs):
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            opt.zero_grad(); loss = crit(teacher(inputs), targets); loss.backward(); opt.step()
+    t1 = clock.mark()
+    opt = optim.Adam(student.parameters(), lr=0.001); student.train(); teacher.eval()
+    t2 = clock.mark()
+    for _ in range(epochs):
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            opt.zero_grad()
+            s = student(inputs)
+            with torch.no_grad():
+                t = teacher(inputs)
+            loss = seed_loop.distillation_loss(s, targets, t, 3); loss.backward(); opt.step()
+    t3 = clock.mark()
+    acc = lambda m: seed_loop.accuracy(m, xte.to(device), yte.to(device))
+    return {"teacher_epoch_s": clock.seconds(t0, t1) / epochs, "distill_epoch_s": clock.seconds(t2, t3) / epochs,
+            "student_acc": acc(student), "teacher_acc": acc(teacher)}
+
+
+def kd_side(data_dir: str, epochs: int, seed: int, device: str, clock: Clock,
+            teacher="mlp-512-256", student="mlp-128") -> dict:
+    cfg = RunConfig(dataset="mnist", data_dir=data_dir, teacher=teacher, student=student, epochs=epochs,
+                    teacher_epochs=epochs, batch_size=64, val_fraction=0.0, seed=seed, device=device)
+    marks: dict[str, list] = {}
+
+    def emit(event: dict) -> None:  # called in the training loop's thread, in stream order
+        if (event["kind"] == "stage" and event["status"] == "started") or event["kind"] == "epoch":
+            marks.setdefault(event["stage"], []).append(clock.mark())
+    result = Trainer(cfg, emit=emit).run()
+    per_epoch = {k: clock.seconds(m[0], m[-1]) / (len(m) - 1) for k, m in marks.items()}
+    return {"teacher_epoch_s": per_epoch["teacher"], "distill_epoch_s": per_epoch["student"],
+            "student_acc": result.metrics["student"]["accuracy"], "teacher_acc": result.metrics["teacher"]["accuracy"],
+            "teacher_flops": result.metrics["teacher"]["flops"]}
+
+
+def matmul_flops(device: torch.device, clock: Clock) -> float:
+    """fp32 FLOP/s of a square matmul (8192 on a GPU, TF32 off; 2048 on a CPU), median of 10."""
+    n = 8192 if device.type == "cuda" else 2048
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start = clock.mark()
+        a @ b
+        times.append(clock.seconds(start, clock.mark()))
+    return 2 * n**3 / statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default=str(ROOT.parent / "shared" / "bench" / "seed_loop.py"))
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="A/B pairs; repeat i uses seed i")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("gpu_speed.py: no CUDA device here (use --device cpu to check the script)")
+    device = torch.device(args.device)
+    clock = Clock(device)
+    seed_loop = seed_module(args.baseline)
+    data = seed_loop.load(f"mnist:{args.data_dir}")
+
+    seed, ours = [], []
+    for i in range(args.repeats):  # A/B/A/B
+        seed.append(seed_side(seed_loop, data, args.epochs, i, device, clock))
+        ours.append(kd_side(args.data_dir, args.epochs, i, args.device, clock))
+    peak = matmul_flops(device, clock)
+    conv = kd_side(args.data_dir, args.epochs, 0, args.device, clock, "lenet5", "lenet5-half")
+    n_train = len(data[1])
+    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    out = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
+        "seed_distill_epoch_s": med(seed, "distill_epoch_s"), "kd_distill_epoch_s": med(ours, "distill_epoch_s"),
+        "teacher_speedup": med(seed, "teacher_epoch_s") / med(ours, "teacher_epoch_s"),
+        "distill_speedup": med(seed, "distill_epoch_s") / med(ours, "distill_epoch_s"),
+        "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
+        "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
+        "matmul_gflops": peak / 1e9,
+        "mfu_teacher": 3 * ours[0]["teacher_flops"] * n_train / med(ours, "teacher_epoch_s") / peak,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
+        "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    timing = "CUDA events" if device.type == "cuda" else "wall clock"
+    print(f"{out['device']}: MNIST, {n_train:,} training images, batch 64, {args.epochs} epochs, "
+          f"{args.repeats} A/B repeats, {timing}")
+    print(f"{'':24}{'seed loop':>12}{'kd':>12}{'ratio':>8}")
+    print(f"{'s per teacher epoch':24}{out['seed_teacher_epoch_s']:12.3f}{out['kd_teacher_epoch_s']:12.3f}"
+          f"{out['teacher_speedup']:7.2f}x")
+    print(f"{'s per distill epoch':24}{out['seed_distill_epoch_s']:12.3f}{out['kd_distill_epoch_s']:12.3f}"
+          f"{out['distill_speedup']:7.2f}x")
+    print(f"{'distilled student acc':24}{100 * out['seed_student_acc']:11.2f}%{100 * out['kd_student_acc']:11.2f}%")
+    print(f"teacher training MFU {100 * out['mfu_teacher']:.1f} % of {out['matmul_gflops']:.0f} GFLOP/s (fp32 matmul)")
+    if out["peak_gpu_mib"] is not None:
+        print(f"peak GPU memory {out['peak_gpu_mib']:.0f} MiB")
+    print(f"peak RSS of this process: {out['peak_rss_mib']:.0f} MiB")
+    print(f"conv pair lenet5 -> lenet5-half: {out['conv_teacher_epoch_s']:.3f} s per teacher epoch, "
+          f"{out['conv_distill_epoch_s']:.3f} s per distill epoch, student acc {100 * out['conv_student_acc']:.2f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The trainer's Stepper against torch.optim itself: the same numbers, the same state."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from kd.optim import Stepper, cosine
+
+
+def _model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def _train(model, opt, stepper, steps: int = 25):
+    g = torch.Generator().manual_seed(7)
+    for i in range(steps):
+        x, y = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = nn.functional.cross_entropy(model(x), y)
+        lr = 0.01 * cosine(i, steps)
+        if stepper is None:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.step()
+        else:
+            stepper.zero_grad()
+            loss.backward()
+            stepper.step(lr)
+
+
+@pytest.mark.parametrize("make", [lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
+                                  lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05, fused=True),
+                                  lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True)],
+                         ids=["adam", "adamw", "sgd-fallback"])
+def test_stepper_is_bit_identical_to_optimizer_step(make):
+    a, b = _model(0), _model(0)
+    opt_a, opt_b = make(a.parameters()), make(b.parameters())
+    _train(a, opt_a, None)
+    stepper = Stepper(opt_b)
+    _train(b, opt_b, stepper)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    sa, sb = opt_a.state_dict(), opt_b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for i in sa["state"]:
+        for k, v in sa["state"][i].items():
+            assert torch.equal(v, sb["state"][i][k]), (i, k)
+    if isinstance(opt_b, (torch.optim.Adam, torch.optim.AdamW)):
+        assert stepper.kernel is not None  # the fast path really ran
+
+
+def test_a_stepper_goes_on_from_a_loaded_state_exactly():
+    """Resume: a fresh optimizer given the state_dict after 10 steps continues as if never stopped."""
+    a, b = _model(1), _model(1)
+    opt_a = torch.optim.Adam(a.parameters(), lr=0.01, fused=True)
+    _train(a, opt_a, Stepper(opt_a), steps=10)
+    b.load_state_dict(a.state_dict())
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01, fused=True)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # as if read back from a file
+    sa, sb = Stepper(opt_a), Stepper(opt_b)
+    _train(a, opt_a, sa, steps=5)
+    _train(b, opt_b, sb, steps=5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert float(opt_b.state[next(b.parameters())]["step"]) == 15
+
+
+def test_a_parameter_without_a_gradient_falls_back_to_torch():
+    model = _model(2)
+    frozen_out = nn.Linear(12, 3)  # in the optimizer, never in the graph
+    opt = torch.optim.Adam(list(model.parameters()) + list(frozen_out.parameters()), lr=0.01, fused=True)
+    before = frozen_out.weight.clone()
+    _train(model, opt, Stepper(opt), steps=3)
+    assert torch.equal(frozen_out.weight, before)
+
+
+def test_cosine_runs_from_one_to_zero():
+    assert cosine(0, 100) == 1.0 and cosine(100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine(50, 100) == pytest.approx(0.5) and cosine(150, 100) == pytest.approx(0.0, abs=1e-12)
