@@ -1,4 +1,4 @@
-"""The command line: python -m kd train | runs | show | list | worker.
+"""The command line: python -m kd train | resume | runs | show | list | worker.
 
 Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
 """
@@ -48,6 +48,11 @@ def _parser() -> Parser:
         train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None,
                            help=f"default: {getattr(defaults, field)}")
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check the flags, the data set and the models, print the config, train nothing")
+    resume = sub.add_parser("resume", help="go on with an interrupted or stopped run from its last checkpoint")
+    resume.add_argument("run_id")
+    resume.add_argument("--json", action="store_true", help="print one JSON object at the end")
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="show one run's config and results")
@@ -57,6 +62,7 @@ def _parser() -> Parser:
     lst.add_argument("what", choices=["models", "datasets", "methods"])
     worker = sub.add_parser("worker", help="train a queued run (used by the dashboard)")
     worker.add_argument("run_id")
+    worker.add_argument("--resume", action="store_true", help="go on from the run's checkpoint")
     return p
 
 
@@ -105,12 +111,30 @@ def cmd_train(args) -> int:
     build_pair(cfg, spec)
     pick_device(cfg.device)
     data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
+    if args.dry_run:
+        print(cfg.to_json())
+        return 0
     store = Store()
-    run_id = store.create_run(cfg.to_dict(), status="running")
-    progress = None if args.json else Progress(cfg)
-    result = runner.execute(store, run_id, cfg, progress=progress)
+    run_id = store.create_run(cfg.to_dict(), status="running", needed_bytes=runner.disk_needed(cfg))
+    result = runner.execute(store, run_id, cfg, progress=None if args.json else Progress(cfg))
+    return _finished(store, run_id, result, args.json)
+
+
+def cmd_resume(args) -> int:
+    from kd import runner
+    from kd.store import Store
+    store = Store()
+    run = store.get(args.run_id)
+    if run is None:
+        raise KDError(f"no such run: {args.run_id!r} (python -m kd runs lists them)")
+    cfg = RunConfig.from_dict(run.config)
+    result = runner.resume_run(store, run.id, progress=None if args.json else Progress(cfg))
+    return _finished(store, run.id, result, args.json)
+
+
+def _finished(store, run_id: str, result, as_json: bool) -> int:
     run = store.get(run_id)
-    if args.json:
+    if as_json:
         print(json.dumps(run_json(run)))
     else:
         print(results_table(run.models, run.summary))
@@ -128,7 +152,7 @@ class Progress:
 
     def __call__(self, e: dict) -> None:
         kind, stage = e["kind"], MODEL_TITLES.get(e.get("stage", ""), "")
-        if kind == "run" and e["status"] == "running":
+        if kind == "run" and e["status"] in ("running", "resumed"):
             _err(f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
                  f"{e['test_size']:,} test examples on {e['device']}")
         elif kind == "stage" and e["status"] == "started":
@@ -235,8 +259,12 @@ def cmd_worker(args) -> int:
     run = store.get(args.run_id)
     if run is None:
         raise KDError(f"no such run: {args.run_id!r}")
-    runner.execute(store, run.id, RunConfig.from_dict(run.config))
+    if args.resume:
+        runner.resume_run(store, run.id, queued=True)
+    else:
+        runner.execute(store, run.id, RunConfig.from_dict(run.config))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "list": cmd_list, "worker": cmd_worker}
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "show": cmd_show, "list": cmd_list,
+            "worker": cmd_worker}

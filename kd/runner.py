@@ -7,16 +7,18 @@ training loop almost nothing; stage and epoch boundaries are written at once.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import traceback
 from typing import Callable, Optional
 
+from kd import checkpoint
 from kd.config import RunConfig
 from kd.errors import KDError
 from kd.metrics import state_dict_for_saving
 from kd.store import Store
-from kd.trainer import RunResult, Trainer
+from kd.trainer import STAGES, Resume, RunResult, StageResult, Trainer
 
 FLUSH_EVERY_S = 0.5  # the live view polls about once a second
 
@@ -81,24 +83,40 @@ class StopFlag:
         return self.value
 
 
+def disk_needed(cfg: RunConfig) -> int:
+    """Bytes a run writes at most: each model's weights, and a checkpoint (weights and two Adam
+    moments) of the larger model; events are small beside them."""
+    from kd import data, models
+    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    params = {k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes)
+              for k in ("teacher", "student")}
+    return 4 * (params["teacher"] + 2 * params["student"] + 3 * max(params.values()))
+
+
 def execute(store: Store, run_id: str, cfg: RunConfig,
-            progress: Optional[Callable[[dict], None]] = None) -> RunResult:
-    """Train, save each stage's weights as it ends, store the final metrics and status.
+            progress: Optional[Callable[[dict], None]] = None, resume: Optional[Resume] = None) -> RunResult:
+    """Train, save each stage's weights as it ends and a checkpoint at each epoch's end, store
+    the final metrics and status.
 
     A KDError (bad input found late, e.g. a missing data folder) marks the run failed with its
     message and is re-raised; anything else also marks it failed, with the exception's last line.
     """
     writer = EventWriter(store, run_id, also=progress)
-    store.update(run_id, status="running", pid=os.getpid(), heartbeat=time.time())
+    store.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
     config = cfg.to_dict()
 
     def save(stage: str, model, stage_result) -> None:
         arch = cfg.teacher if stage == "teacher" else cfg.student
         store.save_weights(run_id, stage, state_dict_for_saving(model), config, arch)
 
+    def save_checkpoint(take) -> None:
+        writer.flush()  # the epoch's events are in the store before the checkpoint that follows them
+        checkpoint.save(take(), store.checkpoint_path(run_id), {"run_id": run_id})
+
     try:
         with Heartbeat(store, run_id):
-            result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id), on_stage_end=save).run()
+            result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id), on_stage_end=save,
+                             on_checkpoint=save_checkpoint, resume=resume).run()
     except BaseException as e:
         writer.flush()
         message = str(e) if isinstance(e, KDError) else (
@@ -111,4 +129,71 @@ def execute(store: Store, run_id: str, cfg: RunConfig,
     messages = [f"{name}: {s.message}" for name, s in result.stages.items() if s.message and s.status != "loaded"]
     store.update(run_id, status=result.status, message="; ".join(messages) or None,
                  results={"models": result.metrics, "summary": result.summary})
+    if result.status in ("done", "diverged"):  # nothing left to go on from
+        store.checkpoint_path(run_id).unlink(missing_ok=True)
     return result
+
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[RunConfig, Resume]:
+    """What an unfinished run has kept, its stale events dropped, and the run marked running again.
+
+    Kept: every stage that ended "done" (or "loaded"), with its saved weights, and the stage after
+    it at its last checkpoint. The events after that point (a half epoch, a stop) are deleted so
+    the curves do not show them twice; the resumed training emits them again.
+    """
+    from kd import jobs
+    run = store.get(run_id)
+    if run is None:
+        raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
+    status = jobs.status(run)
+    if status not in RESUMABLE and not (queued and status == "queued"):  # queued: by jobs.resume
+        why = {"done": "it has finished", "diverged": "its loss diverged: start a new run with a lower lr",
+               "running": f"it is still running (pid {run.pid})", "queued": "it is about to start"}
+        raise KDError(f"run {run_id} cannot be resumed: {why.get(status, status)}")
+    cfg = RunConfig.from_dict(run.config)
+    events = store.events(run_id)
+    ends = {e["stage"]: (seq, e) for seq, e in events if e["kind"] == "stage" and e["status"] != "started"}
+    resume, keep = Resume(), 0
+    for stage in STAGES:
+        seq, e = ends.get(stage, (0, {"status": None}))
+        if e["status"] not in ("done", "loaded"):
+            break
+        try:
+            weights = _load_weights(store.weights_path(run_id, stage))
+        except Exception as e:  # missing or unreadable: redo that stage
+            print(f"weights of {stage} not used: {e}", flush=True)
+            break
+        resume.finished[stage] = (weights, StageResult(e["status"], e["epochs"], e.get("seconds", 0.0),
+                                                       e.get("message", "")))
+        keep = seq
+    path = store.checkpoint_path(run_id)
+    next_stage = next((s for s in STAGES if s not in resume.finished), None)
+    if next_stage and path.exists():
+        ckpt = None
+        try:
+            ckpt, _ = checkpoint.load(path)
+        except Exception as e:  # unreadable: that stage starts over rather than the resume failing
+            print(f"checkpoint {path} not used: {e}", flush=True)
+        epoch_seq = next((seq for seq, e in events if ckpt is not None and e["kind"] == "epoch"
+                          and e["stage"] == ckpt.stage and e["epoch"] == ckpt.epoch), None)
+        if ckpt is not None and ckpt.stage == next_stage and epoch_seq is not None:
+            resume.partial, keep = ckpt, epoch_seq
+    store.truncate_events(run_id, keep)
+    store.update(run_id, status="running", stop_requested=0, message=None, resumed=run.resumed + 1,
+                 heartbeat=time.time())
+    return cfg, resume
+
+
+def _load_weights(path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(path), device="cpu")
+
+
+def resume_run(store: Store, run_id: str, progress: Optional[Callable[[dict], None]] = None,
+               queued: bool = False) -> RunResult:
+    """Go on with an interrupted or stopped run from what it kept, to the end."""
+    cfg, resume = prepare_resume(store, run_id, queued)
+    return execute(store, run_id, cfg, progress=progress, resume=resume)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -32,7 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
     message TEXT,                   -- why it failed or stopped, one line
     pid INTEGER,                    -- process training it
     heartbeat REAL,                 -- last sign of life of that process, unix seconds
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    host TEXT,                      -- machine of that process (a pid means nothing elsewhere)
+    resumed INTEGER NOT NULL DEFAULT 0  -- times resumed; a reader's cached events are stale when it changes
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -42,6 +45,12 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
+
+
+COLUMNS = ("id", "created", "updated", "status", "config", "results", "message", "pid", "heartbeat",
+           "stop_requested", "host", "resumed")
+ADDED_COLUMNS = {"host": "TEXT", "resumed": "INTEGER NOT NULL DEFAULT 0"}  # absent from older stores
+MIN_FREE_MB = 50  # below this much free disk a run is refused at start ($KD_MIN_FREE_MB)
 
 
 class StoreError(KDError):
@@ -60,6 +69,8 @@ class Run:
     pid: Optional[int]
     heartbeat: Optional[float]
     stop_requested: bool
+    host: Optional[str] = None
+    resumed: int = 0
 
     @property
     def models(self) -> dict[str, dict]:
@@ -85,6 +96,10 @@ class Store:
             self.root.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.executescript(SCHEMA)
+                have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+                for name, kind in ADDED_COLUMNS.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
                              "set KD_RUNS_DIR to a writable folder") from None
@@ -113,11 +128,34 @@ class Store:
                 raise
 
     # -- runs -----------------------------------------------------------------------------
-    def create_run(self, config: dict, status: str = "queued") -> str:
+    def check_space(self, needed_bytes: int = 0) -> None:
+        """Refuse to start a run the disk cannot hold: a StoreError naming the folder and the figures."""
+        min_free = float(os.environ.get("KD_MIN_FREE_MB") or MIN_FREE_MB) * 1e6
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError as e:
+            raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e})") from None
+        if free < needed_bytes + min_free:
+            raise StoreError(f"runs folder {self.root.resolve()}: the disk is full or nearly "
+                             f"({free / 1e6:,.0f} MB free; a run needs {needed_bytes / 1e6:,.0f} MB for its "
+                             f"weights and checkpoints, plus {min_free / 1e6:,.0f} MB to spare); "
+                             "free some space or set KD_RUNS_DIR to another disk")
+
+    def create_run(self, config: dict, status: str = "queued", needed_bytes: int = 0) -> str:
+        """A new run with its folder and config.json, or a StoreError and nothing at all."""
+        self.check_space(needed_bytes)
         run_id, now = new_run_id(), time.time()
-        with self._write() as db:
-            db.execute("INSERT INTO runs (id, created, updated, status, config) VALUES (?, ?, ?, ?, ?)",
-                       (run_id, now, now, status, json.dumps(config, sort_keys=True)))
+        folder = self.run_dir(run_id)
+        try:
+            folder.mkdir(parents=True)
+            _write_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True))
+            with self._write() as db:
+                db.execute("INSERT INTO runs (id, created, updated, status, config) VALUES (?, ?, ?, ?, ?)",
+                           (run_id, now, now, status, json.dumps(config, sort_keys=True)))
+        except (OSError, sqlite3.Error) as e:
+            shutil.rmtree(folder, ignore_errors=True)  # no half-made run: no folder without a row
+            raise StoreError(f"runs folder {self.root.resolve()}: cannot create a run ({e}); "
+                             "free some space or set KD_RUNS_DIR to a writable folder") from None
         return run_id
 
     def update(self, run_id: str, **fields: Any) -> None:
@@ -133,13 +171,14 @@ class Store:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):
             return None
         with self._connect() as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run(row) if row else None
 
     def runs(self) -> list[Run]:
         """Every run, newest first."""
         with self._connect() as db:
-            return [_run(r) for r in db.execute("SELECT * FROM runs ORDER BY created DESC, id DESC")]
+            return [_run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs "
+                                                "ORDER BY created DESC, id DESC")]
 
     def delete(self, run_id: str) -> None:
         if self.get(run_id) is None:
@@ -147,11 +186,7 @@ class Store:
         with self._write() as db:
             db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        folder = self.run_dir(run_id)
-        if folder.is_dir():
-            for f in folder.iterdir():
-                f.unlink()
-            folder.rmdir()
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     def request_stop(self, run_id: str) -> None:
         self.update(run_id, stop_requested=1)
@@ -172,6 +207,11 @@ class Store:
                            [(run_id, last + i, now, json.dumps(e)) for i, e in enumerate(events, 1)])
             db.execute("UPDATE runs SET heartbeat = ?, updated = ? WHERE id = ?", (now, now, run_id))
 
+    def truncate_events(self, run_id: str, keep_through: int) -> None:
+        """Forget the events after seq `keep_through` (what a resumed run will redo)."""
+        with self._write() as db:
+            db.execute("DELETE FROM events WHERE run_id = ? AND seq > ?", (run_id, keep_through))
+
     def events(self, run_id: str, since: int = 0) -> list[tuple[int, dict]]:
         """(seq, event) with seq > since, in order: a page polls with the last seq it saw."""
         with self._connect() as db:
@@ -190,22 +230,38 @@ class Store:
             raise ValueError(f"model must be one of {MODEL_NAMES}, got {model!r}")
         return self.run_dir(run_id) / f"{model}.safetensors"
 
+    def checkpoint_path(self, run_id: str) -> Path:
+        """The last epoch-end checkpoint of the stage in progress (kd/checkpoint.py)."""
+        return self.run_dir(run_id) / "checkpoint.safetensors"
+
     def save_weights(self, run_id: str, model_name: str, state: dict, config: dict, arch: str) -> Path:
         """Write to a temporary file, then rename: a crash never leaves a half-written file."""
         from safetensors.torch import save_file
         path = self.weights_path(run_id, model_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        save_file(state, str(tmp), metadata={"config": json.dumps(config, sort_keys=True),
-                                             "model": model_name, "arch": arch, "run_id": run_id})
-        os.replace(tmp, path)
+        try:
+            save_file(state, str(tmp), metadata={"config": json.dumps(config, sort_keys=True),
+                                                 "model": model_name, "arch": arch, "run_id": run_id})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         config_path = path.parent / "config.json"
         if not config_path.exists():
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+            _write_atomic(config_path, json.dumps(config, indent=2, sort_keys=True))
         return path
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _run(row: tuple) -> Run:
-    (id_, created, updated, status, config, results, message, pid, heartbeat, stop) = row
+    (id_, created, updated, status, config, results, message, pid, heartbeat, stop, host, resumed) = row
     return Run(id_, created, updated, status, json.loads(config),
-               json.loads(results) if results else None, message, pid, heartbeat, bool(stop))
+               json.loads(results) if results else None, message, pid, heartbeat, bool(stop), host, resumed or 0)

@@ -134,8 +134,6 @@ class Trainer:
             load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
             teacher.to(dev)
             stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}")
-            self.emit({"kind": "stage", "stage": "teacher", "status": "loaded", "epochs": 0,
-                       "message": stage.message})
         else:
             ce = methods.METHODS.get("none")(cfg)
             stage = self._fit("teacher", teacher, lambda s, x, y, t: ce(s, y), cfg.teacher_epochs_resolved)
@@ -182,8 +180,10 @@ class Trainer:
         result.stages[name] = stage
         if stage.status in ("stopped", "diverged"):
             result.status = stage.status
-        if not saved:
+        if not saved:  # the weights first: a stage that says "done" always has them on disk
             self.on_stage_end(name, model, stage)
+            self.emit({"kind": "stage", "stage": name, "status": stage.status, "epochs": stage.epochs,
+                       "seconds": stage.seconds, "message": stage.message})
 
     # -- one stage ------------------------------------------------------------------------
     def _fit(self, stage: str, model: nn.Module,
@@ -290,12 +290,10 @@ class Trainer:
                                                    model, optimizer, rng()))
         return self._end(stage, model, "done", epochs, started)
 
-    def _end(self, stage: str, model: nn.Module, status: str, epochs: int, started: float,
+    @staticmethod
+    def _end(stage: str, model: nn.Module, status: str, epochs: int, started: float,
              message: str = "") -> StageResult:
-        result = StageResult(status, epochs, time.perf_counter() - started, message)
-        self.emit({"kind": "stage", "stage": stage, "status": status, "epochs": epochs,
-                   "seconds": result.seconds, "message": message})
-        return result
+        return StageResult(status, epochs, time.perf_counter() - started, message)
 
     def _validate(self, model: nn.Module) -> tuple[Optional[float], Optional[float]]:
         if not len(self.y_val):
