@@ -25,9 +25,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--no-first-run"]
 
 
+class Server(str):
+    """The dashboard's base URL, with its process (to kill it, as a crash would)."""
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
 def dashboard(env: dict):
-    """`streamlit run app.py` on a free localhost port with env; yields its base URL."""
+    """`streamlit run app.py` on a free localhost port with env; yields its base URL (a Server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -42,9 +47,12 @@ def dashboard(env: dict):
                 break
             except OSError:
                 time.sleep(0.3)
-        yield f"http://localhost:{port}"
+        url = Server(f"http://localhost:{port}")
+        url.process = server
+        yield url
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(10)
 
 

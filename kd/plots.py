@@ -119,14 +119,16 @@ def accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
 
 
 def progress(events: Iterable[dict]) -> dict[str, float]:
-    """Per stage, the fraction done in [0, 1]: last step / total steps, 1.0 once the stage ended."""
+    """Per stage, the fraction done in [0, 1]: last step / total steps; 1.0 once the stage
+    finished (done or loaded), where it was for a stage that stopped or diverged."""
     out = {s: 0.0 for s in MODELS}
     ended: set[str] = set()
     for e in events:
         kind, stage = e.get("kind"), e.get("stage")
         if kind == "stage":
             if e.get("status") in END_STATUSES:
-                out[stage] = 1.0
+                if e.get("status") in ("done", "loaded"):
+                    out[stage] = 1.0
                 ended.add(stage)
             elif e.get("status") == "started":
                 out[stage] = 0.0

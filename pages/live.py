@@ -6,7 +6,11 @@ second, inside a fragment), so closing or refreshing the page never touches the 
 import streamlit as st
 
 from kd import jobs, plots
-from pages.common import STATUS_ICONS, current_run, run_label, store
+from kd.errors import KDError
+from kd.runner import RESUMABLE
+from pages.common import STATUS_ICONS, current_run, run_label, show_error, store
+
+RESUME_HELP = "Go on from the last finished epoch: finished stages are kept, the curves continue."
 
 st.title("Live")
 run = current_run()
@@ -22,13 +26,17 @@ run_id = run.id
 
 
 def poll() -> tuple[list[dict], object]:
-    """New events since the last poll, appended to this session's copy of the run's events."""
+    """New events since the last poll, appended to this session's copy of the run's events.
+    A resume drops the events after its checkpoint, so a resumed run is read afresh."""
+    now = store().get(run_id)
     cache = st.session_state.setdefault("live_events", {})
-    seen = cache.setdefault(run_id, {"seq": 0, "events": []})
+    seen = cache.get(run_id)
+    if seen is None or seen["resumed"] != now.resumed:
+        seen = cache[run_id] = {"seq": 0, "events": [], "resumed": now.resumed}
     for seq, event in store().events(run_id, since=seen["seq"]):
         seen["events"].append(event)
         seen["seq"] = seq
-    return seen["events"], store().get(run_id)
+    return seen["events"], now
 
 
 def figures(run_id: str, n_events: int, events: list[dict]):
@@ -52,6 +60,16 @@ def live() -> None:
     if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
         jobs.stop(run_id, store())
         st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
+    if status in RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
+        try:
+            jobs.resume(run_id, store())
+        except KDError as e:
+            show_error(e)
+        else:
+            st.rerun()  # redraw with the polling timer on
+    if status == "interrupted":
+        st.warning("This run's process ended without finishing (killed, or the machine slept). "
+                   "Resume goes on from its last finished epoch; nothing before that is lost.")
     if now.message:
         (st.error if status in ("failed", "diverged") else st.info)(now.message)
     done = plots.progress(events)

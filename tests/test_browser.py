@@ -78,3 +78,43 @@ def test_train_watch_leave_return_and_see_results(server, page):
     models = [cells.filter(has_text=label).count() for label in ("teacher", "student alone", "distilled student")]
     assert all(models), models
     no_exception(page)
+
+
+def events_caption_changes(pg) -> None:
+    """The Live page's event counter changes: the page is showing a run that is training."""
+    caption = pg.get_by_text("events", exact=False).last
+    caption.wait_for(timeout=60_000)
+    pg.wait_for_function("(t) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+                         ".some(e => e.innerText.includes('events') && e.innerText !== t)",
+                         arg=caption.inner_text(), timeout=60_000)
+
+
+def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(runs_dir, page):
+    import signal
+    from kd import jobs
+    from kd.config import RunConfig
+    from kd.store import Store
+    env = {**os.environ, "KD_RUNS_DIR": str(runs_dir)}
+    store = Store(runs_dir)
+    run_id = jobs.start(RunConfig(epochs=400, teacher_epochs=400, device="cpu"), store)  # what Start does
+    try:
+        with dashboard(env) as first:
+            page.goto(f"{first}/live?run={run_id}")
+            page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
+            events_caption_changes(page)
+            first.process.send_signal(signal.SIGKILL)  # the dashboard dies, as in a crash
+            first.process.wait(10)
+        run = store.get(run_id)
+        assert jobs.status(run) == "running" and jobs._alive(run.pid)  # the run went on without it
+        with dashboard(env) as second:
+            page.goto(f"{second}/live?run={run_id}")
+            page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
+            events_caption_changes(page)  # ... and the new dashboard shows it live
+            no_exception(page)
+            page.get_by_role("button", name="Stop").click()
+            page.get_by_text("stopped", exact=False).first.wait_for(timeout=30_000)
+        assert store.get(run_id).status == "stopped"
+    finally:
+        run = store.get(run_id)
+        if run.status in jobs.ACTIVE and run.pid:
+            os.kill(run.pid, signal.SIGKILL)

@@ -170,3 +170,51 @@ def test_runs_page_compares_chosen_runs_and_deletes_one(finished_run):
     next(b for b in at.button if b.label == "Delete this run").click().run()
     assert not at.exception
     assert len(store.runs()) == 1
+
+
+def _wait(predicate, timeout: float):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"gave up after {timeout} s")
+
+
+def test_an_interrupted_run_is_resumed_from_the_live_page(runs_dir):
+    import os
+    import signal
+    from kd import jobs
+    store = Store()
+    cfg = TINY.replace(epochs=12, teacher_epochs=12)
+    run_id = jobs.start(cfg, store)
+    _wait(lambda: store.checkpoint_path(run_id).exists(), 60)
+    os.kill(store.get(run_id).pid, signal.SIGKILL)
+    _wait(lambda: jobs.status(store.get(run_id)) == "interrupted", 15)
+    at = page(None, run=run_id)
+    at.switch_page("pages/live.py").run()
+    assert "**interrupted**" in at.markdown[0].value
+    assert any("Resume goes on from its last finished epoch" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert not at.exception
+    _wait(lambda: store.get(run_id).status == "done", 120)
+    run = store.get(run_id)
+    assert run.resumed == 1
+    epochs = [(e["stage"], e["epoch"]) for _, e in store.events(run_id) if e["kind"] == "epoch"]
+    assert epochs == [(s, k) for s in ("teacher", "baseline", "student") for k in range(1, 13)]
+
+
+def test_a_stopped_run_shows_what_it_had_in_results(runs_dir):
+    from kd import jobs
+    store = Store()
+    run_id = jobs.start(TINY.replace(epochs=200, teacher_epochs=200), store)
+    _wait(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 60)
+    jobs.stop(run_id, store)
+    _wait(lambda: store.get(run_id).status == "stopped", 30)
+    at = page(None, run=run_id)
+    at.switch_page("pages/results.py").run()
+    assert any("This run stopped" in w.value for w in at.warning)
+    (table,) = [d.value for d in at.dataframe]
+    assert list(table["model"]) == ["teacher"] and table.iloc[0, 1] > 0
+    at.switch_page("pages/live.py").run()
+    assert any(b.label == "Resume" for b in at.button)  # a stopped run can go on too

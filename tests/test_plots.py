@@ -136,6 +136,8 @@ def test_progress_mid_run_and_loaded_teacher():
               {"kind": "stage", "stage": "baseline", "status": "started", "epochs": 1, "steps_per_epoch": 4,
                "params": 1}]
     assert plots.progress(loaded) == {"teacher": 1.0, "baseline": 0.0, "student": 0.0}
+    stopped = ev + [{"kind": "stage", "stage": "student", "status": "stopped", "epochs": 0, "message": "x"}]
+    assert plots.progress(stopped)["student"] == 0.25  # where it stopped, not "100 %"
 
 
 # -- results -------------------------------------------------------------------------------
