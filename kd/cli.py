@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 from kd.config import RunConfig
-from kd.errors import ConfigError, KDError
+from kd.errors import ConfigError, DataError, KDError
 
 MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 JSON_MODEL_KEYS = ("accuracy", "params", "size_mb", "flops", "latency_ms", "latency_ms_256",
@@ -107,10 +107,13 @@ def cmd_train(args) -> int:
 
     given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
     cfg = RunConfig(**given)
-    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-    build_pair(cfg, spec)
-    pick_device(cfg.device)
-    data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
+    try:
+        spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+        build_pair(cfg, spec)
+        pick_device(cfg.device)
+        data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
+    except DataError as e:  # the data set named by --dataset (and --data-dir) cannot be read
+        raise ConfigError("dataset", str(e)) from None
     if args.dry_run:
         print(cfg.to_json())
         return 0
