@@ -135,8 +135,7 @@ class Trainer:
             teacher.to(dev)
             stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}")
         else:
-            ce = methods.METHODS.get("none")(cfg)
-            stage = self._fit("teacher", teacher, lambda s, x, y, t: ce(s, y), cfg.teacher_epochs_resolved)
+            stage = self._fit("teacher", teacher, methods.METHODS.get("none")(cfg), cfg.teacher_epochs_resolved)
         self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
@@ -149,6 +148,7 @@ class Trainer:
         def from_teacher(x: Tensor) -> Tensor:  # augmented inputs are new each batch: ask the teacher
             with torch.no_grad():
                 return method.prepare(teacher(x))
+        self.from_teacher = from_teacher
         for name, loss in (("baseline", methods.METHODS.get("none")(cfg)), ("student", method)):
             if result.status != "done":
                 break
@@ -158,12 +158,7 @@ class Trainer:
                 student.load_state_dict(weights)
                 self._finish_stage(result, name, student, stage, saved=True)
                 continue
-
-            def loss_fn(s: Tensor, x: Tensor, y: Tensor, t: Optional[Tensor], loss=loss) -> dict[str, Tensor]:
-                if loss.uses_teacher and t is None:
-                    t = from_teacher(x)
-                return loss(s, y, t if loss.uses_teacher else None)
-            stage = self._fit(name, student, loss_fn, cfg.epochs, teacher_side=loss.uses_teacher)
+            stage = self._fit(name, student, loss, cfg.epochs)
             self._finish_stage(result, name, student, stage)
 
         self._report(result, bundle, spec)
@@ -186,9 +181,7 @@ class Trainer:
                        "seconds": stage.seconds, "message": stage.message})
 
     # -- one stage ------------------------------------------------------------------------
-    def _fit(self, stage: str, model: nn.Module,
-             loss_fn: Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], dict[str, Tensor]], epochs: int,
-             teacher_side: bool = False) -> StageResult:
+    def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
         """Train one model for `epochs` epochs (from the resume checkpoint, if it is this stage's).
 
         The hot loop issues no host sync: loss terms and logits of a log window (~1/20 epoch) are
@@ -207,7 +200,8 @@ class Trainer:
         jitter = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # ... and their shifts
         shift = cfg.augment == "all" or (cfg.augment == "teacher" and stage == "teacher")
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
-        cached = self.cached if teacher_side and not shift else None
+        cached = self.cached if method.uses_teacher and not shift else None
+        with_grad = getattr(method, "with_grad", None)  # the loss's gradient written out: no graph
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
@@ -251,10 +245,16 @@ class Trainer:
                 if shift:
                     x = datasets.random_shift(x, max_shift, jitter)
                 logits = model(x)
-                terms = loss_fn(logits, x, y, ts[i * bs:(i + 1) * bs] if ts is not None else None)
-                loss = _total(terms)
+                t = None
+                if method.uses_teacher:
+                    t = ts[i * bs:(i + 1) * bs] if ts is not None else self.from_teacher(x)
                 stepper.zero_grad()
-                loss.backward()
+                if with_grad is not None:
+                    terms, grad = with_grad(logits, y, t)
+                    logits.backward(grad)
+                else:
+                    terms = method(logits, y, t)
+                    _total(terms).backward()
                 stepper.step(cfg.lr * cosine(step, total_steps))
                 step += 1
                 window.append(({k: v.detach() for k, v in terms.items()}, logits.detach()))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kd.losses import kd_loss, kd_terms, kd_terms_fused, soft_kl, soft_targets
+from kd.losses import ce_with_grad, kd_loss, kd_terms, kd_terms_with_grad, soft_kl, soft_targets
 
 # Worked by hand (see comments): student [1, 2, 3], teacher [3, 2, 1], target 2, T = 2.
 # CE = log(e + e^2 + e^3) - 3 = 0.40760596
@@ -80,35 +80,56 @@ def test_t_squared_keeps_the_soft_gradient_of_the_same_order_across_temperatures
 
 
 @pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.9), (20.0, 0.0), (2.0, 1.0)])
-def test_the_fused_terms_match_the_composed_ones_in_value_and_gradient(temperature, alpha):
+def test_the_written_out_gradient_equals_autograd_on_the_composed_loss(temperature, alpha):
     g = torch.Generator().manual_seed(3)
     s = torch.randn(32, 10, generator=g, dtype=torch.float64).mul(4).requires_grad_()
     te = torch.randn(32, 10, generator=g, dtype=torch.float64).mul(4)
     y = torch.randint(0, 10, (32,), generator=g)
     ref = kd_terms(s, te, y, temperature, alpha)
-    fused = kd_terms_fused(s, soft_targets(te, temperature), y, temperature, alpha)
+    (want,) = torch.autograd.grad(ref["ce"] + ref["soft"], s)
+    terms, grad = kd_terms_with_grad(s, soft_targets(te, temperature), y, temperature, alpha)
     for k in ("ce", "soft"):
-        assert fused[k].item() == pytest.approx(ref[k].item(), rel=1e-12, abs=1e-14)
-        (g_ref,) = torch.autograd.grad(ref[k], s, retain_graph=True)
-        (g_fused,) = torch.autograd.grad(fused[k], s, retain_graph=True)
-        torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-14)
-    # Any mix of upstream gradients, as when the terms are weighted or one is dropped.
-    assert torch.autograd.gradcheck(
-        lambda x: _weighted(kd_terms_fused(x, soft_targets(te, temperature), y, temperature, alpha)), (s,))
+        assert terms[k].item() == pytest.approx(ref[k].item(), rel=1e-12, abs=1e-14)
+        assert not terms[k].requires_grad  # values only: no graph was built
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-14)
 
 
-def _weighted(terms):
-    return 0.3 * terms["ce"] + 1.7 * terms["soft"]
+def test_the_cross_entropy_gradient_equals_autograd():
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(16, 7, generator=g, dtype=torch.float64).requires_grad_()
+    y = torch.randint(0, 7, (16,), generator=g)
+    value, grad = ce_with_grad(s, y, 0.3)
+    ref = 0.3 * F.cross_entropy(s, y)
+    (want,) = torch.autograd.grad(ref, s)
+    assert value.item() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-14)
 
 
-def test_the_fused_terms_in_float32_agree_with_the_reference_to_float_precision():
+@pytest.mark.parametrize("method", ["none", "kd"])
+def test_every_methods_with_grad_matches_autograd_on_its_own_terms(method):
+    """The trainer trusts with_grad; for each registered method it must agree with __call__."""
+    from kd.config import RunConfig
+    from kd.methods import build
+    m = build(RunConfig(method=method, temperature=3.0, alpha=0.7))
+    g = torch.Generator().manual_seed(6)
+    s = torch.randn(64, 10, generator=g, dtype=torch.float64).mul(3).requires_grad_()
+    t = m.prepare(torch.randn(64, 10, generator=g, dtype=torch.float64).mul(3)) if m.uses_teacher else None
+    y = torch.randint(0, 10, (64,), generator=g)
+    ref = m(s, y, t)
+    (want,) = torch.autograd.grad(sum(ref.values()), s)
+    terms, grad = m.with_grad(s, y, t)
+    assert terms.keys() == ref.keys()
+    for k in ref:
+        assert terms[k].item() == pytest.approx(ref[k].item(), rel=1e-12, abs=1e-14)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-14)
+
+
+def test_in_float32_the_written_out_gradient_agrees_to_float_precision():
     g = torch.Generator().manual_seed(4)
     s = torch.randn(64, 10, generator=g).mul(5).requires_grad_()
     te, y = torch.randn(64, 10, generator=g).mul(5), torch.randint(0, 10, (64,), generator=g)
     ref = kd_loss(s, te, y, 4.0, 0.9)
-    terms = kd_terms_fused(s, soft_targets(te, 4.0), y, 4.0, 0.9)
-    fused = terms["ce"] + terms["soft"]
-    assert fused.item() == pytest.approx(ref.item(), rel=1e-5)
-    (a,) = torch.autograd.grad(ref, s)
-    (b,) = torch.autograd.grad(fused, s)
-    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    terms, grad = kd_terms_with_grad(s, soft_targets(te, 4.0), y, 4.0, 0.9)
+    assert (terms["ce"] + terms["soft"]).item() == pytest.approx(ref.item(), rel=1e-5)
+    (want,) = torch.autograd.grad(ref, s)
+    torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-6)
