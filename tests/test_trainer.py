@@ -1,4 +1,7 @@
 """The trainer's stages, events, determinism, frozen teacher, stop, divergence, checkpoints."""
+import math
+import re
+
 import pytest
 import torch
 
@@ -94,10 +97,18 @@ def test_stop_request_between_batches_keeps_partial_results():
     assert events[-1] == {"kind": "run", "status": "stopped", "summary": result.summary}
 
 
-def test_divergence_ends_the_stage_with_a_message():
+def test_divergence_ends_the_stage_at_the_first_non_finite_loss_and_keeps_finite_weights():
     result, events = run(RunConfig(**TINY, optimizer="sgd", lr=10.0, teacher="hinton-1200"))
     assert result.status == "diverged"
-    assert result.stages["teacher"].status == "diverged" and "lower lr" in result.stages["teacher"].message
+    stage = result.stages["teacher"]
+    assert stage.status == "diverged" and "lower lr" in stage.message, stage.message
+    bad_step = int(re.search(r"at step (\d+)", stage.message).group(1))
+    steps = [e for e in events if e["kind"] == "step"]
+    assert all(math.isfinite(e["loss"]) for e in steps) and all(e["step"] < bad_step for e in steps)
+    assert "kept the" in stage.message  # the weights of the last finished epoch (or the initial ones)
+    teacher = result.models["teacher"]
+    assert all(torch.isfinite(p).all() for p in teacher.state_dict().values())
+    assert 0 <= result.metrics["teacher"]["accuracy"] <= 1 and result.metrics["teacher"]["status"] == "diverged"
     assert "baseline" not in result.models
 
 
