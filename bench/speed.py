@@ -103,18 +103,22 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"MNIST, {n_train:,} training images, batch 64, {args.epochs} epochs, {args.repeats} A/B repeats")
+    print_report(out, f"MNIST, {n_train:,} training images, batch 64, {args.epochs} epochs, {args.repeats} A/B repeats")
+    print(f"peak RSS of a whole MNIST run: {out['peak_rss_mib']:.0f} MiB")
+
+
+def print_report(out: dict, title: str) -> None:
+    """The table both benchmarks print (bench/gpu_speed.py too)."""
+    print(title)
     print(f"{'':24}{'seed loop':>12}{'kd':>12}{'ratio':>8}")
     print(f"{'s per teacher epoch':24}{out['seed_teacher_epoch_s']:12.3f}{out['kd_teacher_epoch_s']:12.3f}"
           f"{out['teacher_speedup']:7.2f}x")
     print(f"{'s per distill epoch':24}{out['seed_distill_epoch_s']:12.3f}{out['kd_distill_epoch_s']:12.3f}"
           f"{out['distill_speedup']:7.2f}x")
     print(f"{'distilled student acc':24}{100 * out['seed_student_acc']:11.2f}%{100 * out['kd_student_acc']:11.2f}%")
-    print(f"teacher training MFU {100 * out['mfu_teacher']:.0f} % of {out['matmul_gflops']:.0f} GFLOP/s (fp32 matmul)")
-    print(f"peak RSS of a whole MNIST run: {out['peak_rss_mib']:.0f} MiB")
-    print(f"conv pair lenet5 -> lenet5-half: {out['conv_teacher_epoch_s']:.2f} s per teacher epoch, "
-          f"{out['conv_distill_epoch_s']:.2f} s per distill epoch, student acc {100 * out['conv_student_acc']:.2f} %")
-
+    print(f"teacher training MFU {100 * out['mfu_teacher']:.1f} % of {out['matmul_gflops']:.0f} GFLOP/s (fp32 matmul)")
+    print(f"conv pair lenet5 -> lenet5-half: {out['conv_teacher_epoch_s']:.3f} s per teacher epoch, "
+          f"{out['conv_distill_epoch_s']:.3f} s per distill epoch, student acc {100 * out['conv_student_acc']:.2f} %")
 
 if __name__ == "__main__":
     main()
