@@ -260,7 +260,7 @@ class Trainer:
                 window.append(({k: v.detach() for k, v in terms.items()}, logits.detach()))
                 if len(window) == log_every or i == steps_per_epoch - 1:
                     names = list(window[0][0])
-                    per_step = torch.stack([torch.stack([t[k] for k in names]) for t, _ in window])  # (W, terms)
+                    per_step = torch.stack([torch.stack([w[k] for k in names]) for w, _ in window])  # (W, terms)
                     values = per_step.mean(0).tolist()  # the window's one host sync
                     total = sum(values)
                     if not math.isfinite(total):
