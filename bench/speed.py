@@ -3,12 +3,12 @@
 Alternates A/B/A/B: the seed loop (`--baseline`, run as it is) and `python -m kd train` with the
 seed's pair (mlp-512-256 -> mlp-128), batch 64, no validation split, on MNIST. Prints the median
 seconds per teacher epoch and per distillation epoch, their ratios, both distilled students'
-test accuracies, MFU of teacher training (achieved FLOP/s over an fp32 matmul measured in this
-run), peak memory (RSS) of a whole MNIST run, and the same figures for a conv pair
+test accuracies (mean over the repeats' seeds), MFU of teacher training (achieved FLOP/s over an
+fp32 matmul measured just before each kd run; this shared machine's speed drifts), peak memory (RSS) of a whole MNIST run, and the same figures for a conv pair
 (lenet5 -> lenet5-half, kd trainer only: the seed loop has no conv models).
 
 usage: python bench/speed.py [--baseline ../shared/bench/seed_loop.py] [--data-dir ../shared/data]
-                             [--epochs 3] [--repeats 3] [--json]
+                             [--epochs 3] [--repeats 5] [--json]
 """
 import argparse
 import json
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--baseline", default=str(ROOT.parent / "shared" / "bench" / "seed_loop.py"))
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3, help="A/B pairs; repeat i uses seed i")
+    ap.add_argument("--repeats", type=int, default=5, help="A/B pairs; repeat i uses seed i")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -78,14 +78,16 @@ def main() -> None:
     if rss_mib * 1024 <= before:
         rss_mib = float("nan")
 
-    seed, ours = [], []
+    seed, ours, peaks = [], [], []
     for i in range(args.repeats):  # A/B/A/B: drifts in machine speed hit both sides alike
         seed.append(seed_loop(args.baseline, args.data_dir, args.epochs, i))
+        peaks.append(matmul_flops())  # next to the kd run whose MFU it measures
         ours.append(kd_run(args.data_dir, args.epochs, i))
-    peak = matmul_flops()
     n_train = 24_680  # the shared MNIST's training images, all used by both sides
     med = lambda rows, k: statistics.median(r[k] for r in rows)
     teacher_flops = 3 * ours[0]["teacher_flops"] * n_train  # forward + backward ~ 3x forward, per epoch
+    mfu = [teacher_flops / r["teacher_epoch_s"] / p for r, p in zip(ours, peaks)]
+    peak = statistics.median(peaks)
     conv = kd_run(args.data_dir, 1, 0, "lenet5", "lenet5-half")
     out = {
         "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
@@ -95,15 +97,21 @@ def main() -> None:
         "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
         "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
         "matmul_gflops": peak / 1e9,
-        "mfu_teacher": teacher_flops / med(ours, "teacher_epoch_s") / peak,
+        "mfu_teacher": statistics.median(mfu),
         "peak_rss_mib": rss_mib,
         "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
         "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
+        "per_repeat": [{"seed": i, "seed_loop": a, "kd": b, "matmul_gflops": p / 1e9, "mfu_teacher": m}
+                       for i, (a, b, p, m) in enumerate(zip(seed, ours, peaks, mfu))],
     }
     if args.json:
         print(json.dumps(out))
         return
     print_report(out, f"MNIST, {n_train:,} training images, batch 64, {args.epochs} epochs, {args.repeats} A/B repeats")
+    rows = out["per_repeat"]
+    ratios = lambda k: ", ".join(f"{r['seed_loop'][k] / r['kd'][k]:.2f}" for r in rows)
+    mfus = ", ".join(f"{100 * r['mfu_teacher']:.0f}" for r in rows)
+    print(f"per repeat: teacher {ratios('teacher_epoch_s')}x; distill {ratios('distill_epoch_s')}x; MFU {mfus} %")
     print(f"peak RSS of a whole MNIST run: {out['peak_rss_mib']:.0f} MiB")
 
 
@@ -116,7 +124,8 @@ def print_report(out: dict, title: str) -> None:
     print(f"{'s per distill epoch':24}{out['seed_distill_epoch_s']:12.3f}{out['kd_distill_epoch_s']:12.3f}"
           f"{out['distill_speedup']:7.2f}x")
     print(f"{'distilled student acc':24}{100 * out['seed_student_acc']:11.2f}%{100 * out['kd_student_acc']:11.2f}%")
-    print(f"teacher training MFU {100 * out['mfu_teacher']:.1f} % of {out['matmul_gflops']:.0f} GFLOP/s (fp32 matmul)")
+    print(f"teacher training MFU {100 * out['mfu_teacher']:.1f} % of {out['matmul_gflops']:.0f} GFLOP/s "
+          "(fp32 matmul; medians)")
     print(f"conv pair lenet5 -> lenet5-half: {out['conv_teacher_epoch_s']:.3f} s per teacher epoch, "
           f"{out['conv_distill_epoch_s']:.3f} s per distill epoch, student acc {100 * out['conv_student_acc']:.2f} %")
 
