@@ -14,7 +14,6 @@ usage: python bench/gpu_speed.py [--baseline ../shared/bench/seed_loop.py] [--da
                                  [--epochs 3] [--repeats 3] [--device cuda] [--json]
 (--device cpu runs the same code with wall-clock timing, to check the script without a GPU.)
 """
-import argparse
 import importlib.util
 import json
 import resource
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from kd.config import RunConfig  # noqa: E402
 from kd.trainer import Trainer  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
-from speed import print_report  # noqa: E402
+from speed import arguments, print_report, summarize  # noqa: E402
 
 
 class Clock:
@@ -130,13 +129,8 @@ def matmul_flops(device: torch.device, clock: Clock) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", default=str(ROOT.parent / "shared" / "bench" / "seed_loop.py"))
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3, help="A/B pairs; repeat i uses seed i")
+    ap = arguments(__doc__.splitlines()[0], repeats=3)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_speed.py: no CUDA device here (use --device cpu to check the script)")
@@ -152,22 +146,10 @@ def main() -> None:
     peak = matmul_flops(device, clock)
     conv = kd_side(args.data_dir, args.epochs, 0, args.device, clock, "lenet5", "lenet5-half")
     n_train = len(data[1])
-    med = lambda rows, k: statistics.median(r[k] for r in rows)
-    out = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
-        "seed_distill_epoch_s": med(seed, "distill_epoch_s"), "kd_distill_epoch_s": med(ours, "distill_epoch_s"),
-        "teacher_speedup": med(seed, "teacher_epoch_s") / med(ours, "teacher_epoch_s"),
-        "distill_speedup": med(seed, "distill_epoch_s") / med(ours, "distill_epoch_s"),
-        "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
-        "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
-        "matmul_gflops": peak / 1e9,
-        "mfu_teacher": 3 * ours[0]["teacher_flops"] * n_train / med(ours, "teacher_epoch_s") / peak,
-        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
-        "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
-    }
+    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           **summarize(seed, ours, [peak] * len(ours), n_train, conv, args),
+           "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if args.json:
         print(json.dumps(out))
         return

@@ -61,14 +61,19 @@ def matmul_flops() -> float:
     return 2 * 2048**3 / statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The flags both benchmarks take (bench/gpu_speed.py adds --device)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--baseline", default=str(ROOT.parent / "shared" / "bench" / "seed_loop.py"))
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=5, help="A/B pairs; repeat i uses seed i")
+    ap.add_argument("--repeats", type=int, default=repeats, help="A/B pairs; repeat i uses seed i")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], repeats=5).parse_args()
 
     # Peak RSS of one whole MNIST run (teacher, student alone, distilled student), measured first
     # so that no other child process can have set the maximum.
@@ -84,26 +89,9 @@ def main() -> None:
         peaks.append(matmul_flops())  # next to the kd run whose MFU it measures
         ours.append(kd_run(args.data_dir, args.epochs, i))
     n_train = 24_680  # the shared MNIST's training images, all used by both sides
-    med = lambda rows, k: statistics.median(r[k] for r in rows)
-    teacher_flops = 3 * ours[0]["teacher_flops"] * n_train  # forward + backward ~ 3x forward, per epoch
-    mfu = [teacher_flops / r["teacher_epoch_s"] / p for r, p in zip(ours, peaks)]
-    peak = statistics.median(peaks)
     conv = kd_run(args.data_dir, 1, 0, "lenet5", "lenet5-half")
-    out = {
-        "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
-        "seed_distill_epoch_s": med(seed, "distill_epoch_s"), "kd_distill_epoch_s": med(ours, "distill_epoch_s"),
-        "teacher_speedup": med(seed, "teacher_epoch_s") / med(ours, "teacher_epoch_s"),
-        "distill_speedup": med(seed, "distill_epoch_s") / med(ours, "distill_epoch_s"),
-        "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
-        "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
-        "matmul_gflops": peak / 1e9,
-        "mfu_teacher": statistics.median(mfu),
-        "peak_rss_mib": rss_mib,
-        "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
-        "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
-        "per_repeat": [{"seed": i, "seed_loop": a, "kd": b, "matmul_gflops": p / 1e9, "mfu_teacher": m}
-                       for i, (a, b, p, m) in enumerate(zip(seed, ours, peaks, mfu))],
-    }
+    out = summarize(seed, ours, peaks, n_train, conv, args)
+    out["peak_rss_mib"] = rss_mib
     if args.json:
         print(json.dumps(out))
         return
@@ -113,6 +101,27 @@ def main() -> None:
     mfus = ", ".join(f"{100 * r['mfu_teacher']:.0f}" for r in rows)
     print(f"per repeat: teacher {ratios('teacher_epoch_s')}x; distill {ratios('distill_epoch_s')}x; MFU {mfus} %")
     print(f"peak RSS of a whole MNIST run: {out['peak_rss_mib']:.0f} MiB")
+
+
+def summarize(seed: list[dict], ours: list[dict], peaks: list[float], n_train: int, conv: dict, args) -> dict:
+    """Medians, ratios, mean accuracies and MFU of the A/B repeats (bench/gpu_speed.py too)."""
+    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    teacher_flops = 3 * ours[0]["teacher_flops"] * n_train  # forward + backward ~ 3x forward, per epoch
+    mfu = [teacher_flops / r["teacher_epoch_s"] / p for r, p in zip(ours, peaks)]
+    return {
+        "seed_teacher_epoch_s": med(seed, "teacher_epoch_s"), "kd_teacher_epoch_s": med(ours, "teacher_epoch_s"),
+        "seed_distill_epoch_s": med(seed, "distill_epoch_s"), "kd_distill_epoch_s": med(ours, "distill_epoch_s"),
+        "teacher_speedup": med(seed, "teacher_epoch_s") / med(ours, "teacher_epoch_s"),
+        "distill_speedup": med(seed, "distill_epoch_s") / med(ours, "distill_epoch_s"),
+        "seed_student_acc": statistics.mean(r["student_acc"] for r in seed),
+        "kd_student_acc": statistics.mean(r["student_acc"] for r in ours),
+        "matmul_gflops": statistics.median(peaks) / 1e9,
+        "mfu_teacher": statistics.median(mfu),
+        "conv_teacher_epoch_s": conv["teacher_epoch_s"], "conv_distill_epoch_s": conv["distill_epoch_s"],
+        "conv_student_acc": conv["student_acc"], "epochs": args.epochs, "repeats": args.repeats,
+        "per_repeat": [{"seed": i, "seed_loop": a, "kd": b, "matmul_gflops": p / 1e9, "mfu_teacher": m}
+                       for i, (a, b, p, m) in enumerate(zip(seed, ours, peaks, mfu))],
+    }
 
 
 def print_report(out: dict, title: str) -> None:
