@@ -18,6 +18,7 @@ from kd.store import Run, Store
 
 STALE_AFTER_S = 10.0  # no heartbeat for this long: the process is gone (kill -9, power loss)
 ACTIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "stopped", "failed")  # what `python -m kd resume` and Resume accept
 
 
 def start(cfg: RunConfig, store: Store | None = None) -> str:
@@ -35,7 +36,6 @@ def start(cfg: RunConfig, store: Store | None = None) -> str:
 def resume(run_id: str, store: Store | None = None) -> None:
     """Go on with an interrupted or stopped run in a new worker (checked here, so a refusal is
     the caller's KDError rather than a line in the worker's log)."""
-    from kd.runner import RESUMABLE
     store = store or Store()
     run = store.get(run_id)
     if run is None or status(run) not in RESUMABLE:

@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Callable, Optional
 
-from kd import checkpoint
+from kd import checkpoint, jobs
 from kd.config import RunConfig
 from kd.errors import KDError
 from kd.metrics import state_dict_for_saving
@@ -134,9 +134,6 @@ def execute(store: Store, run_id: str, cfg: RunConfig,
     return result
 
 
-RESUMABLE = ("interrupted", "stopped", "failed")
-
-
 def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[RunConfig, Resume]:
     """What an unfinished run has kept, its stale events dropped, and the run marked running again.
 
@@ -144,12 +141,11 @@ def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[Run
     it at its last checkpoint. The events after that point (a half epoch, a stop) are deleted so
     the curves do not show them twice; the resumed training emits them again.
     """
-    from kd import jobs
     run = store.get(run_id)
     if run is None:
         raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
     status = jobs.status(run)
-    if status not in RESUMABLE and not (queued and status == "queued"):  # queued: by jobs.resume
+    if status not in jobs.RESUMABLE and not (queued and status == "queued"):  # queued: by jobs.resume
         why = {"done": "it has finished", "diverged": "its loss diverged: start a new run with a lower lr",
                "running": f"it is still running (pid {run.pid})", "queued": "it is about to start"}
         raise KDError(f"run {run_id} cannot be resumed: {why.get(status, status)}")

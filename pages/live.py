@@ -7,7 +7,6 @@ import streamlit as st
 
 from kd import jobs, plots
 from kd.errors import KDError
-from kd.runner import RESUMABLE
 from pages.common import STATUS_ICONS, current_run, run_label, show_error, store
 
 RESUME_HELP = "Go on from the last finished epoch: finished stages are kept, the curves continue."
@@ -60,7 +59,7 @@ def live() -> None:
     if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
         jobs.stop(run_id, store())
         st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
-    if status in RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
+    if status in jobs.RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
         try:
             jobs.resume(run_id, store())
         except KDError as e:
