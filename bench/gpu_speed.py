@@ -11,8 +11,10 @@ students' test accuracies, MFU of teacher training (over an fp32 matmul measured
 peak GPU memory and peak RSS, and the conv pair (lenet5 -> lenet5-half, kd only).
 
 usage: python bench/gpu_speed.py [--baseline ../shared/bench/seed_loop.py] [--data-dir ../shared/data]
-                                 [--epochs 3] [--repeats 3] [--device cuda] [--json]
-(--device cpu runs the same code with wall-clock timing, to check the script without a GPU.)
+                                 [--epochs 3] [--repeats 3] [--device cuda] [--interleave] [--json]
+(--device cpu runs the same code with wall-clock timing, to check the script without a GPU.
+--interleave alternates the sides epoch by epoch in one process and prints the paired ratios:
+on a machine whose speed drifts, each pair sees the same moment.)
 """
 import importlib.util
 import json
@@ -63,38 +65,83 @@ def seed_module(path: str):
     return module
 
 
+class SeedLoop:
+    """The seed note's train_teacher_model / train_student_model, one epoch per call, with the
+    models and each batch on `device` (its DataLoader, models, Adam and loss as they are)."""
+
+    def __init__(self, seed_loop, data, seed: int, device: torch.device):
+        from torch.utils.data import DataLoader, TensorDataset
+        torch.manual_seed(seed)
+        self.seed_loop, self.device = seed_loop, device
+        xtr, ytr, self.xte, self.yte = data
+        n_cls = int(ytr.max()) + 1
+        self.loader = DataLoader(TensorDataset(xtr, ytr), batch_size=64, shuffle=True)
+        self.teacher = seed_loop.TeacherModel(xtr.shape[1], n_cls).to(device)
+        self.student = seed_loop.StudentModel(xtr.shape[1], n_cls).to(device)
+        self.crit = torch.nn.CrossEntropyLoss()
+        self.teacher_opt = torch.optim.Adam(self.teacher.parameters(), lr=0.001)
+        self.student_opt = torch.optim.Adam(self.student.parameters(), lr=0.001)
+
+    def teacher_epoch(self) -> None:
+        self.teacher.train()
+        for inputs, targets in self.loader:
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            self.teacher_opt.zero_grad()
+            loss = self.crit(self.teacher(inputs), targets)
+            loss.backward()
+            self.teacher_opt.step()
+
+    def distill_epoch(self) -> None:
+        self.student.train(); self.teacher.eval()
+        for inputs, targets in self.loader:
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            self.student_opt.zero_grad()
+            s = self.student(inputs)
+            with torch.no_grad():
+                t = self.teacher(inputs)
+            loss = self.seed_loop.distillation_loss(s, targets, t, 3)
+            loss.backward()
+            self.student_opt.step()
+
+    def accuracy(self, model) -> float:
+        return self.seed_loop.accuracy(model, self.xte.to(self.device), self.yte.to(self.device))
+
+
 def seed_side(seed_loop, data, epochs: int, seed: int, device: torch.device, clock: Clock) -> dict:
-    """The seed note's train_teacher_model / train_student_model, with models and batches on `device`."""
-    from torch.utils.data import DataLoader, TensorDataset
-    nn, optim = torch.nn, torch.optim
-    torch.manual_seed(seed)
-    xtr, ytr, xte, yte = data
-    n_cls = int(ytr.max()) + 1
-    loader = DataLoader(TensorDataset(xtr, ytr), batch_size=64, shuffle=True)
-    teacher = seed_loop.TeacherModel(xtr.shape[1], n_cls).to(device)
-    student = seed_loop.StudentModel(xtr.shape[1], n_cls).to(device)
-    crit, opt = nn.CrossEntropyLoss(), optim.Adam(teacher.parameters(), lr=0.001)
-    teacher.train()
+    run = SeedLoop(seed_loop, data, seed, device)
     t0 = clock.mark()
     for _ in range(epochs):
-        for inputs, targets in loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            opt.zero_grad(); loss = crit(teacher(inputs), targets); loss.backward(); opt.step()
+        run.teacher_epoch()
     t1 = clock.mark()
-    opt = optim.Adam(student.parameters(), lr=0.001); student.train(); teacher.eval()
-    t2 = clock.mark()
     for _ in range(epochs):
-        for inputs, targets in loader:
-            inputs, targets = inputs.to(device), targets.to(device)
-            opt.zero_grad()
-            s = student(inputs)
-            with torch.no_grad():
-                t = teacher(inputs)
-            loss = seed_loop.distillation_loss(s, targets, t, 3); loss.backward(); opt.step()
-    t3 = clock.mark()
-    acc = lambda m: seed_loop.accuracy(m, xte.to(device), yte.to(device))
-    return {"teacher_epoch_s": clock.seconds(t0, t1) / epochs, "distill_epoch_s": clock.seconds(t2, t3) / epochs,
-            "student_acc": acc(student), "teacher_acc": acc(teacher)}
+        run.distill_epoch()
+    t2 = clock.mark()
+    return {"teacher_epoch_s": clock.seconds(t0, t1) / epochs, "distill_epoch_s": clock.seconds(t1, t2) / epochs,
+            "student_acc": run.accuracy(run.student), "teacher_acc": run.accuracy(run.teacher)}
+
+
+def interleaved(seed_loop, data, data_dir: str, epochs: int, seed: int, device: torch.device,
+                clock: Clock) -> dict[str, list[float]]:
+    """Epoch by epoch in turn: each kd epoch is followed by the seed loop's matching epoch, so
+    both see the same moment of a machine whose speed drifts. Seconds per epoch, both sides."""
+    seed_run = SeedLoop(seed_loop, data, seed, device)
+    cfg = RunConfig(dataset="mnist", data_dir=data_dir, epochs=epochs, teacher_epochs=epochs, batch_size=64,
+                    val_fraction=0.0, seed=seed, device=device.type)
+    times: dict[str, list[float]] = {"kd_teacher": [], "seed_teacher": [], "kd_distill": [], "seed_distill": []}
+    start = [None]
+
+    def emit(event: dict) -> None:
+        if event["kind"] == "stage" and event["status"] == "started":
+            start[0] = clock.mark()
+        elif event["kind"] == "epoch" and event["stage"] in ("teacher", "student"):
+            side = "teacher" if event["stage"] == "teacher" else "distill"
+            end = clock.mark()
+            times[f"kd_{side}"].append(clock.seconds(start[0], end))
+            (seed_run.teacher_epoch if side == "teacher" else seed_run.distill_epoch)()
+            times[f"seed_{side}"].append(clock.seconds(end, clock.mark()))
+            start[0] = clock.mark()  # the kd clock starts again after the seed loop's epoch
+    Trainer(cfg, emit=emit).run()
+    return times
 
 
 def kd_side(data_dir: str, epochs: int, seed: int, device: str, clock: Clock,
@@ -131,6 +178,8 @@ def matmul_flops(device: torch.device, clock: Clock) -> float:
 def main() -> None:
     ap = arguments(__doc__.splitlines()[0], repeats=3)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--interleave", action="store_true",
+                    help="alternate the two sides epoch by epoch in one process and print paired ratios")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_speed.py: no CUDA device here (use --device cpu to check the script)")
@@ -138,6 +187,10 @@ def main() -> None:
     clock = Clock(device)
     seed_loop = seed_module(args.baseline)
     data = seed_loop.load(f"mnist:{args.data_dir}")
+    if args.interleave:
+        print_interleaved([interleaved(seed_loop, data, args.data_dir, args.epochs, i, device, clock)
+                           for i in range(args.repeats)], args.json)
+        return
 
     seed, ours = [], []
     for i in range(args.repeats):  # A/B/A/B
@@ -159,6 +212,24 @@ def main() -> None:
     if out["peak_gpu_mib"] is not None:
         print(f"peak GPU memory {out['peak_gpu_mib']:.0f} MiB")
     print(f"peak RSS of this process: {out['peak_rss_mib']:.0f} MiB")
+
+
+def print_interleaved(runs: list[dict[str, list[float]]], as_json: bool) -> None:
+    pairs = {side: [s / k for run in runs for s, k in zip(run[f"seed_{side}"], run[f"kd_{side}"])]
+             for side in ("teacher", "distill")}
+    out = {f"{side}_ratio_median": statistics.median(r) for side, r in pairs.items()}
+    out.update({f"{side}_ratio_min": min(r) for side, r in pairs.items()})
+    out.update({f"{side}_ratio_max": max(r) for side, r in pairs.items()})
+    out.update({f"{k}_epoch_s_median": statistics.median(x for run in runs for x in run[k]) for k in runs[0]})
+    if as_json:
+        print(json.dumps({**out, "runs": runs}))
+        return
+    print(f"epoch by epoch, {len(pairs['distill'])} pairs per side (seed loop epoch / kd epoch):")
+    for side in ("teacher", "distill"):
+        print(f"  {side:8} median {out[side + '_ratio_median']:.2f}x  (min {out[side + '_ratio_min']:.2f}x, "
+              f"max {out[side + '_ratio_max']:.2f}x); seconds: seed {out['seed_' + side + '_epoch_s_median']:.3f}, "
+              f"kd {out['kd_' + side + '_epoch_s_median']:.3f}")
+
 
 if __name__ == "__main__":
     main()
