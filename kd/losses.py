@@ -45,38 +45,33 @@ def kd_terms_to(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tens
     }
 
 
-# -- the same terms with their gradient written out (what the trainer uses) ------------------
+# -- the gradient written out (what the trainer uses) -------------------------------------------
 # On (64, 10) logits the composed functions above are ~25 small kernels forward and backward,
 # each with an autograd node: on a CPU more time than a small student's matmuls. The trainer
-# computes the values without a graph and hands the logits' gradient to logits.backward().
-# tests/test_losses.py checks both against autograd on the functions above.
+# hands these gradients to logits.backward() and computes the terms' values once per log window
+# with the functions above. tests/test_losses.py checks them against autograd.
 
-def ce_with_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> tuple[Tensor, Tensor]:
-    """weight * CE(s, y) (mean over the batch) and its gradient in s: weight/B · (softmax(s) - onehot(y))."""
+def ce_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> Tensor:
+    """d/ds weight * CE(s, y) (mean over the batch) = weight/B · (softmax(s) - onehot(y))."""
     with torch.no_grad():
         b = student_logits.shape[0]
-        log_q = torch.log_softmax(student_logits, 1)
-        value = log_q.gather(1, targets[:, None]).sum() * (-weight / b)
-        grad = log_q.exp_().scatter_add_(1, targets[:, None], torch.full_like(log_q[:, :1], -1.0))
-        return value, grad.mul_(weight / b)
+        grad = torch.softmax(student_logits, 1)
+        grad.scatter_add_(1, targets[:, None], torch.full_like(grad[:, :1], -1.0))
+        return grad.mul_(weight / b)
 
 
-def kd_terms_with_grad(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
-                       temperature: float, alpha: float) -> tuple[dict[str, Tensor], Tensor]:
-    """kd_terms_to's values, and the gradient of their sum in s:
+def kd_grad(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
+            temperature: float, alpha: float) -> Tensor:
+    """The gradient in s of kd_terms_to's sum:
 
         d/ds (1-a)·CE   = (1-a)/B · (softmax(s) - onehot(y))
         d/ds a·T²·KL    = a·T/B  · (softmax(s/T) - p_t)
     """
     T = float(temperature)
-    ce, grad = ce_with_grad(student_logits, targets, 1.0 - alpha)
+    grad = ce_grad(student_logits, targets, 1.0 - alpha)
     with torch.no_grad():
-        b = student_logits.shape[0]
-        log_q_t = torch.log_softmax(student_logits / T, 1)
-        p_t = teacher_log_probs.exp()
-        soft = (p_t * (teacher_log_probs - log_q_t)).sum() * (alpha * T * T / b)
-        grad.add_(log_q_t.exp_().sub_(p_t), alpha=alpha * T / b)
-    return {"ce": ce, "soft": soft}, grad
+        soft = torch.softmax(student_logits / T, 1).sub_(teacher_log_probs.exp())
+        return grad.add_(soft, alpha=alpha * T / student_logits.shape[0])
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,

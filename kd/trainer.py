@@ -185,9 +185,9 @@ class Trainer:
     def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
         """Train one model for `epochs` epochs (from the resume checkpoint, if it is this stage's).
 
-        The hot loop issues no host sync: loss terms and logits of a log window (~1/20 epoch) are
-        kept as tensors and reduced once at its end, which is also where a non-finite loss is
-        found (its exact step is reported) and the stage ends as diverged with the weights of
+        The hot loop issues no host sync: the logits of a log window (~1/20 epoch) are kept and
+        the loss terms computed from them once at its end, which is also where a non-finite loss
+        is found (its exact step is reported) and the stage ends as diverged with the weights of
         its last finished epoch.
         """
         cfg, dev = self.cfg, self.device
@@ -202,7 +202,7 @@ class Trainer:
         shift = cfg.augment == "all" or (cfg.augment == "teacher" and stage == "teacher")
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
         cached = self.cached if method.uses_teacher and not shift else None
-        with_grad = getattr(method, "with_grad", None)  # the loss's gradient written out: no graph
+        written_out = getattr(method, "grad", None)  # the loss's gradient written out: no graph
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
@@ -235,7 +235,7 @@ class Trainer:
             # gather of MNIST writes and re-reads 77 MB: ~5x slower on a 2-core machine).
             ys = self.y_train[perm]
             ts = cached[perm] if cached is not None else None
-            window: list[tuple[dict[str, Tensor], Tensor]] = []  # (loss terms, logits), detached
+            window: list[tuple[Tensor, Optional[Tensor]]] = []  # (logits, teacher side), detached
             window_start, window_first = time.perf_counter(), 0
             epoch_correct, epoch_seen = 0, 0
             for i in range(steps_per_epoch):
@@ -250,29 +250,27 @@ class Trainer:
                 if method.uses_teacher:
                     t = ts[i * bs:(i + 1) * bs] if ts is not None else self.from_teacher(x)
                 stepper.zero_grad()
-                if with_grad is not None:
-                    terms, grad = with_grad(logits, y, t)
-                    logits.backward(grad)
+                if written_out is not None:
+                    logits.backward(written_out(logits, y, t))
                 else:
-                    terms = method(logits, y, t)
-                    _total(terms).backward()
+                    _total(method(logits, y, t)).backward()
                 stepper.step(cfg.lr * cosine(step, total_steps))
                 step += 1
-                window.append(({k: v.detach() for k, v in terms.items()}, logits.detach()))
+                window.append((logits.detach(), t))
                 if len(window) == log_every or i == steps_per_epoch - 1:
-                    names = list(window[0][0])
-                    per_step = torch.stack([torch.stack([w[k] for k in names]) for w, _ in window])  # (W, terms)
-                    values = per_step.mean(0).tolist()  # the window's one host sync
+                    # The loss terms of the whole window at once, from the logits each step had.
+                    seen = ys[window_first * bs:(i + 1) * bs]
+                    logits_w = torch.cat([lg for lg, _ in window])
+                    with torch.no_grad():
+                        terms = method(logits_w, seen, torch.cat([tw for _, tw in window]) if t is not None else None)
+                    names = list(terms)
+                    values = torch.stack([terms[k] for k in names]).tolist()  # the window's one host sync
                     total = sum(values)
                     if not math.isfinite(total):
-                        bad = (~torch.isfinite(per_step.sum(1))).nonzero()[0, 0].item()
                         model.load_state_dict(last_good)
-                        kept = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
                         return self._end(stage, model, "diverged", epoch - 1, started,
-                                         f"loss became {per_step.sum(1)[bad].item()} at step "
-                                         f"{step - len(window) + bad + 1} (epoch {epoch}); {kept}; try a lower lr")
-                    seen = ys[window_first * bs:(i + 1) * bs]
-                    epoch_correct += int((torch.cat([lg for _, lg in window]).argmax(1) == seen).sum())
+                                         self._diverged(method, window, seen, step, epoch, bs))
+                    epoch_correct += int((logits_w.argmax(1) == seen).sum())
                     epoch_seen += len(seen)
                     elapsed = time.perf_counter() - window_start
                     self.emit({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
@@ -290,6 +288,18 @@ class Trainer:
                 self.on_checkpoint(lambda: capture(stage, epoch, step, time.perf_counter() - started,
                                                    model, optimizer, rng()))
         return self._end(stage, model, "done", epochs, started)
+
+    @staticmethod
+    def _diverged(method, window: list, seen: Tensor, step: int, epoch: int, bs: int) -> str:
+        """The message for a window whose loss is not finite, naming the first step that was not."""
+        first = step - len(window) + 1
+        for k, (lg, tw) in enumerate(window):
+            with torch.no_grad():
+                value = float(_total(method(lg, seen[k * bs:k * bs + len(lg)], tw)))
+            if not math.isfinite(value):
+                break
+        kept = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
+        return f"loss became {value} at step {first + k} (epoch {epoch}); {kept}; try a lower lr"
 
     @staticmethod
     def _end(stage: str, model: nn.Module, status: str, epochs: int, started: float,

@@ -24,11 +24,11 @@ class Method(Protocol):
     def __call__(self, student_logits: Tensor, targets: Tensor,
                  teacher: Optional[Tensor]) -> dict[str, Tensor]: ...
 
-    # Optional: the same terms' values (no graph) and the gradient of their sum in the student's
-    # logits, written out. The trainer then calls logits.backward(grad) instead of building the
-    # loss's graph; tests/test_losses.py checks it against autograd on __call__.
-    def with_grad(self, student_logits: Tensor, targets: Tensor,
-                  teacher: Optional[Tensor]) -> tuple[dict[str, Tensor], Tensor]: ...
+    # Optional: the gradient of the terms' sum in the student's logits, written out. The trainer
+    # then calls logits.backward(grad) instead of building the loss's graph, and computes the
+    # terms' values with __call__ once per log window; tests/test_losses.py checks every
+    # registered method's grad against autograd on its own __call__.
+    def grad(self, student_logits: Tensor, targets: Tensor, teacher: Optional[Tensor]) -> Tensor: ...
 
 
 METHODS: Registry[type] = Registry("method")

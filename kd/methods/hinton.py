@@ -2,7 +2,7 @@
 
 (1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
 """
-from kd.losses import kd_terms_to, kd_terms_with_grad, soft_targets
+from kd.losses import kd_grad, kd_terms_to, soft_targets
 from kd.methods import METHODS
 
 
@@ -20,5 +20,5 @@ class HintonKD:
     def __call__(self, student_logits, targets, teacher_log_probs):
         return kd_terms_to(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)
 
-    def with_grad(self, student_logits, targets, teacher_log_probs):
-        return kd_terms_with_grad(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)
+    def grad(self, student_logits, targets, teacher_log_probs):
+        return kd_grad(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)
