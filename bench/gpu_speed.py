@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from kd.config import RunConfig  # noqa: E402
 from kd.trainer import Trainer  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
-from speed import arguments, print_report, summarize  # noqa: E402
+from speed import arguments, matmul_flops, print_report, summarize  # noqa: E402
 
 
 class Clock:
@@ -160,21 +160,6 @@ def kd_side(data_dir: str, epochs: int, seed: int, device: str, clock: Clock,
             "teacher_flops": result.metrics["teacher"]["flops"]}
 
 
-def matmul_flops(device: torch.device, clock: Clock) -> float:
-    """fp32 FLOP/s of a square matmul (8192 on a GPU, TF32 off; 2048 on a CPU), median of 10."""
-    n = 8192 if device.type == "cuda" else 2048
-    torch.backends.cuda.matmul.allow_tf32 = False
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        start = clock.mark()
-        a @ b
-        times.append(clock.seconds(start, clock.mark()))
-    return 2 * n**3 / statistics.median(times)
-
-
 def main() -> None:
     ap = arguments(__doc__.splitlines()[0], repeats=3)
     ap.add_argument("--device", default="cuda")
@@ -196,7 +181,8 @@ def main() -> None:
     for i in range(args.repeats):  # A/B/A/B
         seed.append(seed_side(seed_loop, data, args.epochs, i, device, clock))
         ours.append(kd_side(args.data_dir, args.epochs, i, args.device, clock))
-    peak = matmul_flops(device, clock)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 rate, not TF32's
+    peak = matmul_flops(8192 if device.type == "cuda" else 2048, device, clock.mark, clock.seconds)
     conv = kd_side(args.data_dir, args.epochs, 0, args.device, clock, "lenet5", "lenet5-half")
     n_train = len(data[1])
     out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -47,18 +47,19 @@ def kd_run(data_dir: str, epochs: int, seed: int, teacher="mlp-512-256", student
             "teacher_flops": m["teacher"]["flops"]}
 
 
-def matmul_flops() -> float:
-    """fp32 FLOP/s of a 2048^3 matmul on this machine's CPU threads (median of 10, after warm-up)."""
+def matmul_flops(n: int = 2048, device="cpu", mark=time.perf_counter, seconds=lambda a, b: b - a) -> float:
+    """fp32 FLOP/s of an n^3 matmul (median of 10, after warm-up); bench/gpu_speed.py passes
+    CUDA-event marks."""
     import torch
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
     times = []
     for _ in range(10):
-        t0 = time.perf_counter()
+        start = mark()
         a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * 2048**3 / statistics.median(times)
+        times.append(seconds(start, mark()))
+    return 2 * n**3 / statistics.median(times)
 
 
 def arguments(description: str, repeats: int) -> argparse.ArgumentParser:

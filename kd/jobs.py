@@ -45,9 +45,7 @@ def resume(run_id: str, store: Store | None = None) -> None:
 
 
 def _spawn(store: Store, run_id: str, *flags: str) -> None:
-    folder = store.run_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "worker.log", "ab")
+    log = open(store.run_dir(run_id) / "worker.log", "ab")  # the folder is made by create_run
     env = {**os.environ, "KD_RUNS_DIR": str(store.root.resolve())}
     proc = subprocess.Popen([sys.executable, "-m", "kd", "worker", run_id, *flags], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,

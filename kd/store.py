@@ -130,7 +130,11 @@ class Store:
     # -- runs -----------------------------------------------------------------------------
     def check_space(self, needed_bytes: int = 0) -> None:
         """Refuse to start a run the disk cannot hold: a StoreError naming the folder and the figures."""
-        min_free = float(os.environ.get("KD_MIN_FREE_MB") or MIN_FREE_MB) * 1e6
+        text = os.environ.get("KD_MIN_FREE_MB") or str(MIN_FREE_MB)
+        try:
+            min_free = float(text) * 1e6
+        except ValueError:
+            raise StoreError(f"KD_MIN_FREE_MB must be a number of megabytes, got {text!r}") from None
         try:
             free = shutil.disk_usage(self.root).free
         except OSError as e:
@@ -246,9 +250,6 @@ class Store:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        config_path = path.parent / "config.json"
-        if not config_path.exists():
-            _write_atomic(config_path, json.dumps(config, indent=2, sort_keys=True))
         return path
 
 

@@ -4,7 +4,6 @@ and exit code 2 on the CLI."""
 import json
 import re
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
