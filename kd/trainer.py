@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from kd import data as datasets
 from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
+from kd.mlp_step import MLPStep
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
 from kd.optim import Stepper, cosine, make_optimizer
@@ -203,6 +204,7 @@ class Trainer:
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
         cached = self.cached if method.uses_teacher and not shift else None
         written_out = getattr(method, "grad", None)  # the loss's gradient written out: no graph
+        by_hand = MLPStep.of(model) if written_out is not None else None  # plain MLPs: no autograd either
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
@@ -245,12 +247,14 @@ class Trainer:
                 x, y = self.x_train.index_select(0, perm[i * bs:(i + 1) * bs]), ys[i * bs:(i + 1) * bs]
                 if shift:
                     x = datasets.random_shift(x, max_shift, jitter)
-                logits = model(x)
+                logits = by_hand.forward(x) if by_hand is not None else model(x)
                 t = None
                 if method.uses_teacher:
                     t = ts[i * bs:(i + 1) * bs] if ts is not None else self.from_teacher(x)
                 stepper.zero_grad()
-                if written_out is not None:
+                if by_hand is not None:
+                    by_hand.backward(written_out(logits, y, t))
+                elif written_out is not None:
                     logits.backward(written_out(logits, y, t))
                 else:
                     _total(method(logits, y, t)).backward()

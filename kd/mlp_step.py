@@ -1,0 +1,79 @@
+"""The forward and backward pass of a plain MLP written out: the step the trainer takes for MLPs.
+
+For a Sequential of Flatten, Linear and ReLU layers (the seed note's 784-512-256-10 teacher and
+784-128-10 student, hinton-800), the backward pass is, per layer, one matmul for the weight's
+gradient, one sum for the bias's, one matmul for the layer's input and the ReLU's mask. Autograd
+runs those same kernels (same shapes, same order: the gradients are bit-identical,
+tests/test_mlp_step.py checks it), but it also records a graph node per op in the forward pass
+and walks the graph in its engine. For the seed's pair at batch 64 on a 2-core CPU, skipping that
+took a training epoch from 1.02 to 0.64 s (teacher) and 0.37 to 0.21 s (distillation);
+README.md, "Speed against the seed note's loop", has the figures.
+
+Anything else (dropout, convolutions, batch norm, a frozen layer) goes through autograd:
+`MLPStep.of(model)` returns None for it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class MLPStep:
+    """`forward(x)` keeps what `backward(dlogits)` needs; backward sets each parameter's .grad."""
+
+    def __init__(self, layers: list[tuple[Tensor, Optional[Tensor], bool]]):
+        self.layers = layers  # (weight, bias or None, ReLU after it)
+        self.inputs: list[Tensor] = []  # each layer's input, from the last forward
+        self.output: Optional[Tensor] = None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Optional["MLPStep"]:
+        """An MLPStep over the model's own parameters, or None if it is not a plain MLP."""
+        if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
+            return None
+        modules = list(model)
+        if modules and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 and modules[0].end_dim == -1:
+            modules = modules[1:]
+        layers: list[list] = []
+        for m in modules:
+            if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
+                return None
+            if type(m) is nn.Linear and m.weight.requires_grad and (m.bias is None or m.bias.requires_grad):
+                layers.append([m.weight, m.bias, False])
+            elif type(m) is nn.ReLU and layers and not layers[-1][2]:
+                layers[-1][2] = True
+            else:
+                return None
+        if not layers:
+            return None
+        return cls([tuple(layer) for layer in layers])
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            h = x.reshape(len(x), -1)
+            self.inputs = []
+            for w, b, relu in self.layers:
+                self.inputs.append(h)
+                h = torch.addmm(b, h, w.t()) if b is not None else torch.mm(h, w.t())
+                if relu:
+                    h.relu_()
+            self.output = h
+            return h
+
+    def backward(self, grad: Tensor) -> None:
+        """Set .grad of every weight and bias from the gradient in the logits."""
+        with torch.no_grad():
+            for k in range(len(self.layers) - 1, -1, -1):
+                w, b, relu = self.layers[k]
+                if relu:  # the ReLU's output is the next layer's input (or the logits)
+                    after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
+                    grad = torch.ops.aten.threshold_backward(grad, after, 0)
+                x = self.inputs[k]
+                w.grad = torch.mm(grad.t(), x)
+                if b is not None:
+                    b.grad = grad.sum(0)
+                if k:
+                    grad = torch.mm(grad, w)
+        self.inputs, self.output = [], None
