@@ -53,11 +53,9 @@ def kd_terms_to(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tens
 
 def ce_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> Tensor:
     """d/ds weight * CE(s, y) (mean over the batch) = weight/B · (softmax(s) - onehot(y))."""
-    with torch.no_grad():
-        b = student_logits.shape[0]
-        grad = torch.softmax(student_logits, 1)
-        grad.scatter_add_(1, targets[:, None], torch.full_like(grad[:, :1], -1.0))
-        return grad.mul_(weight / b)
+    grad = torch.softmax(student_logits.detach(), 1)
+    grad.scatter_add_(1, targets.unsqueeze(1), _minus_ones(grad))
+    return grad.mul_(weight / grad.shape[0])
 
 
 def kd_grad(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
@@ -69,9 +67,20 @@ def kd_grad(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
     """
     T = float(temperature)
     grad = ce_grad(student_logits, targets, 1.0 - alpha)
-    with torch.no_grad():
-        soft = torch.softmax(student_logits / T, 1).sub_(teacher_log_probs.exp())
-        return grad.add_(soft, alpha=alpha * T / student_logits.shape[0])
+    soft = torch.softmax(student_logits.detach() / T, 1).sub_(teacher_log_probs.exp())
+    return grad.add_(soft, alpha=alpha * T / grad.shape[0])
+
+
+_MINUS_ONES: dict[tuple, Tensor] = {}  # (rows, dtype, device) -> a (rows, 1) column of -1
+
+
+def _minus_ones(like: Tensor) -> Tensor:
+    """What scatter_add_ subtracts at each row's target: made once per batch size, not per step."""
+    key = (like.shape[0], like.dtype, like.device)
+    column = _MINUS_ONES.get(key)
+    if column is None:
+        column = _MINUS_ONES[key] = torch.full((like.shape[0], 1), -1.0, dtype=like.dtype, device=like.device)
+    return column
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,

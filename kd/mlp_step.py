@@ -24,7 +24,11 @@ class MLPStep:
     """`forward(x)` keeps what `backward(dlogits)` needs; backward sets each parameter's .grad."""
 
     def __init__(self, layers: list[tuple[Tensor, Optional[Tensor], bool]]):
-        self.layers = layers  # (weight, bias or None, ReLU after it)
+        self.params = layers  # (weight, bias or None, ReLU after it): the Parameters, for .grad
+        # Detached views of the same storage (the optimizer's in-place updates show through):
+        # ops on them record no graph, with no no_grad() context per call; W^T made once.
+        self.layers = [(w.detach(), w.detach().t(), None if b is None else b.detach(), relu)
+                       for w, b, relu in layers]
         self.inputs: list[Tensor] = []  # each layer's input, from the last forward
         self.output: Optional[Tensor] = None
 
@@ -51,29 +55,28 @@ class MLPStep:
         return cls([tuple(layer) for layer in layers])
 
     def forward(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            h = x.reshape(len(x), -1)
-            self.inputs = []
-            for w, b, relu in self.layers:
-                self.inputs.append(h)
-                h = torch.addmm(b, h, w.t()) if b is not None else torch.mm(h, w.t())
-                if relu:
-                    h.relu_()
-            self.output = h
-            return h
+        h = x.detach().reshape(len(x), -1)
+        self.inputs = []
+        for _, wt, b, relu in self.layers:
+            self.inputs.append(h)
+            h = torch.addmm(b, h, wt) if b is not None else torch.mm(h, wt)
+            if relu:
+                h.relu_()
+        self.output = h
+        return h
 
     def backward(self, grad: Tensor) -> None:
         """Set .grad of every weight and bias from the gradient in the logits."""
-        with torch.no_grad():
-            for k in range(len(self.layers) - 1, -1, -1):
-                w, b, relu = self.layers[k]
-                if relu:  # the ReLU's output is the next layer's input (or the logits)
-                    after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
-                    grad = torch.ops.aten.threshold_backward(grad, after, 0)
-                x = self.inputs[k]
-                w.grad = torch.mm(grad.t(), x)
-                if b is not None:
-                    b.grad = grad.sum(0)
-                if k:
-                    grad = torch.mm(grad, w)
+        grad = grad.detach()
+        for k in range(len(self.layers) - 1, -1, -1):
+            w, _, b, relu = self.layers[k]
+            weight, bias, _ = self.params[k]
+            if relu:  # the ReLU's output is the next layer's input (or the logits)
+                after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
+                grad = torch.ops.aten.threshold_backward(grad, after, 0)
+            weight.grad = torch.mm(grad.t(), self.inputs[k])
+            if bias is not None:
+                bias.grad = grad.sum(0)
+            if k:
+                grad = torch.mm(grad, w)
         self.inputs, self.output = [], None
