@@ -3,8 +3,9 @@
 The trainer only emits events (plain dicts of floats and strings, minGPT's callbacks); it never
 prints, plots or imports streamlit. Data sit on the device as tensors, a batch is one
 index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
-computed once and sliced per batch; the device is picked once. At each epoch's end a checkpoint
-(kd/checkpoint.py) lets an interrupted run go on exactly; `Resume` says what a run already has.
+computed once and sliced per batch; plain MLPs step without autograd (kd/mlp_step.py); the
+device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
+run go on exactly; `Resume` says what a run already has.
 """
 from __future__ import annotations
 
