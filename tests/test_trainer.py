@@ -175,6 +175,41 @@ def test_augmenting_every_stage_asks_the_teacher_each_batch():
                for k, v in teacher_only.models["teacher"].state_dict().items())
 
 
+def test_the_teacher_runs_once_on_the_training_set_unless_inputs_are_augmented(monkeypatch):
+    """Unaugmented: the teacher's outputs are cached before the students train, and no distillation
+    step runs it. augment="all": every distillation step asks it about its own shifted batch."""
+    from kd import models
+    stage, calls = ["none"], []
+    real_build = models.build
+
+    def build(arch, *a, **kw):
+        model = real_build(arch, *a, **kw)
+        if arch == "mlp-512-256":  # the teacher here; the student is mlp-128
+            model.register_forward_pre_hook(lambda m, args: calls.append((stage[0], len(args[0]))))
+        return model
+
+    monkeypatch.setattr(models, "build", build)
+
+    def emit(event):
+        if event["kind"] == "stage":  # "started", then "done": the test-set report comes after
+            stage[0] = event["stage"] if event["status"] == "started" else "after " + event["stage"]
+            if event["stage"] == "student" and event["status"] == "started":
+                steps.append(event["steps_per_epoch"])
+
+    for augment in ("none", "all"):
+        calls.clear()
+        steps = []
+        cfg = RunConfig(**{**TINY, "epochs": 1, "teacher_epochs": 1}, teacher="mlp-512-256", student="mlp-128",
+                        augment=augment)
+        Trainer(cfg, emit=emit).run()
+        during = [n for s, n in calls if s == "student"]
+        if augment == "none":
+            assert during == []
+            assert any(s == "teacher" and n > cfg.batch_size for s, n in calls)  # the one pass over train
+        else:
+            assert len(during) == steps[0] and max(during) <= cfg.batch_size
+
+
 def test_augment_needs_images():
     with pytest.raises(ConfigError, match="augment: random shifts need images; moons has 2 features"):
         Trainer(RunConfig(**{**TINY, "dataset": "moons"}, augment="teacher")).run()
