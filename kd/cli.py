@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from typing import Optional, Sequence
 
 from kd.config import RunConfig
@@ -182,6 +183,7 @@ def run_json(run) -> dict:
 
 
 def results_table(models: dict, summary: dict) -> str:
+    from kd import metrics  # torch: imported only when there are results to show
     head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
     rows = [head]
     for name, title in MODEL_TITLES.items():
@@ -200,6 +202,9 @@ def results_table(models: dict, summary: dict) -> str:
     if summary and summary.get("gain") is not None:
         lines.append("")
         lines.append(summary_sentence(summary))
+        note = metrics.no_gain_note(models)
+        if note:
+            lines += ["", textwrap.fill(note, 100)]
     return "\n".join(lines)
 
 

@@ -189,8 +189,8 @@ COMPARISON = (  # (metrics_frame column, subplot title = axis unit, bar label fo
     ("accuracy", "test accuracy (%)", lambda v: f"{v:.1f}" if math.isfinite(v) else ""),
     ("params", "parameters", compact),
     ("size_mb", "size (MB)", lambda v: compact(v, 3)),
-    ("mflops", "MFLOPs per example", lambda v: compact(v, 3)),
-    ("latency_ms_256", "latency (ms, batch 256, CPU)", lambda v: compact(v, 3)),
+    ("mflops", "MFLOPs / example", lambda v: compact(v, 3)),
+    ("latency_ms_256", "ms / batch of 256", lambda v: compact(v, 3)),
 )
 
 
@@ -199,7 +199,7 @@ def comparison_figure(models: dict[str, dict]) -> go.Figure:
     frame = metrics_frame(models)
     fig = make_subplots(rows=2, cols=3, specs=[[{}, {}, {}], [{}, {}, None]],
                         subplot_titles=[title for _, title, _ in COMPARISON],
-                        vertical_spacing=0.16, horizontal_spacing=0.08)
+                        vertical_spacing=0.16, horizontal_spacing=0.12)
     for i, (col, title, fmt) in enumerate(COMPARISON):
         row, c = divmod(i, 3)
         for key, value in frame[col].items():

@@ -1,7 +1,7 @@
 """Results of one run (?run=ID): teacher vs student alone vs distilled student."""
 import streamlit as st
 
-from kd import data, inspect, plots
+from kd import data, inspect, metrics, plots
 from kd.errors import KDError
 from pages.common import current_run, run_label, store
 
@@ -25,6 +25,9 @@ if s.get("gain") is not None:
     st.success(f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
                f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
                f"**{100 * s['gain']:+.2f} points** against the same student trained alone.")
+    note = metrics.no_gain_note(run.models)
+    if note:
+        st.info(note, icon=":material/lightbulb:")
 elif run.status != "done":
     st.warning(f"This run {run.status}: the models below are what it had.")
 

@@ -59,3 +59,24 @@ def test_run_summary():
     assert s["gain"] == pytest.approx(0.05) and s["kept"] == pytest.approx(0.95 / 0.98)
     assert s["compression"] == pytest.approx(10) and s["speedup"] == pytest.approx(4)
     assert metrics.run_summary({"teacher": models["teacher"]})["gain"] is None
+
+
+def _three(teacher: float, alone: float, distilled: float, n: int = 400) -> dict:
+    """Three models' reports on n test examples: accuracy and a confusion matrix that sums to n."""
+    model = lambda acc: {"accuracy": acc, "confusion": [[round(acc * n), 0], [n - round(acc * n), 0]]}
+    return {"teacher": model(teacher), "baseline": model(alone), "student": model(distilled)}
+
+
+def test_no_gain_note_counts_test_examples_and_says_where_distillation_paid():
+    note = metrics.no_gain_note(_three(0.97, 0.94, 0.925))  # 6 of 400 examples fewer
+    assert note.startswith("Distillation did not help in this run: -1.50 points, 6 of 400 test examples fewer")
+    assert "one example is 0.25 points" in note
+    assert "The teacher is 3.00 points above the student alone." in note
+    assert "2.71\u00a0% to 2.24\u00a0%" in note  # the README's MNIST recipe, where it did pay
+    # A teacher no better than the student alone is named as the reason.
+    assert "it knows little that the labels do not already say" in metrics.no_gain_note(_three(0.945, 0.94, 0.94))
+    # One example either way is no verdict of failure, but not a gain either: the note stays.
+    assert "1 of 400 test examples more" in metrics.no_gain_note(_three(0.97, 0.94, 0.9425))
+    # Two or more examples better: a gain, no note; nor without a student or the test counts.
+    assert metrics.no_gain_note(_three(0.97, 0.94, 0.945)) is None
+    assert metrics.no_gain_note({"teacher": _three(0.9, 0.9, 0.9)["teacher"]}) is None

@@ -95,6 +95,27 @@ def test_results_page_compares_three_models(finished_run):
     assert len(at.get("plotly_chart")) >= 5  # comparison, 3 confusion matrices, reliability
 
 
+def test_results_page_says_why_when_distillation_did_not_help(finished_run):
+    """The real run's results, with the distilled student's accuracy set below and then above
+    the student alone's (the page reads only the stored results)."""
+    from kd import metrics
+    store = Store()
+    results = store.get(finished_run).results
+    alone = results["models"]["baseline"]["accuracy"]
+    for distilled, shown in ((alone - 3 / 360, True), (alone + 3 / 360, False)):  # digits: 360 test images
+        results["models"]["student"]["accuracy"] = distilled
+        results["summary"] = metrics.run_summary(results["models"])
+        store.update(finished_run, results=results)
+        at = page(None, run=finished_run)
+        at.switch_page("pages/results.py").run()
+        assert not at.exception
+        notes = [i.value for i in at.info if "Distillation did not help" in i.value]
+        if shown:
+            assert len(notes) == 1 and "-0.83 points, 3 of 360 test examples fewer" in notes[0]
+        else:
+            assert notes == [] and "+0.83 points" in at.success[0].value
+
+
 def test_results_page_with_an_unknown_run_id_says_so():
     at = page(None, run="../../etc/passwd")
     at.switch_page("pages/results.py").run()

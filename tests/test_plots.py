@@ -161,8 +161,8 @@ def test_comparison_figure_five_panels_three_bars():
     assert len(panels) == 5 and all(len(bars) == 3 for bars in panels.values())
     assert sum(bool(t.showlegend) for t in fig.data) == 3  # one legend entry per model
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["test accuracy (%)", "parameters", "size (MB)", "MFLOPs per example",
-                      "latency (ms, batch 256, CPU)"]
+    assert titles == ["test accuracy (%)", "parameters", "size (MB)", "MFLOPs / example",
+                      "ms / batch of 256"]
     params_teacher = next(t for t in panels["x2"] if t.legendgroup == "teacher")
     assert params_teacher.text == ("535.8k",)
 
