@@ -39,12 +39,27 @@ def cosine(step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
+def match_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor its parameter's strides.
+
+    State loaded from a checkpoint is contiguous, but a channels_last conv weight (the trainer's
+    layout for conv models on a CPU) is not, and torch's fused Adam walks the parameter, its
+    gradient and its moments in memory order: a mismatch pairs the wrong elements, silently.
+    """
+    for p in (p for g in optimizer.param_groups for p in g["params"]):
+        state = optimizer.state.get(p, {})
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                state[k] = torch.empty_like(p).copy_(v)
+
+
 class Stepper:
     """`zero_grad()` and `step(lr)` for the training loop; see the module docstring."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        match_layout(optimizer)
         group = optimizer.param_groups[0]
         name = KERNELS.get(type(optimizer))
         self.kernel = getattr(torch, name, None) if name else None

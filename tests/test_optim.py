@@ -80,3 +80,41 @@ def test_a_parameter_without_a_gradient_falls_back_to_torch():
 def test_cosine_runs_from_one_to_zero():
     assert cosine(0, 100) == 1.0 and cosine(100, 100) == pytest.approx(0.0, abs=1e-12)
     assert cosine(50, 100) == pytest.approx(0.5) and cosine(150, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_state_loaded_into_a_channels_last_model_goes_on_exactly():
+    """A checkpoint's Adam moments are contiguous; the conv weights they are loaded into are
+    channels_last. Stepper gives the moments the weights' strides: the fused kernel walks memory
+    in order and would otherwise pair the wrong elements (it did, before match_layout)."""
+    def conv(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 3)).to(
+            memory_format=torch.channels_last)
+
+    def train(model, stepper, steps, start=0):
+        g = torch.Generator().manual_seed(3)
+        for i in range(start + steps):
+            x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 3, (4,), generator=g)
+            if i < start:
+                continue
+            stepper.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            stepper.step(0.01)
+
+    a, b = conv(5), conv(5)
+    opt_a = torch.optim.Adam(a.parameters(), lr=0.01, fused=True)
+    stepper_a = Stepper(opt_a)
+    train(a, stepper_a, 6)
+    saved_model = {k: v.contiguous().clone() for k, v in a.state_dict().items()}  # as a checkpoint has it
+    saved_opt = copy.deepcopy(opt_a.state_dict())
+    for s in saved_opt["state"].values():
+        for k, v in s.items():
+            s[k] = v.contiguous().clone()
+    assert any(not v.is_contiguous() for s in opt_a.state.values() for v in s.values())  # it really differs
+    train(a, stepper_a, 6, start=6)
+    b.load_state_dict(saved_model)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01, fused=True)
+    opt_b.load_state_dict(saved_opt)
+    train(b, Stepper(opt_b), 6, start=6)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)

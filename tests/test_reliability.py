@@ -195,3 +195,29 @@ def test_a_full_disk_is_refused_at_start_with_the_figures_and_leaves_no_run(runs
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and "disk is full" in err and err.count("\n") == 1
     assert store.runs() == [] and [f.name for f in runs_dir.iterdir() if f.is_dir()] == []
+
+
+def test_a_stopped_conv_run_resumes_to_the_same_bits(runs_dir):
+    """Conv models train in channels_last on a CPU while their checkpoints are contiguous: a run
+    stopped mid-teacher and resumed ends with exactly the weights of one never stopped (BN
+    statistics, Adam moments and all)."""
+    cfg = RunConfig(dataset="digits", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2, teacher_epochs=4,
+                    device="cpu", seed=2)
+    store = Store()
+    whole = store.create_run(cfg.to_dict())
+    runner.execute(store, whole, cfg)
+    stopped = store.create_run(cfg.to_dict())
+
+    def stop_after_first_epoch(event):
+        if event["kind"] == "epoch" and event["stage"] == "teacher" and event["epoch"] == 1:
+            store.update(stopped, stop_requested=1)
+
+    first = runner.execute(store, stopped, cfg, progress=stop_after_first_epoch)
+    assert first.status == "stopped" and first.stages["teacher"].epochs < 4
+    assert store.checkpoint_path(stopped).exists()
+    assert runner.resume_run(store, stopped).status == "done"
+    a, b = weights(store, whole), weights(store, stopped)
+    for model in a:
+        assert a[model].keys() == b[model].keys()
+        for k in a[model]:
+            assert torch.equal(a[model][k], b[model][k]), (model, k)
