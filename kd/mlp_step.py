@@ -23,7 +23,8 @@ from torch import Tensor, nn
 class MLPStep:
     """`forward(x)` keeps what `backward(dlogits)` needs; backward sets each parameter's .grad."""
 
-    def __init__(self, layers: list[tuple[Tensor, Optional[Tensor], bool]]):
+    def __init__(self, layers: list[tuple[Tensor, Optional[Tensor], bool]], flatten: bool = True):
+        self.flatten = flatten  # a leading nn.Flatten: (B, *shape) -> (B, D)
         self.params = layers  # (weight, bias or None, ReLU after it): the Parameters, for .grad
         # Detached views of the same storage (the optimizer's in-place updates show through):
         # ops on them record no graph, with no no_grad() context per call; W^T made once.
@@ -38,7 +39,9 @@ class MLPStep:
         if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
             return None
         modules = list(model)
-        if modules and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 and modules[0].end_dim == -1:
+        flatten = bool(modules) and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 \
+            and modules[0].end_dim == -1
+        if flatten:
             modules = modules[1:]
         layers: list[list] = []
         for m in modules:
@@ -52,10 +55,10 @@ class MLPStep:
                 return None
         if not layers:
             return None
-        return cls([tuple(layer) for layer in layers])
+        return cls([tuple(layer) for layer in layers], flatten)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.detach().reshape(len(x), -1)
+        h = x.detach().reshape(len(x), -1) if self.flatten else x.detach()
         self.inputs = []
         for _, wt, b, relu in self.layers:
             self.inputs.append(h)
@@ -69,7 +72,7 @@ class MLPStep:
         """Set .grad of every weight and bias from the gradient in the logits."""
         grad = grad.detach()
         for k in range(len(self.layers) - 1, -1, -1):
-            w, _, b, relu = self.layers[k]
+            w, _, _, relu = self.layers[k]
             weight, bias, _ = self.params[k]
             if relu:  # the ReLU's output is the next layer's input (or the logits)
                 after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output

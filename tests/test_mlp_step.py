@@ -55,6 +55,18 @@ def test_a_relu_after_the_last_layer_and_a_layer_without_bias():
     assert (lb == 0).any()  # the final ReLU really cut something, so its mask was exercised
 
 
+def test_without_a_flatten_the_input_is_not_flattened():
+    """nn.Linear alone acts on the last dimension; the step never flattens behind its back: a 3-D
+    input is refused loudly rather than trained as something else."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    step = MLPStep.of(model)
+    x = torch.rand(5, 3)
+    assert torch.equal(step.forward(x), model(x).detach())
+    assert model(torch.rand(5, 2, 3)).shape == (5, 2, 2)
+    with pytest.raises(RuntimeError):
+        step.forward(torch.rand(5, 2, 3))
+
+
 @pytest.mark.parametrize("model", [
     nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2)),
     nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)),
