@@ -141,7 +141,7 @@ def _finished(store, run_id: str, result, as_json: bool) -> int:
     if as_json:
         print(json.dumps(run_json(run)))
     else:
-        print(results_table(run.models, run.summary))
+        print(results_table(run.models, run.summary, run.config))
         print(f"\nrun {run_id}: {run.status}{' (' + run.message + ')' if run.message else ''}; "
               f"weights in {store.run_dir(run_id)}")
     return 0 if result.status == "done" else 1
@@ -182,7 +182,7 @@ def run_json(run) -> dict:
             "summary": run.summary}
 
 
-def results_table(models: dict, summary: dict) -> str:
+def results_table(models: dict, summary: dict, config: Optional[dict] = None) -> str:
     from kd import metrics  # torch: imported only when there are results to show
     head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
     rows = [head]
@@ -202,7 +202,7 @@ def results_table(models: dict, summary: dict) -> str:
     if summary and summary.get("gain") is not None:
         lines.append("")
         lines.append(summary_sentence(summary))
-        note = metrics.no_gain_note(models)
+        note = metrics.no_gain_note(models, config)
         if note:
             lines += ["", textwrap.fill(note, 100)]
     return "\n".join(lines)
@@ -243,7 +243,7 @@ def cmd_show(args) -> int:
         return 0
     print(f"run {run.id}: {run.status}" + (f" ({run.message})" if run.message else ""))
     print("config: " + ", ".join(f"{k}={v}" for k, v in run.config.items() if v is not None))
-    print(results_table(run.models, run.summary))
+    print(results_table(run.models, run.summary, run.config))
     return 0
 
 

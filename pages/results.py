@@ -25,7 +25,7 @@ if s.get("gain") is not None:
     st.success(f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
                f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
                f"**{100 * s['gain']:+.2f} points** against the same student trained alone.")
-    note = metrics.no_gain_note(run.models)
+    note = metrics.no_gain_note(run.models, run.config)
     if note:
         st.info(note, icon=":material/lightbulb:")
 elif run.status != "done":
