@@ -146,8 +146,8 @@ def no_gain_note(models: dict[str, dict], config: Optional[dict] = None) -> Opti
     short run, and a recipe where distillation did pay. None when distillation helped, or when a
     model is missing."""
     t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
-    if not (t and b and s) or not s.get("confusion"):
-        return None
+    if not (t and b and s) or not s.get("confusion") or (config or {}).get("method") == "none":
+        return None  # method "none": the second student never saw the teacher
     n = sum(map(sum, s["confusion"]))  # test examples
     gain = s["accuracy"] - b["accuracy"]
     if not n or gain * n > 1.5:  # more than one example better: a gain, however small

@@ -76,6 +76,7 @@ def test_no_gain_note_counts_test_examples_and_says_where_distillation_paid():
     assert "T\u00a0=\u00a01 did better" not in note  # no config: nothing said of T
     hot = metrics.no_gain_note(_three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 4.0})
     assert "At T\u00a0=\u00a04 the soft term asks the student to match the teacher's logits" in hot
+    assert metrics.no_gain_note(_three(0.97, 0.94, 0.94), {"method": "none"}) is None  # nothing distilled
     assert "T\u00a0=\u00a01 did better" not in metrics.no_gain_note(_three(0.97, 0.94, 0.925),
                                                                      {"method": "kd", "temperature": 1.0})
     # A teacher no better than the student alone is named as the reason.
