@@ -145,8 +145,9 @@ def no_gain_note(models: dict[str, dict], config: Optional[dict] = None) -> Opti
     the difference in test examples, the teacher's lead, what a temperature above 1 costs in a
     short run, and a recipe where distillation did pay. None when distillation helped, or when a
     model is missing."""
+    config = config or {}
     t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
-    if not (t and b and s) or not s.get("confusion") or (config or {}).get("method") == "none":
+    if not (t and b and s) or not s.get("confusion") or config.get("method") == "none":
         return None  # method "none": the second student never saw the teacher
     n = sum(map(sum, s["confusion"]))  # test examples
     gain = s["accuracy"] - b["accuracy"]
@@ -161,8 +162,8 @@ def no_gain_note(models: dict[str, dict], config: Optional[dict] = None) -> Opti
                  "that the labels do not already say. ")
     else:
         note += f"The teacher is {100 * lead:.2f} points above the student alone. "
-    T = (config or {}).get("temperature", 1.0)
-    if (config or {}).get("method") == "kd" and T > 1:
+    T = config.get("temperature", 1.0)
+    if config.get("method") == "kd" and T > 1:
         note += (f"At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not just "
                  "its top class, which takes a short run longer to learn than the labels: on the bundled sets "
                  "at 10 epochs, T\u00a0=\u00a01 did better (spirals, 3 seeds: +2.4 to +3.1 points over the "

@@ -39,14 +39,14 @@ def cosine(step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def match_layout(optimizer: torch.optim.Optimizer) -> None:
+def match_layout(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
     """Give every per-parameter state tensor its parameter's strides.
 
     State loaded from a checkpoint is contiguous, but a channels_last conv weight (the trainer's
     layout for conv models on a CPU) is not, and torch's fused Adam walks the parameter, its
     gradient and its moments in memory order: a mismatch pairs the wrong elements, silently.
     """
-    for p in (p for g in optimizer.param_groups for p in g["params"]):
+    for p in params:
         state = optimizer.state.get(p, {})
         for k, v in state.items():
             if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
@@ -59,7 +59,7 @@ class Stepper:
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
-        match_layout(optimizer)
+        match_layout(optimizer, self.params)
         group = optimizer.param_groups[0]
         name = KERNELS.get(type(optimizer))
         self.kernel = getattr(torch, name, None) if name else None
