@@ -3,6 +3,11 @@ final metrics. Weights sit beside it as safetensors, with the config in their me
 
 Every call opens its own short-lived connection, so several processes (workers, the CLI, the
 dashboard's threads) read and write at once; WAL lets readers run while one writer commits.
+
+Each Store also holds one idle connection for its lifetime. SQLite's last connection to close
+takes an exclusive lock to fold the WAL back into the database; a process frozen inside that
+close (a suspended laptop, SIGSTOP) would lock every reader out until it woke. With a held
+connection, a per-call close is never the last, so a frozen worker never blocks the dashboard.
 """
 from __future__ import annotations
 
@@ -100,6 +105,9 @@ class Store:
                 for name, kind in ADDED_COLUMNS.items():
                     if name not in have:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            # Held, never queried again; a read makes it open the WAL and keep its shared lock.
+            self._held = sqlite3.connect(self.root / "runs.db", timeout=60, check_same_thread=False)
+            self._held.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
                              "set KD_RUNS_DIR to a writable folder") from None

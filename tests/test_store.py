@@ -1,5 +1,10 @@
 """The SQLite run store: round trips, event order, several writer processes at once."""
 import multiprocessing as mp
+import os
+import random
+import signal
+import sqlite3
+import time
 
 import pytest
 
@@ -68,6 +73,44 @@ def test_several_processes_write_at_once(runs_dir):
     for run_id in ids:  # each run has exactly its own 100 events, in order
         assert [e["i"] for _, e in store.events(run_id)] == list(range(100))
         assert store.get(run_id).status == "running-99"
+
+
+def _hammer(root, run_id):
+    store = Store(root)
+    while True:
+        store.append_events(run_id, [{"kind": "step"}])
+        store.stop_requested(run_id)
+
+
+def test_a_frozen_writer_never_locks_readers_out(runs_dir):
+    """A worker suspended at any instant (laptop lid, SIGSTOP) leaves the store readable: the
+    dashboard must still see the run, or it can never say the run is interrupted. Each read is
+    a fresh connection, as each dashboard call is, with no Store of its own holding the file."""
+    run_id = Store().create_run({}, status="running")
+    proc = mp.get_context("spawn").Process(target=_hammer, args=(str(runs_dir), run_id), daemon=True)
+    proc.start()
+    try:
+        while not Store(runs_dir).events(run_id):
+            time.sleep(0.05)
+        rng, locked = random.Random(0), 0
+        for _ in range(150):  # before the held connection about 4 % of instants locked readers out
+            time.sleep(rng.uniform(0.002, 0.02))
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                db = sqlite3.connect(runs_dir / "runs.db", timeout=0.5)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    assert db.execute("SELECT status FROM runs").fetchone() == ("running",)
+                finally:
+                    db.close()
+            except sqlite3.OperationalError:
+                locked += 1
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+        assert locked == 0, f"{locked} of 150 reads found the store locked by a frozen writer"
+    finally:
+        proc.kill()
+        proc.join(10)
 
 
 def test_unusable_runs_folder_is_a_clear_error(tmp_path):
