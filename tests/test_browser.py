@@ -21,6 +21,8 @@ if not os.environ.get("CI"):  # CI installs both; elsewhere a missing one skips 
     pytest.importorskip("playwright.sync_api")
 from playwright import sync_api as playwright  # noqa: E402
 
+from kd.store import Store  # noqa: E402
+
 
 @pytest.fixture
 def server(runs_dir):
@@ -41,16 +43,22 @@ def no_exception(pg) -> None:
     assert pg.locator("[data-testid='stException']").count() == 0
 
 
-def test_train_watch_leave_return_and_see_results(server, page):
+def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
     page.goto(server + "/train")  # the first visit to a fresh server is a deep link
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     no_exception(page)
     nav = page.locator("[data-testid='stSidebarNav']")
     assert nav.get_by_text("Temperature", exact=True).count() == 1  # app.py's navigation ...
     assert nav.get_by_text("common", exact=True).count() == 0  # ... not a listing of pages/
+    # The defaults train in about a second; longer stages leave the live page time to watch.
+    for label in ("Epochs", "Teacher epochs"):
+        box = page.get_by_label(label, exact=True)
+        box.fill("150")
+        box.press("Enter")
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url("**/live?run=*", timeout=60_000)
     run_id = page.url.split("run=")[1]
+    assert Store(runs_dir).get(run_id).config["epochs"] == 150
 
     # The live chart changes while the run trains: the event counter under the charts grows.
     caption = page.get_by_text("events", exact=False).last

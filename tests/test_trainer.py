@@ -213,3 +213,26 @@ def test_the_teacher_runs_once_on_the_training_set_unless_inputs_are_augmented(m
 def test_augment_needs_images():
     with pytest.raises(ConfigError, match="augment: random shifts need images; moons has 2 features"):
         Trainer(RunConfig(**{**TINY, "dataset": "moons"}, augment="teacher")).run()
+
+
+@pytest.mark.parametrize("user_set", [False, True])
+def test_small_cpu_steps_train_on_one_thread_and_a_user_setting_wins(monkeypatch, user_set):
+    """The students' steps (mlp-128 on digits: 1.2 M multiply-adds a batch) run on one thread, the
+    teacher's (mlp-512-256: 21 M) on as many as before; the count is put back after each stage.
+    OMP_NUM_THREADS, when the user set it, is never overridden."""
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    if user_set:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = {}
+        Trainer(RunConfig(**TINY), emit=lambda e: e["kind"] == "step" and seen.setdefault(
+            e["stage"], set()).add(torch.get_num_threads())).run()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    students = {2} if user_set else {1}
+    assert seen == {"teacher": {2}, "baseline": students, "student": students}
