@@ -1,11 +1,13 @@
 """Does watching a run cost it speed, and how fast does the live page redraw?
 
 1. Throughput: the same run from the CLI, and started by the dashboard with its Live page open
-   in headless chromium, alternated A/B/A/B; compares the mean samples/s of the training steps.
+   in headless chromium, alternated A/B/A/B; compares the mean samples/s of the training steps
+   and the wall time. Two cases: MNIST with the seed pair (3 epochs a stage: big steps), and the
+   default pair on digits (150 epochs a stage: many tiny steps, many events).
 2. Redraw: the Live page (server side, AppTest) on a run of 10,000 events: first draw (loads
    every event) and a redraw, median of several.
 
-usage: python bench/dashboard.py [--data-dir ../shared/data] [--repeats 2] [--json]
+usage: python bench/dashboard.py [--data-dir ../shared/data] [--repeats 2] [--cases mnist digits] [--json]
 """
 import argparse
 import contextlib
@@ -61,7 +63,16 @@ def mean_speed(store, run_id: str) -> float:
     return statistics.mean(speeds)
 
 
-def throughput(args) -> dict:
+CASES = {  # name: (RunConfig fields, CLI flags); the second is the default pair on the default data
+    "mnist": (lambda a: dict(dataset="mnist", data_dir=a.data_dir, epochs=3, teacher_epochs=3, device="cpu"),
+              lambda a: ["--dataset", "mnist", "--data-dir", a.data_dir, "--epochs", "3", "--teacher-epochs", "3",
+                         "--device", "cpu"]),
+    "digits": (lambda a: dict(epochs=150, teacher_epochs=150, device="cpu"),
+               lambda a: ["--epochs", "150", "--teacher-epochs", "150", "--device", "cpu"]),
+}
+
+
+def throughput(args, case: str) -> dict:
     from playwright.sync_api import sync_playwright
     from kd import jobs
     from kd.config import RunConfig
@@ -70,24 +81,28 @@ def throughput(args) -> dict:
     env = {**os.environ, "KD_RUNS_DIR": runs}
     os.environ["KD_RUNS_DIR"] = runs
     store = Store(runs)
-    train = ["--dataset", "mnist", "--data-dir", args.data_dir, "--epochs", "3", "--teacher-epochs", "3",
-             "--device", "cpu"]
-    cfg = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=3, teacher_epochs=3, device="cpu")
-    cli, watched = [], []
+    fields, flags = CASES[case]
+    cfg, train = RunConfig(**fields(args)), flags(args)
+    cli, watched, cli_s, watched_s = [], [], [], []
     with dashboard(env) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         page = browser.new_page()
         for _ in range(args.repeats):
+            t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "kd", "train", *train, "--json"], cwd=ROOT, env=env,
                                  capture_output=True, text=True, check=True)
+            cli_s.append(time.perf_counter() - t0)
             cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
+            t0 = time.perf_counter()
             run_id = jobs.start(cfg, store)
             page.goto(f"{base}/live?run={run_id}")
-            page.get_by_text("See the results").wait_for(timeout=600_000)
+            page.get_by_text("See the results").wait_for(timeout=900_000)
+            watched_s.append(time.perf_counter() - t0)
             watched.append(mean_speed(store, run_id))
         browser.close()
     return {"cli_samples_per_s": cli, "watched_samples_per_s": watched,
-            "watched_over_cli": statistics.mean(watched) / statistics.mean(cli)}
+            "watched_over_cli": statistics.mean(watched) / statistics.mean(cli),
+            "cli_wall_s": cli_s, "watched_wall_s": watched_s}
 
 
 def redraw(n_events: int = 10_000, repeats: int = 5) -> dict:
@@ -133,20 +148,23 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                    help="mnist: the seed pair, 3 epochs a stage; digits: the default pair, 150 epochs a stage")
     args = ap.parse_args()
     out = {"redraw": redraw()}
     if not args.skip_throughput:
-        out["throughput"] = throughput(args)
+        out["throughput"] = {case: throughput(args, case) for case in args.cases}
     if args.json:
         print(json.dumps(out))
         return
     r = out["redraw"]
     print(f"live page, {r['events']:,} events: first draw {r['first_draw_ms']:.0f} ms, redraw {r['redraw_ms']:.0f} ms")
-    if "throughput" in out:
-        t = out["throughput"]
-        print("samples/s from the CLI: " + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"]))
-        print("samples/s watched live: " + ", ".join(f"{v:,.0f}" for v in t["watched_samples_per_s"]))
-        print(f"watched / CLI: {t['watched_over_cli']:.3f}")
+    for case, t in out.get("throughput", {}).items():
+        print(f"{case}: samples/s from the CLI: " + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"])
+              + "; wall s: " + ", ".join(f"{v:.1f}" for v in t["cli_wall_s"]))
+        print(f"{case}: samples/s watched live: " + ", ".join(f"{v:,.0f}" for v in t["watched_samples_per_s"])
+              + "; wall s: " + ", ".join(f"{v:.1f}" for v in t["watched_wall_s"]))
+        print(f"{case}: watched / CLI (samples/s): {t['watched_over_cli']:.3f}")
 
 
 if __name__ == "__main__":
