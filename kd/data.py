@@ -27,6 +27,7 @@ from kd.registry import Registry
 
 VAL_SEED = 1_234_567  # fixed on purpose: the run's seed must not move the val split
 TEST_SEED = 0  # the fixed test splits (digits, 2-D sets, folder:PATH)
+SUBSET_SEED = 7_654_321  # the students' share of train (student_fraction): fixed, like val
 FOLDER = "folder:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -330,6 +331,18 @@ def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) 
 
 
 load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+
+
+def stratified_subset(y: Tensor, fraction: float) -> Tensor:
+    """Sorted indices of `fraction` of the examples of each class (rounded, at least one), drawn
+    with SUBSET_SEED: the run's seed moves the students' init and batch order, not their data."""
+    g = torch.Generator().manual_seed(SUBSET_SEED)
+    labels = y.cpu()
+    keep = []
+    for c in torch.unique(labels).tolist():
+        idx = (labels == c).nonzero().flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:max(1, round(fraction * len(idx)))]])
+    return torch.cat(keep).sort().values.to(y.device)
 
 
 def grid(bundle: DataBundle, n: int = 200, margin: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:

@@ -177,6 +177,9 @@ class Trainer:
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
 
+        if cfg.student_fraction < 1:  # from here on the students' share of the training set
+            keep = datasets.stratified_subset(self.y_train, cfg.student_fraction)
+            self.x_train, self.y_train = self.x_train[keep], self.y_train[keep]
         method = methods.build(cfg)
         self.cached = None  # what the method needs from the teacher, for every training example
         if result.status == "done" and method.uses_teacher and cfg.augment != "all":
@@ -263,7 +266,8 @@ class Trainer:
             first_epoch, step, spent = start.epoch + 1, start.step, start.seconds
         else:
             self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
-                       "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model)})
+                       "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model),
+                       "train_size": n})
         stepper = Stepper(optimizer)
         last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
         started = time.perf_counter() - spent

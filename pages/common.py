@@ -52,7 +52,9 @@ def current_run() -> Run | None:
 def run_label(run: Run, status: bool = True) -> str:
     c = run.config
     return (f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
-            f"T={c['temperature']:g} α={c['alpha']:g}" + (f" · {jobs.status(run)}" if status else ""))
+            f"T={c['temperature']:g} α={c['alpha']:g}"
+            + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
+            + (f" · {jobs.status(run)}" if status else ""))
 
 
 def show_error(e: Exception) -> None:

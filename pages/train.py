@@ -101,6 +101,12 @@ augment = c4.selectbox("Jitter (random shifts)", ["none", "teacher", "all"], dis
                        format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get,
                        help="Shift training images by up to 2 pixels (1 on 8x8). Hinton et al. jittered the "
                             "teacher only; the students then learn from its smoother outputs.")
+share = st.select_slider(
+    "Students learn from", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], value=D.student_fraction,
+    format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set",
+    help="Both students see the same examples, an equal share of each class; the teacher always learns "
+         "from all of it. With few examples the teacher's soft targets carry what the labels cannot "
+         "(Hinton et al. 2015, sec. 5); the few-labels demo on Home uses 5 %.")
 
 # -- the teacher: train it, reuse one, or upload one ----------------------------------------
 st.subheader("Teacher")
@@ -131,7 +137,8 @@ if st.button("Start training", type="primary", disabled=not ready):
                         temperature=float(temperature), alpha=float(alpha), epochs=int(epochs),
                         teacher_epochs=int(teacher_epochs), batch_size=int(batch_size), lr=float(lr),
                         optimizer=optimizer, seed=int(seed), device=device, teacher_checkpoint=checkpoint,
-                        image_size=int(image_size), augment=augment if images else "none")
+                        image_size=int(image_size), augment=augment if images else "none",
+                        student_fraction=float(share))
         if checkpoint:  # refuse a file that does not fit the architecture here, not in the worker
             from kd.trainer import load_teacher_weights
             load_teacher_weights(models.build(teacher, spec.input_shape, spec.num_classes), checkpoint, teacher)

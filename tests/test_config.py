@@ -62,6 +62,8 @@ BAD = [
     ("image_size", 4, "between 8"),
     ("augment", "flip", "none, teacher, all"),
     ("augment", True, "text"),
+    ("student_fraction", 0, "> 0"),
+    ("student_fraction", 1.5, "<= 1"),
 ]
 
 

@@ -227,3 +227,16 @@ def test_folder_errors(tmp_path):
         data.load(f"folder:{tmp_path}", image_size=300)
     with pytest.raises(DataError, match="needs a path"):
         data.spec("folder:")
+
+
+def test_the_students_share_is_stratified_fixed_and_sorted():
+    y = data.load("digits").y_train
+    torch.manual_seed(123)  # the run's seed must not move it
+    keep = data.stratified_subset(y, 0.05)
+    torch.manual_seed(456)
+    assert torch.equal(keep, data.stratified_subset(y, 0.05))
+    assert torch.equal(keep, keep.sort().values) and len(set(keep.tolist())) == len(keep)
+    for c in range(10):
+        assert (y[keep] == c).sum() == max(1, round(0.05 * int((y == c).sum())))
+    assert len(data.stratified_subset(y, 0.001)) == 10  # at least one example of every class
+    assert torch.equal(data.stratified_subset(y, 1.0), torch.arange(len(y)))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kd import runner
+from kd import jobs, runner
 from kd.config import RunConfig
 from kd.store import Store
 
@@ -37,6 +37,17 @@ def test_home_explains_and_offers_the_quick_demo():
     at = page()
     assert at.title[0].value == "Distill Lab"
     assert any(b.label == "Run the quick demo" for b in at.button)
+
+
+def test_the_few_labels_demo_starts_a_run_whose_students_see_5_percent(runs_dir):
+    at = page()
+    next(b for b in at.button if b.label == "Run the few-labels demo").click().run()
+    assert not at.exception
+    (run,) = Store().runs()
+    assert run.config["student_fraction"] == 0.05 and run.config["epochs"] == 60
+    live = page("pages/live.py", run=run.id)
+    assert any("students on 5%" in m.value for m in live.markdown)
+    jobs.stop(run.id)
 
 
 def test_train_page_offers_models_that_fit_and_shows_the_loss_with_its_numbers():

@@ -236,3 +236,15 @@ def test_small_cpu_steps_train_on_one_thread_and_a_user_setting_wins(monkeypatch
         torch.set_num_threads(before)
     students = {2} if user_set else {1}
     assert seen == {"teacher": {2}, "baseline": students, "student": students}
+
+
+def test_students_learn_from_their_share_and_the_few_labels_demo_shows_a_gain():
+    """FEW_LABELS: the teacher trains on all 1,293 training images, both students on the same
+    63; with so few labels the distilled student beats the student alone (seed 0: +2.8 points)."""
+    from kd.config import FEW_LABELS
+    result, events = run(RunConfig(**FEW_LABELS, device="cpu"))
+    sizes = {e["stage"]: e["train_size"] for e in events if e["kind"] == "stage" and e["status"] == "started"}
+    assert sizes == {"teacher": 1293, "baseline": 63, "student": 63}
+    acc = {k: m["accuracy"] for k, m in result.metrics.items()}
+    assert acc["student"] - acc["baseline"] >= 0.02, acc
+    assert acc["teacher"] > acc["student"]
