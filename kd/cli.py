@@ -154,14 +154,18 @@ class Progress:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.speed = 0.0
+        self.train_size = 0
 
     def __call__(self, e: dict) -> None:
         kind, stage = e["kind"], MODEL_TITLES.get(e.get("stage", ""), "")
         if kind == "run" and e["status"] in ("running", "resumed"):
+            self.train_size = e["train_size"]
             _err(f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
                  f"{e['test_size']:,} test examples on {e['device']}")
         elif kind == "stage" and e["status"] == "started":
-            _err(f"{stage}: {e['params']:,} parameters, {e['epochs']} epochs")
+            share = e.get("train_size", self.train_size)
+            _err(f"{stage}: {e['params']:,} parameters, {e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}"
+                 + (f", on {share:,} of the {self.train_size:,} training examples" if share != self.train_size else ""))
         elif kind == "step" and e.get("samples_per_s"):
             self.speed = e["samples_per_s"]
         elif kind == "epoch":

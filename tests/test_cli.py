@@ -39,9 +39,13 @@ def test_tiny_run_with_json_then_runs_and_show():
 
 
 def test_progress_and_table_without_json():
-    out = kd("train", "--epochs", "1", "--teacher-epochs", "1", "--device", "cpu")
+    out = kd("train", "--epochs", "1", "--teacher-epochs", "1", "--device", "cpu", "--student-fraction", "0.1")
     assert out.returncode == 0, out.stderr
     assert "epoch   1/1" in out.stderr and "samples/s" in out.stderr  # progress while it trains
+    stages = {l.split(":")[0]: l for l in out.stderr.splitlines() if "parameters" in l}
+    assert "training examples" not in stages["teacher"]  # the teacher learns from all of them
+    for student in ("student alone", "distilled student"):
+        assert stages[student].endswith("on 130 of the 1,293 training examples"), stages[student]
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "test", "acc"]
     assert any(l.startswith("teacher") for l in lines) and any(l.startswith("distilled student") for l in lines)
