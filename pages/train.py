@@ -101,7 +101,7 @@ augment = c4.selectbox("Jitter (random shifts)", ["none", "teacher", "all"], dis
                        format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get,
                        help="Shift training images by up to 2 pixels (1 on 8x8). Hinton et al. jittered the "
                             "teacher only; the students then learn from its smoother outputs.")
-share = st.select_slider(
+share = st.columns(2)[0].select_slider(
     "Students learn from", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], value=D.student_fraction,
     format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set",
     help="Both students see the same examples, an equal share of each class; the teacher always learns "
