@@ -35,11 +35,13 @@ def value_for(field: str):
         "epochs": st.integers(-3, 20_000), "teacher_epochs": st.none() | st.integers(-3, 20_000),
         "batch_size": st.integers(-1, 2_000_000), "lr": st.floats(-1, 20), "weight_decay": st.floats(-1, 2),
         "seed": st.integers(-5, 2**32), "val_fraction": st.floats(-0.2, 0.8), "image_size": st.integers(0, 300),
+        "student_fraction": st.floats(-0.5, 1.5),
         "teacher_checkpoint": st.none() | st.sampled_from(["", "w.safetensors", "w.pt", "/etc/passwd", "a\x00b"]),
         "data_dir": st.none() | st.text(max_size=10),
     }.get(field)
     if field in CHOICES:
         plausible = st.sampled_from(CHOICES[field])
+    assert plausible is not None, f"a new RunConfig field, {field}: give it plausible values here"
     return plausible | anything
 
 
