@@ -216,7 +216,7 @@ def results_table(models: dict, summary: dict, config: Optional[dict] = None) ->
 def summary_sentence(s: dict) -> str:
     return (f"Distilled student: {100 * s['gain']:+.2f} points over the student alone; kept "
             f"{100 * s['kept']:.1f} % of the teacher's accuracy at {s['compression']:.1f}x fewer "
-            f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, batch 256).")
+            f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, one thread, batch 256).")
 
 
 # -- runs, show, list, worker ------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -63,18 +62,6 @@ def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
         return None
     macs = metrics.flops_per_example(model, input_shape) / 2 * batch_size
     return 1 if macs < SMALL_STEP_MACS else None
-
-
-@contextmanager
-def _threads(n: Optional[int]):
-    """torch's intra-op threads set to n (None: unchanged) for the block, then put back."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def available_devices() -> list[str]:
@@ -228,7 +215,7 @@ class Trainer:
     # -- one stage ------------------------------------------------------------------------
     def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
         bs = min(self.cfg.batch_size, len(self.y_train))
-        with _threads(cpu_threads(model, tuple(self.x_train.shape[1:]), bs, self.device)):
+        with metrics.threads(cpu_threads(model, tuple(self.x_train.shape[1:]), bs, self.device)):
             return self._train(stage, model, method, epochs)
 
     def _train(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
@@ -372,11 +359,13 @@ class Trainer:
         logits = {name: metrics.predict(m, x_test).cpu() for name, m in result.models.items()}
         teacher_logits = logits.get("teacher")
         y = y_test.cpu()
+        latency = [metrics.latencies_ms(result.models, spec.input_shape, b) for b in (1, 256)]
         for name, model in result.models.items():
             stage = result.stages[name]
             report = metrics.model_report(model, logits[name], y,
                                           teacher_logits if name != "teacher" else None,
-                                          spec.input_shape, spec.num_classes)
+                                          spec.input_shape, spec.num_classes,
+                                          latency=(latency[0][name], latency[1][name]))
             report.update(train_seconds=stage.seconds, epochs=stage.epochs, status=stage.status)
             result.metrics[name] = report
             self.emit({"kind": "metrics", "model": name,

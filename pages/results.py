@@ -33,6 +33,8 @@ elif run.status != "done":
 
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
 st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
+st.caption("Latency: median CPU time of one forward pass on one thread, the models timed in turn; "
+           "faster is the teacher's batch-256 latency over the distilled student's.")
 
 st.subheader("Where they err")
 names = [n for n in plots.MODELS if n in run.models]

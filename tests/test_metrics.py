@@ -34,6 +34,25 @@ def test_latency_is_positive_and_larger_for_a_bigger_batch():
     assert 0 < one < many
 
 
+def test_latencies_are_timed_in_turn_on_one_thread_and_the_count_is_put_back():
+    calls = []
+    pair = {"big": nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 10)),
+            "small": nn.Sequential(nn.Linear(256, 16), nn.ReLU(), nn.Linear(16, 10))}
+    for name, m in pair.items():
+        m.register_forward_pre_hook(lambda mod, args, name=name: calls.append((name, torch.get_num_threads())))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ms = metrics.latencies_ms(pair, (256,), 64, budget_s=0.05)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert {n for _, n in calls} == {1}
+    timed = [name for name, _ in calls[4:]]  # after two warm-up passes each
+    assert len(timed) >= 10 and timed == ["big", "small"] * (len(timed) // 2)  # round robin
+    assert 0 < ms["small"] < ms["big"]
+
+
 def test_calibration_of_hand_made_predictions():
     # Two examples at confidence 0.85 (one right), two at 0.65 (both right).
     p = torch.tensor([[0.85, 0.15], [0.85, 0.15], [0.65, 0.35], [0.35, 0.65]])
