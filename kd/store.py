@@ -95,6 +95,8 @@ def new_run_id() -> str:
 
 
 class Store:
+    busy_timeout_s = 60.0  # how long a call waits for another process's write to end
+
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
         try:
@@ -114,7 +116,7 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.root / "runs.db", timeout=60, isolation_level=None)
+        db = sqlite3.connect(self.root / "runs.db", timeout=self.busy_timeout_s, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
@@ -127,7 +129,14 @@ class Store:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
         with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                raise StoreError(f"runs folder {self.root.resolve()}: the run store stayed busy for "
+                                 f"{self.busy_timeout_s:g} s (another process is writing to it, or is "
+                                 "suspended in the middle of a write); nothing was changed; try again") from None
             try:
                 yield db
                 db.execute("COMMIT")

@@ -57,8 +57,12 @@ def live() -> None:
     head, stop = st.columns([5, 1])
     head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {run_label(now, status=False)}")
     if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
-        jobs.stop(run_id, store())
-        st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
+        try:
+            jobs.stop(run_id, store())
+        except KDError as e:
+            show_error(e)
+        else:
+            st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
     if status in jobs.RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
         try:
             jobs.resume(run_id, store())

@@ -6,7 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from kd import jobs, plots
-from pages.common import run_label, store
+from kd.errors import KDError
+from pages.common import run_label, show_error, store
 
 st.title("Runs")
 runs = store().runs()
@@ -82,5 +83,9 @@ for r in chosen:
         if jobs.status(r) in jobs.ACTIVE:
             st.caption("Running: stop it on its Live page before deleting it.")
         elif st.button("Delete this run", key=f"del-{r.id}", type="secondary"):
-            store().delete(r.id)
-            st.rerun()
+            try:
+                store().delete(r.id)
+            except KDError as e:
+                show_error(e)
+            else:
+                st.rerun()

@@ -96,6 +96,25 @@ def test_live_page_draws_faked_events():
     assert store.get(run_id).stop_requested
 
 
+def test_stop_on_a_store_held_by_a_stuck_writer_says_so_and_the_page_lives_on(runs_dir, monkeypatch):
+    import sqlite3
+    monkeypatch.setattr(Store, "busy_timeout_s", 0.2)
+    store = Store()
+    run_id = store.create_run(TINY.to_dict(), status="running")
+    store.update(run_id, heartbeat=time.time())
+    at = page("pages/live.py", run=run_id)
+    other = sqlite3.connect(runs_dir / "runs.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        next(b for b in at.button if b.label == "Stop").click().run()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not at.exception
+    assert any("stayed busy" in e.value for e in at.error)
+    assert not store.get(run_id).stop_requested
+
+
 def test_results_page_compares_three_models(finished_run):
     at = page(None, run=finished_run)
     at.switch_page("pages/results.py").run()

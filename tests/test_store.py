@@ -113,6 +113,23 @@ def test_a_frozen_writer_never_locks_readers_out(runs_dir):
         proc.join(10)
 
 
+def test_a_write_blocked_by_another_process_is_a_clear_error_and_reads_go_on(runs_dir):
+    store = Store()
+    run_id = store.create_run({}, status="running")
+    store.busy_timeout_s = 0.2
+    other = sqlite3.connect(runs_dir / "runs.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer that never finishes (e.g. suspended mid-write)
+    try:
+        with pytest.raises(StoreError, match="stayed busy for 0.2 s .*nothing was changed; try again"):
+            store.request_stop(run_id)
+        assert store.get(run_id).status == "running" and not store.stop_requested(run_id)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.request_stop(run_id)
+    assert store.stop_requested(run_id)
+
+
 def test_unusable_runs_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
