@@ -3,7 +3,8 @@
 1. Throughput: the same run from the CLI, and started by the dashboard with its Live page open
    in headless chromium, alternated A/B/A/B; compares the mean samples/s of the training steps
    and the wall time. Two cases: MNIST with the seed pair (3 epochs a stage: big steps), and the
-   default pair on digits (150 epochs a stage: many tiny steps, many events).
+   default pair on digits (150 epochs a stage: many tiny steps, many events). Then the CPU
+   seconds the browser, the server and the run use over 20 s of an MNIST run watched live.
 2. Redraw: the Live page (server side, AppTest) on a run of 10,000 events: first draw (loads
    every event) and a redraw, median of several.
 
@@ -105,6 +106,52 @@ def throughput(args, case: str) -> dict:
             "cli_wall_s": cli_s, "watched_wall_s": watched_s}
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def _chromium_pids() -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and "chrom" in Path(f"/proc/{d}/comm").read_text():
+                pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def watching_cpu(args, seconds: float = 20.0) -> dict:
+    """CPU seconds the browser, the server and the run use over `seconds` of an MNIST run
+    (seed pair) trained with its Live page open: what watching costs the machine."""
+    from playwright.sync_api import sync_playwright
+    from kd import jobs
+    from kd.config import RunConfig
+    from kd.store import Store
+    runs = tempfile.mkdtemp(prefix="kd-bench-")
+    store = Store(runs)
+    cfg = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=30, teacher_epochs=30, device="cpu")
+    with dashboard({**os.environ, "KD_RUNS_DIR": runs}) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        run_id = jobs.start(cfg, store)
+        page.goto(f"{base}/live?run={run_id}")
+        page.get_by_text("events", exact=False).last.wait_for(timeout=120_000)
+        groups = {"browser": _chromium_pids(), "server": [base.process.pid], "run": [store.get(run_id).pid]}
+        before = {k: sum(map(_cpu_s, pids)) for k, pids in groups.items()}
+        time.sleep(seconds)
+        used = {k: sum(map(_cpu_s, pids)) - before[k] for k, pids in groups.items()}
+        jobs.stop(run_id, store)
+        browser.close()
+    return {"seconds": seconds, **{f"{k}_cpu_s": v for k, v in used.items()}}
+
+
 def redraw(n_events: int = 10_000, repeats: int = 5) -> dict:
     from streamlit.testing.v1 import AppTest
     from kd.config import RunConfig
@@ -154,11 +201,16 @@ def main() -> None:
     out = {"redraw": redraw()}
     if not args.skip_throughput:
         out["throughput"] = {case: throughput(args, case) for case in args.cases}
+        out["watching_cpu"] = watching_cpu(args)
     if args.json:
         print(json.dumps(out))
         return
     r = out["redraw"]
     print(f"live page, {r['events']:,} events: first draw {r['first_draw_ms']:.0f} ms, redraw {r['redraw_ms']:.0f} ms")
+    if "watching_cpu" in out:
+        w = out["watching_cpu"]
+        print(f"CPU seconds over {w['seconds']:.0f} s of an MNIST run watched live: browser {w['browser_cpu_s']:.1f}, "
+              f"server {w['server_cpu_s']:.1f}, the run {w['run_cpu_s']:.1f}")
     for case, t in out.get("throughput", {}).items():
         print(f"{case}: samples/s from the CLI: " + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"])
               + "; wall s: " + ", ".join(f"{v:.1f}" for v in t["cli_wall_s"]))

@@ -3,6 +3,8 @@
 The run is a separate process writing to the store; this page only polls it (about once a
 second, inside a fragment), so closing or refreshing the page never touches the training.
 """
+import time
+
 import streamlit as st
 
 from kd import jobs, plots
@@ -38,15 +40,21 @@ def poll() -> tuple[list[dict], object]:
     return seen["events"], now
 
 
-def figures(run_id: str, n_events: int, events: list[dict]):
-    """The two charts, rebuilt only when new events came in (the server shares 2 cores with training)."""
+CHARTS_EVERY_S = 3.0  # while a run trains, the charts are redrawn at most this often
+
+
+def figures(run_id: str, n_events: int, events: list[dict], active: bool):
+    """The two charts, rebuilt only when new events came in, and while the run trains at most
+    every CHARTS_EVERY_S: each redraw costs the server and the browser CPU the run could use."""
     cached = st.session_state.get("live_figures")
     if cached and cached[0] == (run_id, n_events):
+        return cached[1]
+    if cached and active and cached[0][0] == run_id and time.monotonic() - cached[2] < CHARTS_EVERY_S:
         return cached[1]
     steps, epochs = plots.events_frames(events)
     speed = steps["samples_per_s"].dropna()
     out = (plots.loss_figure(steps), plots.accuracy_figure(epochs), float(speed.iloc[-1]) if len(speed) else None)
-    st.session_state["live_figures"] = ((run_id, n_events), out)
+    st.session_state["live_figures"] = ((run_id, n_events), out, time.monotonic())
     return out
 
 
@@ -79,7 +87,7 @@ def live() -> None:
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
-    loss, accuracy, speed = figures(run_id, len(events), events)
+    loss, accuracy, speed = figures(run_id, len(events), events, status in jobs.ACTIVE)
     left, right = st.columns(2)
     left.plotly_chart(loss, key="loss")
     right.plotly_chart(accuracy, key="accuracy")

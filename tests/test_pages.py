@@ -96,6 +96,27 @@ def test_live_page_draws_faked_events():
     assert store.get(run_id).stop_requested
 
 
+def test_live_charts_redraw_at_most_every_few_seconds_while_the_run_trains():
+    """The event counter follows every poll; the charts (the costly part for the server and the
+    browser) wait CHARTS_EVERY_S, and are drawn with every event once the run has ended."""
+    store = Store()
+    run_id = store.create_run(TINY.to_dict(), status="running")
+    step = lambda i: {"kind": "step", "stage": "teacher", "epoch": 1, "step": i, "total_steps": 100,
+                      "loss": 1.0 / i, "loss_ce": 1.0 / i, "lr": 1e-3, "samples_per_s": 1000.0}
+    store.append_events(run_id, [{"kind": "stage", "stage": "teacher", "status": "started", "epochs": 1,
+                                  "steps_per_epoch": 100, "params": 1}, step(1), step(2)])
+    at = page("pages/live.py", run=run_id)
+    spec = lambda: at.get("plotly_chart")[0].proto.spec
+    counter = lambda: next(c.value for c in at.caption if "events" in c.value)
+    first, first_count = spec(), counter()
+    store.append_events(run_id, [step(3), step(4)])
+    at.run()
+    assert counter() != first_count and spec() == first  # counted at once, drawn later
+    store.update(run_id, status="done")
+    at.run()
+    assert not at.exception and spec() != first  # the run ended: every event is drawn
+
+
 def test_stop_on_a_store_held_by_a_stuck_writer_says_so_and_the_page_lives_on(runs_dir, monkeypatch):
     import sqlite3
     monkeypatch.setattr(Store, "busy_timeout_s", 0.2)
