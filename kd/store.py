@@ -108,7 +108,7 @@ class Store:
                     if name not in have:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             # Held, never queried again; a read makes it open the WAL and keep its shared lock.
-            self._held = sqlite3.connect(self.root / "runs.db", timeout=60, check_same_thread=False)
+            self._held = sqlite3.connect(self.root / "runs.db", timeout=self.busy_timeout_s, check_same_thread=False)
             self._held.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
