@@ -1,6 +1,8 @@
 """Distill Lab: the router. st.navigation over the scripts in pages/; nothing else."""
 import streamlit as st
 
+from kd.errors import KDError
+
 st.set_page_config(page_title="Distill Lab", page_icon=":material/science:", layout="wide")
 
 pages = [
@@ -11,4 +13,8 @@ pages = [
     st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
     st.Page("pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except KDError as e:  # e.g. a run store damaged while the page ran: one message, never a traceback
+    from pages.common import plain
+    st.error(plain(str(e)))

@@ -1,57 +1,77 @@
-"""Runs as background processes: start, stop, and tell whether one is still alive.
+"""Runs as background processes: start, stop, resume, and what state each is in.
 
 A run is an OS process (`python -m kd worker RUN_ID`), not a thread of the web server: it
-survives page changes, browser refreshes, a second tab and a restart of the dashboard.
+survives page changes, browser refreshes, a second tab and a restart of the dashboard. Who may
+write a run, and when it counts as interrupted, is decided in kd/lease.py.
 """
 from __future__ import annotations
 
 import os
-import socket
+import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from kd.config import RunConfig
 from kd.errors import KDError
+from kd.lease import ACTIVE, HOST, RESUMABLE, LeaseLost, max_runs, process_start, state, why_not_resumable  # noqa: F401
 from kd.store import Run, Store
 
-STALE_AFTER_S = 10.0  # no heartbeat for this long: the process is gone (kill -9, power loss)
-ACTIVE = ("queued", "running")
-RESUMABLE = ("interrupted", "stopped", "failed")  # what `python -m kd resume` and Resume accept
+TEACHER_COPY = "input-teacher.safetensors"  # a run's own copy of a reused or uploaded teacher
 
 
 def start(cfg: RunConfig, store: Store | None = None) -> str:
     """Queue a run and spawn its worker; returns the run id at once.
 
     A runs folder that is not writable, or a disk without room for the run's weights and
-    checkpoints, is a StoreError here, before anything is written."""
+    checkpoints, is a StoreError here, before anything is written. A teacher file is copied into
+    the run, which owns it from then on."""
     from kd.runner import disk_needed
     store = store or Store()
-    run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg))
+    run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg),
+                              inputs={"teacher_checkpoint": TEACHER_COPY})
     _spawn(store, run_id)
     return run_id
 
 
 def resume(run_id: str, store: Store | None = None) -> None:
-    """Go on with an interrupted or stopped run in a new worker (checked here, so a refusal is
-    the caller's KDError rather than a line in the worker's log)."""
+    """Queue an interrupted, stopped or failed run again and spawn a worker to go on with it.
+
+    The check and the change are one store transaction: of several resumes at once (two tabs,
+    a double click) one is accepted, and the others are refused because the run is queued."""
     store = store or Store()
-    run = store.get(run_id)
-    if run is None or status(run) not in RESUMABLE:
-        raise KDError(f"run {run_id} cannot be resumed: it is {status(run) if run else 'unknown'}")
-    store.update(run_id, status="queued", heartbeat=time.time())
+    if store.get(run_id) is None:
+        raise KDError(f"no such run: {run_id!r}")
+
+    def queue(run: Run) -> dict:
+        why = why_not_resumable(run)
+        if why:
+            raise KDError(f"run {run_id} cannot be resumed: {why}")
+        now = time.time()
+        return dict(status="queued", token=None, pid=os.getpid(), host=HOST, pid_start=process_start(os.getpid()),
+                    heartbeat=now, queued_at=now, stop_requested=0, message=None)
+    store.change(run_id, queue)
     _spawn(store, run_id, "--resume")
 
 
 def _spawn(store: Store, run_id: str, *flags: str) -> None:
-    log = open(store.run_dir(run_id) / "worker.log", "ab")  # the folder is made by create_run
+    """Start the worker and record its pid as the run's owner until it claims the run itself."""
     env = {**os.environ, "KD_RUNS_DIR": str(store.root.resolve())}
-    proc = subprocess.Popen([sys.executable, "-m", "kd", "worker", run_id, *flags], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                            cwd=str(Path(__file__).resolve().parents[1]))
-    log.close()
-    store.update(run_id, pid=proc.pid, host=socket.gethostname(), heartbeat=time.time())
+    try:
+        with open(store.run_dir(run_id) / "worker.log", "ab") as log:  # the folder is made by create_run
+            proc = subprocess.Popen([sys.executable, "-m", "kd", "worker", run_id, *flags],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+    except OSError as e:
+        store.update(run_id, status="failed", message=f"the worker process could not start ({e})")
+        raise KDError(f"run {run_id}: the worker process could not start ({e})") from None
+
+    def record(run: Run) -> dict:
+        return {} if run.token else dict(pid=proc.pid, host=HOST, pid_start=process_start(proc.pid))
+    store.change(run_id, record)
 
 
 def stop(run_id: str, store: Store | None = None) -> None:
@@ -59,32 +79,98 @@ def stop(run_id: str, store: Store | None = None) -> None:
     (store or Store()).request_stop(run_id)
 
 
-def is_stale(run: Run, now: float | None = None) -> bool:
-    """An active run whose process is gone (on this machine) or has not been heard from for
-    STALE_AFTER_S (a frozen process, a closed laptop lid, another machine)."""
-    if run.status not in ACTIVE:
-        return False
-    if run.pid and run.host == socket.gethostname() and not _alive(run.pid):
-        return True
-    last = run.heartbeat or run.updated
-    return (now or time.time()) - last > STALE_AFTER_S
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): kill() said it exists
-        return True
-
-
 def status(run: Run) -> str:
-    """The status to show: an active run that stopped beating is 'interrupted'."""
-    return "interrupted" if is_stale(run) else run.status
+    """The status to show: an active run whose owner is dead is 'interrupted' (kd/lease.py)."""
+    return state(run)
+
+
+# -- the worker's side: take the run, wait for a turn, beat ----------------------------------
+def claim(store: Store, run_id: str, accept: Callable[[Run], Optional[str]], requeue: bool = False,
+          verb: str = "taken") -> str:
+    """Take the run's lease in one store transaction and return its token. accept(run) says why
+    this process may not own the run (None: it may); of two claimants at once, one wins and the
+    other is refused. requeue: the run joins the queue again (a resume)."""
+    token = secrets.token_hex(8)
+
+    def take(run: Run) -> dict:
+        why = accept(run)
+        if why:
+            raise KDError(f"run {run_id} cannot be {verb}: {why}")
+        now, pid = time.time(), os.getpid()
+        fields = dict(token=token, pid=pid, host=HOST, pid_start=process_start(pid), heartbeat=now)
+        if requeue:  # a run queued by resume() keeps its place in line
+            fields.update(status="queued", queued_at=run.queued_at if run.status == "queued" else now,
+                          stop_requested=0, message=None)
+        return fields
+    store.change(run_id, take)
+    return token
+
+
+def unclaimed_queued(run: Run) -> Optional[str]:
+    """accept() for `python -m kd worker RUN_ID`: only a queued run that no worker owns."""
+    if run.status == "queued" and not run.token:
+        return None
+    s = state(run)
+    if s in ACTIVE:
+        return f"it already has a worker (pid {run.pid} on {run.host})"
+    return f"it is {s}; python -m kd resume {run.id} goes on with it"
+
+
+def resumable(run: Run) -> Optional[str]:
+    """accept() for a resume: an interrupted, stopped or failed run."""
+    return why_not_resumable(run)
+
+
+def queued_or_resumable(run: Run) -> Optional[str]:
+    """accept() for `python -m kd worker --resume`: queued again by resume(), or resumable."""
+    return unclaimed_queued(run) and resumable(run)
+
+
+class Heartbeat:
+    """Marks the run alive every `every_s` seconds from a daemon thread, even in a long batch;
+    notes when the lease is lost, so the trainer stops."""
+
+    def __init__(self, store: Store, run_id: str, lease: str, every_s: float = 2.0):
+        self.store, self.run_id, self.lease, self.every_s = store, run_id, lease, every_s
+        self.done, self.lost = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                self.store.update(self.run_id, lease=self.lease, heartbeat=time.time())
+            except LeaseLost:
+                self.lost.set()
+                return
+            except Exception:  # a busy or full store must not kill the run; the next beat retries
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def wait_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] = lambda line: None,
+              every_s: float = 0.5) -> bool:
+    """Wait, queued, until fewer than max_runs() runs are running and the runs queued before
+    this one have started; then the run is marked running. False when a stop was asked first."""
+    limit, said = max_runs(), None
+    while True:
+        place = store.take_slot(run_id, lease, limit)
+        if place is None:
+            if said is not None:
+                store.update(run_id, lease=lease, message=None)
+            return True
+        if store.stop_requested(run_id):
+            return False
+        line = (f"waiting for a free slot: {limit} run{'s train' if limit != 1 else ' trains'} at once (KD_MAX_RUNS); "
+                f"this run is number {place} in line")
+        if line != said:
+            store.update(run_id, lease=lease, message=line)
+            say(line)
+            said = line
+        time.sleep(every_s)

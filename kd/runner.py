@@ -6,9 +6,8 @@ training loop almost nothing; stage and epoch boundaries are written at once.
 """
 from __future__ import annotations
 
-import os
-import socket
-import threading
+import errno
+import secrets
 import time
 import traceback
 from typing import Callable, Optional
@@ -16,8 +15,9 @@ from typing import Callable, Optional
 from kd import checkpoint, jobs
 from kd.config import RunConfig
 from kd.errors import KDError
+from kd.lease import LeaseLost
 from kd.metrics import state_dict_for_saving
-from kd.store import Store
+from kd.store import DiskFull, Store
 from kd.trainer import STAGES, Resume, RunResult, StageResult, Trainer
 
 FLUSH_EVERY_S = 0.5  # the live view polls about once a second
@@ -26,8 +26,8 @@ FLUSH_EVERY_S = 0.5  # the live view polls about once a second
 class EventWriter:
     """Collects events; writes them to the store every FLUSH_EVERY_S and at boundaries."""
 
-    def __init__(self, store: Store, run_id: str, also: Optional[Callable[[dict], None]] = None):
-        self.store, self.run_id, self.also = store, run_id, also
+    def __init__(self, store: Store, run_id: str, lease: str, also: Optional[Callable[[dict], None]] = None):
+        self.store, self.run_id, self.lease, self.also = store, run_id, lease, also
         self.buffer: list[dict] = []
         self.last_flush = time.monotonic()
 
@@ -39,47 +39,24 @@ class EventWriter:
             self.flush()
 
     def flush(self) -> None:
-        self.store.append_events(self.run_id, self.buffer)
+        self.store.append_events(self.run_id, self.buffer, lease=self.lease)
         self.buffer = []
         self.last_flush = time.monotonic()
 
 
-class Heartbeat:
-    """Marks the run alive every `every_s` seconds from a daemon thread, even in a long batch."""
-
-    def __init__(self, store: Store, run_id: str, every_s: float = 2.0):
-        self.store, self.run_id, self.every_s = store, run_id, every_s
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{run_id}")
-
-    def _beat(self) -> None:
-        while not self.done.wait(self.every_s):
-            try:
-                self.store.update(self.run_id, heartbeat=time.time())
-            except Exception:  # a busy or vanished store must not kill the run; the next beat retries
-                pass
-
-    def __enter__(self) -> "Heartbeat":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join()
-
-
 class StopFlag:
-    """should_stop for the trainer: reads the store at most every `every_s` seconds."""
+    """should_stop for the trainer: reads the store at most every `every_s` seconds; also true
+    once the heartbeat found the lease lost (the run's next write then raises LeaseLost)."""
 
-    def __init__(self, store: Store, run_id: str, every_s: float = 0.25):
-        self.store, self.run_id, self.every_s = store, run_id, every_s
+    def __init__(self, store: Store, run_id: str, beat: jobs.Heartbeat, every_s: float = 0.25):
+        self.store, self.run_id, self.beat, self.every_s = store, run_id, beat, every_s
         self.last, self.value = 0.0, False
 
     def __call__(self) -> bool:
         now = time.monotonic()
         if not self.value and now - self.last > self.every_s:
             self.last = now
-            self.value = self.store.stop_requested(self.run_id)
+            self.value = self.beat.lost.is_set() or self.store.stop_requested(self.run_id)
         return self.value
 
 
@@ -93,49 +70,106 @@ def disk_needed(cfg: RunConfig) -> int:
     return 4 * (params["teacher"] + 2 * params["student"] + 3 * max(params.values()))
 
 
-def execute(store: Store, run_id: str, cfg: RunConfig,
+def train_new(store: Store, cfg: RunConfig, progress: Optional[Callable[[dict], None]] = None,
+              say: Callable[[str], None] = lambda line: None) -> tuple[str, RunResult]:
+    """Create a run owned by this process from the start and train it here (the CLI's `train`)."""
+    from kd.jobs import TEACHER_COPY
+    lease = secrets.token_hex(8)
+    run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg), lease=lease,
+                              inputs={"teacher_checkpoint": TEACHER_COPY})
+    return run_id, run_owned(store, run_id, lease, progress, say=say)
+
+
+def run_owned(store: Store, run_id: str, lease: str, progress: Optional[Callable[[dict], None]] = None,
+              resuming: bool = False, say: Callable[[str], None] = lambda line: None) -> RunResult:
+    """Wait for a turn, then train the run this process owns (from what it kept, when resuming)."""
+    with jobs.Heartbeat(store, run_id, lease) as beat:
+        if not jobs.wait_turn(store, run_id, lease, say):
+            store.update(run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
+            return RunResult(status="stopped")
+        if resuming:
+            cfg, resume = prepare_resume(store, run_id, lease)
+        else:
+            cfg, resume = RunConfig.from_dict(store.get(run_id).config), None
+        return execute(store, run_id, cfg, lease, beat, progress=progress, resume=resume)
+
+
+def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.Heartbeat,
             progress: Optional[Callable[[dict], None]] = None, resume: Optional[Resume] = None) -> RunResult:
     """Train, save each stage's weights as it ends and a checkpoint at each epoch's end, store
-    the final metrics and status.
+    the final metrics and status; every write carries the lease, so a worker that lost the run
+    writes nothing more (LeaseLost).
 
     A KDError (bad input found late, e.g. a missing data folder) marks the run failed with its
-    message and is re-raised; anything else also marks it failed, with the exception's last line.
+    message and is re-raised; a full disk marks it "failed: disk full" (resumable once space is
+    freed) and is re-raised as one DiskFull line; anything else also marks it failed, with the
+    exception's last line.
     """
-    writer = EventWriter(store, run_id, also=progress)
-    store.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
+    writer = EventWriter(store, run_id, lease, also=progress)
     config = cfg.to_dict()
 
     def save(stage: str, model, stage_result) -> None:
         arch = cfg.teacher if stage == "teacher" else cfg.student
+        store.check_lease(run_id, lease)
         store.save_weights(run_id, stage, state_dict_for_saving(model), config, arch)
 
     def save_checkpoint(take) -> None:
         writer.flush()  # the epoch's events are in the store before the checkpoint that follows them
+        store.check_lease(run_id, lease)
         checkpoint.save(take(), store.checkpoint_path(run_id), {"run_id": run_id})
 
     try:
-        with Heartbeat(store, run_id):
-            result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id), on_stage_end=save,
-                             on_checkpoint=save_checkpoint, resume=resume).run()
+        result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id, beat), on_stage_end=save,
+                         on_checkpoint=save_checkpoint, resume=resume).run()
+    except LeaseLost:
+        raise  # not ours any more: write nothing
     except BaseException as e:
-        writer.flush()
-        message = str(e) if isinstance(e, KDError) else (
-            "interrupted" if isinstance(e, KeyboardInterrupt)
-            else traceback.format_exception_only(type(e), e)[-1].strip())
-        store.update(run_id, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                     message=message)
+        full = _disk_full(e)
+        if full:
+            message = f"disk full: {full}; free some space, then resume the run (python -m kd resume {run_id})"
+        elif isinstance(e, KDError):
+            message = str(e)
+        elif isinstance(e, KeyboardInterrupt):
+            message = "interrupted"
+        else:
+            message = traceback.format_exception_only(type(e), e)[-1].strip()
+        try:
+            writer.flush()
+            store.update(run_id, lease=lease, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                         message=message)
+        except LeaseLost:
+            raise
+        except Exception:  # the store cannot take it either (full disk): this process ends, and
+            pass  # with its owner gone the run shows as interrupted, resumable
+        if full:
+            raise DiskFull(message) from None
         raise
     writer.flush()
     messages = [f"{name}: {s.message}" for name, s in result.stages.items() if s.message and s.status != "loaded"]
-    store.update(run_id, status=result.status, message="; ".join(messages) or None,
+    store.update(run_id, lease=lease, status=result.status, message="; ".join(messages) or None,
                  results={"models": result.metrics, "summary": result.summary})
     if result.status in ("done", "diverged"):  # nothing left to go on from
         store.checkpoint_path(run_id).unlink(missing_ok=True)
     return result
 
 
-def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[RunConfig, Resume]:
-    """What an unfinished run has kept, its stale events dropped, and the run marked running again.
+def _disk_full(e: BaseException) -> Optional[str]:
+    """What ran out of space, when `e` (or an exception it came from) is a full disk; else None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) \
+                or "No space left on device" in text or "StorageFull" in text:
+            where = getattr(e, "filename", None)
+            return f"no space left on the device{f' writing {where}' if where else ''}" if not isinstance(e, DiskFull) \
+                else text
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Resume]:
+    """What an unfinished run this process owns has kept, and its stale events dropped.
 
     Kept: every stage that ended "done" (or "loaded"), with its saved weights, and the stage after
     it at its last checkpoint. The events after that point (a half epoch, a stop) are deleted so
@@ -143,12 +177,7 @@ def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[Run
     """
     run = store.get(run_id)
     if run is None:
-        raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
-    status = jobs.status(run)
-    if status not in jobs.RESUMABLE and not (queued and status == "queued"):  # queued: by jobs.resume
-        why = {"done": "it has finished", "diverged": "its loss diverged: start a new run with a lower lr",
-               "running": f"it is still running (pid {run.pid})", "queued": "it is about to start"}
-        raise KDError(f"run {run_id} cannot be resumed: {why.get(status, status)}")
+        raise LeaseLost(f"run {run_id} was deleted; this worker stops")
     cfg = RunConfig.from_dict(run.config)
     events = store.events(run_id)
     ends = {e["stage"]: (seq, e) for seq, e in events if e["kind"] == "stage" and e["status"] != "started"}
@@ -177,9 +206,8 @@ def prepare_resume(store: Store, run_id: str, queued: bool = False) -> tuple[Run
                           and e["stage"] == ckpt.stage and e["epoch"] == ckpt.epoch), None)
         if ckpt is not None and ckpt.stage == next_stage and epoch_seq is not None:
             resume.partial, keep = ckpt, epoch_seq
-    store.truncate_events(run_id, keep)
-    store.update(run_id, status="running", stop_requested=0, message=None, resumed=run.resumed + 1,
-                 heartbeat=time.time())
+    store.truncate_events(run_id, keep, lease=lease)
+    store.update(run_id, lease=lease, message=None, resumed=run.resumed + 1, heartbeat=time.time())
     return cfg, resume
 
 
@@ -189,7 +217,11 @@ def _load_weights(path) -> dict:
 
 
 def resume_run(store: Store, run_id: str, progress: Optional[Callable[[dict], None]] = None,
-               queued: bool = False) -> RunResult:
-    """Go on with an interrupted or stopped run from what it kept, to the end."""
-    cfg, resume = prepare_resume(store, run_id, queued)
-    return execute(store, run_id, cfg, progress=progress, resume=resume)
+               queued: bool = False, say: Callable[[str], None] = lambda line: None) -> RunResult:
+    """Take an interrupted, stopped or failed run (queued: one that resume() queued again) and go
+    on with it from what it kept, to the end."""
+    if store.get(run_id) is None:
+        raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
+    lease = jobs.claim(store, run_id, jobs.queued_or_resumable if queued else jobs.resumable,
+                       requeue=True, verb="resumed")
+    return run_owned(store, run_id, lease, progress, resuming=True, say=say)

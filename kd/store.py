@@ -21,9 +21,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from kd.errors import KDError
+from kd.lease import HOST, LeaseLost, owner_alive, process_start
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # e.g. 20261129-164512-a3f9c2; never a path
 MODEL_NAMES = ("teacher", "baseline", "student")
@@ -40,7 +41,10 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat REAL,                 -- last sign of life of that process, unix seconds
     stop_requested INTEGER NOT NULL DEFAULT 0,
     host TEXT,                      -- machine of that process (a pid means nothing elsewhere)
-    resumed INTEGER NOT NULL DEFAULT 0  -- times resumed; a reader's cached events are stale when it changes
+    resumed INTEGER NOT NULL DEFAULT 0, -- times resumed; a reader's cached events are stale when it changes
+    token TEXT,                     -- the owner's lease (kd/lease.py): every write it makes carries it
+    pid_start TEXT,                 -- start time of process pid (a reused pid is another process)
+    queued_at REAL                  -- when it last joined the queue: runs start in this order
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -53,13 +57,18 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 COLUMNS = ("id", "created", "updated", "status", "config", "results", "message", "pid", "heartbeat",
-           "stop_requested", "host", "resumed")
-ADDED_COLUMNS = {"host": "TEXT", "resumed": "INTEGER NOT NULL DEFAULT 0"}  # absent from older stores
+           "stop_requested", "host", "resumed", "token", "pid_start", "queued_at")
+ADDED_COLUMNS = {"host": "TEXT", "resumed": "INTEGER NOT NULL DEFAULT 0",  # absent from older stores
+                 "token": "TEXT", "pid_start": "TEXT", "queued_at": "REAL"}
 MIN_FREE_MB = 50  # below this much free disk a run is refused at start ($KD_MIN_FREE_MB)
 
 
 class StoreError(KDError):
-    """The runs folder cannot be used (not writable, disk full, not a run store)."""
+    """The runs folder cannot be used (not writable, disk full, damaged, not a run store)."""
+
+
+class DiskFull(StoreError):
+    """A write failed for want of space; what was written before stays, and the run can resume."""
 
 
 @dataclass
@@ -76,6 +85,9 @@ class Run:
     stop_requested: bool
     host: Optional[str] = None
     resumed: int = 0
+    token: Optional[str] = None
+    pid_start: Optional[str] = None
+    queued_at: Optional[float] = None
 
     @property
     def models(self) -> dict[str, dict]:
@@ -97,11 +109,13 @@ def new_run_id() -> str:
 class Store:
     busy_timeout_s = 60.0  # how long a call waits for another process's write to end
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, check: bool = True):
         self.root = Path(root) if root is not None else default_root()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
+                if check:
+                    self._check(db)
                 db.executescript(SCHEMA)
                 have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
                 for name, kind in ADDED_COLUMNS.items():
@@ -110,9 +124,27 @@ class Store:
             # Held, never queried again; a read makes it open the WAL and keep its shared lock.
             self._held = sqlite3.connect(self.root / "runs.db", timeout=self.busy_timeout_s, check_same_thread=False)
             self._held.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
                              "set KD_RUNS_DIR to a writable folder") from None
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        """Refuse a damaged database at once (a page or a run would otherwise read part of it
+        silently): SQLite's quick_check reads every page and checks its structure."""
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as e:
+            problems = [str(e)]
+        if problems != ["ok"]:
+            raise StoreError(self._damaged("; ".join(problems)))
+
+    def _damaged(self, why: str) -> str:
+        path = (self.root / "runs.db").resolve()
+        return (f"the run store {path} is damaged ({why[:200]}); nothing was changed. Move it aside "
+                f"(mv {path} {path}.damaged) and a new, empty store is made; each run's weights stay in "
+                f"its folder, and `sqlite3 {path}.damaged .recover` may save the rest")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -122,6 +154,14 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
             db.execute("PRAGMA foreign_keys=ON")
             yield db
+        except sqlite3.DatabaseError as e:  # locked/busy stays a sqlite error: _write names it
+            text = str(e).lower()
+            if any(w in text for w in ("malformed", "not a database", "corrupt", "unsupported file format")):
+                raise StoreError(self._damaged(str(e))) from None
+            if "disk is full" in text or "disk i/o error" in text:
+                raise DiskFull(f"runs folder {self.root.resolve()}: the run store cannot write ({e}); "
+                               "free some space, then resume the run") from None
+            raise
         finally:
             db.close()
 
@@ -144,6 +184,22 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
 
+    def _lease(self, db: sqlite3.Connection, run_id: str, lease: Optional[str]) -> None:
+        """Inside a write: refuse it unless `lease` still owns the run (None: an owner-less write)."""
+        if lease is None:
+            return
+        row = db.execute("SELECT token, pid, host FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise LeaseLost(f"run {run_id} was deleted; this worker stops")
+        if row[0] != lease:
+            raise LeaseLost(f"run {run_id} is owned by another worker now (pid {row[1]} on {row[2]}); "
+                            "this one stops without writing")
+
+    def check_lease(self, run_id: str, lease: str) -> None:
+        """LeaseLost unless `lease` owns the run: asked before a worker writes a file of the run."""
+        with self._connect() as db:
+            self._lease(db, run_id, lease)
+
     # -- runs -----------------------------------------------------------------------------
     def check_space(self, needed_bytes: int = 0) -> None:
         """Refuse to start a run the disk cannot hold: a StoreError naming the folder and the figures."""
@@ -162,31 +218,87 @@ class Store:
                              f"weights and checkpoints, plus {min_free / 1e6:,.0f} MB to spare); "
                              "free some space or set KD_RUNS_DIR to another disk")
 
-    def create_run(self, config: dict, status: str = "queued", needed_bytes: int = 0) -> str:
-        """A new run with its folder and config.json, or a StoreError and nothing at all."""
-        self.check_space(needed_bytes)
+    def create_run(self, config: dict, status: str = "queued", needed_bytes: int = 0,
+                   lease: Optional[str] = None, inputs: Optional[dict[str, str]] = None) -> str:
+        """A new run with its folder and config.json, or a StoreError and nothing at all.
+
+        The creating process is recorded as its owner until a worker claims it (or, with `lease`,
+        holds the lease from the start). `inputs` maps a config field naming a file to the name
+        of a copy made in the run's folder, which the stored config then names: a run owns its
+        inputs, so resuming it never depends on another run or an upload folder."""
+        config = dict(config)
+        sources = {k: Path(config[k]) for k in (inputs or {}) if config.get(k)}
+        self.check_space(needed_bytes + sum(p.stat().st_size for p in sources.values() if p.is_file()))
         run_id, now = new_run_id(), time.time()
         folder = self.run_dir(run_id)
         try:
             folder.mkdir(parents=True)
+            for key, source in sources.items():
+                copy = folder / inputs[key]  # type: ignore[index]
+                shutil.copyfile(source, copy)
+                config[key] = str(copy.resolve())
             _write_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True))
             with self._write() as db:
-                db.execute("INSERT INTO runs (id, created, updated, status, config) VALUES (?, ?, ?, ?, ?)",
-                           (run_id, now, now, status, json.dumps(config, sort_keys=True)))
+                pid = os.getpid()
+                db.execute("INSERT INTO runs (id, created, updated, status, config, pid, host, pid_start, heartbeat, "
+                           "queued_at, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (run_id, now, now, status, json.dumps(config, sort_keys=True), pid, HOST,
+                            process_start(pid), now, now, lease))
         except (OSError, sqlite3.Error) as e:
             shutil.rmtree(folder, ignore_errors=True)  # no half-made run: no folder without a row
             raise StoreError(f"runs folder {self.root.resolve()}: cannot create a run ({e}); "
                              "free some space or set KD_RUNS_DIR to a writable folder") from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return run_id
 
-    def update(self, run_id: str, **fields: Any) -> None:
-        """Set columns (status, message, pid, heartbeat, results) of one run."""
+    def update(self, run_id: str, lease: Optional[str] = None, **fields: Any) -> None:
+        """Set columns (status, message, pid, heartbeat, results) of one run; with `lease`, only
+        while that lease owns the run (else LeaseLost, and nothing is written)."""
         if "results" in fields:
             fields["results"] = json.dumps(fields["results"], allow_nan=True)
         fields["updated"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._write() as db:
+            self._lease(db, run_id, lease)
             db.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+
+    def change(self, run_id: str, decide: Callable[[Run], dict]) -> Run:
+        """Read one run and write the fields decide(run) returns, in one transaction, so no other
+        process changes the run in between; decide raises to refuse. Returns the run as written."""
+        with self._write() as db:
+            row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
+            fields = {**decide(_run(row)), "updated": time.time()}
+            db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                       (*fields.values(), run_id))
+            return _run(db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    def take_slot(self, run_id: str, lease: str, limit: int, fresh_s: float = 30.0) -> Optional[int]:
+        """Mark a queued run running when fewer than `limit` runs with a live owner are running
+        and no run queued before it is waiting (queued runs start in turn, a worker still starting
+        keeps its place; one whose owner has been silent for `fresh_s` loses it). None when it
+        did; else its place in line."""
+        with self._write() as db:
+            self._lease(db, run_id, lease)
+            active = [_run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs "
+                                                  "WHERE status IN ('queued', 'running')")]
+            me = next((r for r in active if r.id == run_id), None)
+            if me is None:
+                raise KDError(f"run {run_id} is no longer queued")
+            if me.status == "running":
+                return None
+            now = time.time()
+            running = [r for r in active if r.status == "running" and r.id != run_id and owner_alive(r, now)]
+            ahead = [r for r in active if r.status == "queued" and r.id != run_id
+                     and (r.queued_at or r.created, r.id) < (me.queued_at or me.created, me.id)
+                     and (not r.token or now - (r.heartbeat or r.updated) < fresh_s) and owner_alive(r, now)]
+            if len(running) + len(ahead) >= limit:
+                return len(ahead) + 1
+            db.execute("UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE id = ?", (now, now, run_id))
+            return None
 
     def get(self, run_id: str) -> Optional[Run]:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):
@@ -218,19 +330,21 @@ class Store:
         return bool(row and row[0])
 
     # -- events ---------------------------------------------------------------------------
-    def append_events(self, run_id: str, events: list[dict]) -> None:
+    def append_events(self, run_id: str, events: list[dict], lease: Optional[str] = None) -> None:
         if not events:
             return
         now = time.time()
         with self._write() as db:
+            self._lease(db, run_id, lease)
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
             db.executemany("INSERT INTO events (run_id, seq, t, data) VALUES (?, ?, ?, ?)",
                            [(run_id, last + i, now, json.dumps(e)) for i, e in enumerate(events, 1)])
             db.execute("UPDATE runs SET heartbeat = ?, updated = ? WHERE id = ?", (now, now, run_id))
 
-    def truncate_events(self, run_id: str, keep_through: int) -> None:
+    def truncate_events(self, run_id: str, keep_through: int, lease: Optional[str] = None) -> None:
         """Forget the events after seq `keep_through` (what a resumed run will redo)."""
         with self._write() as db:
+            self._lease(db, run_id, lease)
             db.execute("DELETE FROM events WHERE run_id = ? AND seq > ?", (run_id, keep_through))
 
     def events(self, run_id: str, since: int = 0) -> list[tuple[int, dict]]:
@@ -280,6 +394,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _run(row: tuple) -> Run:
-    (id_, created, updated, status, config, results, message, pid, heartbeat, stop, host, resumed) = row
-    return Run(id_, created, updated, status, json.loads(config),
-               json.loads(results) if results else None, message, pid, heartbeat, bool(stop), host, resumed or 0)
+    (id_, created, updated, status, config, results, message, pid, heartbeat, stop, host, resumed,
+     token, pid_start, queued_at) = row
+    return Run(id_, created, updated, status, json.loads(config), json.loads(results) if results else None,
+               message, pid, heartbeat, bool(stop), host, resumed or 0, token, pid_start, queued_at)

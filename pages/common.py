@@ -1,11 +1,14 @@
 """Helpers shared by the pages (st.navigation does not scan this folder, so it is no page)."""
 from __future__ import annotations
 
+import re
+import time
+
 import streamlit as st
 
 from kd import jobs
 from kd.errors import KDError
-from kd.store import Run, Store, default_root
+from kd.store import Run, Store, StoreError, default_root
 
 def _hand_over_to_the_router() -> None:
     """A server that has just started runs a URL such as /live directly as pages/live.py
@@ -28,14 +31,37 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
                 "interrupted": ":material/warning:"}  # markdown only: st.dataframe shows plain text
 
 
+CHECK_EVERY_S = 5.0  # a page run checks the store's integrity at most this often
+
+
 @st.cache_resource
 def _store(root: str) -> Store:
     return Store(root)
 
 
+_checked: dict[str, float] = {}
+
+
 def store() -> Store:
-    """The run store of $KD_RUNS_DIR (or ./runs), opened once per folder."""
-    return _store(str(default_root().resolve()))
+    """The run store of $KD_RUNS_DIR (or ./runs), opened once per folder and checked for damage
+    every few seconds; a store that cannot be used is one message on the page, which ends there."""
+    root = str(default_root().resolve())
+    try:
+        s = _store(root)
+        if time.monotonic() - _checked.get(root, -CHECK_EVERY_S) >= CHECK_EVERY_S:
+            with s._connect() as db:
+                s._check(db)
+            _checked[root] = time.monotonic()
+    except StoreError as e:
+        st.error(plain(str(e)), icon=":material/database:")
+        st.stop()
+    return s
+
+
+def plain(text: str) -> str:
+    """Text from a URL, a file or a person, escaped so markdown shows it as it is: no link, no
+    image, no formatting, no colour or icon directive."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~:$&^=\"'])", r"\\\1", str(text)).replace("\n", "  \n")
 
 
 def current_run() -> Run | None:
@@ -45,7 +71,7 @@ def current_run() -> Run | None:
         return None
     run = store().get(run_id)
     if run is None:
-        st.error(f"No such run: {run_id!r}. Pick one on the Runs page.")
+        st.error(f"No such run: {plain(repr(run_id))}. Pick one on the Runs page.")
     return run
 
 
@@ -58,5 +84,5 @@ def run_label(run: Run, status: bool = True) -> str:
 
 
 def show_error(e: Exception) -> None:
-    """A KDError is the person's to fix: show its message as is, never a traceback."""
-    st.error(str(e) if isinstance(e, KDError) else f"Unexpected error: {e}")
+    """A KDError is the person's to fix: show its message as is (as text), never a traceback."""
+    st.error(plain(str(e)) if isinstance(e, KDError) else f"Unexpected error: {plain(str(e))}")

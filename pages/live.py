@@ -7,9 +7,11 @@ import time
 
 import streamlit as st
 
-from kd import jobs, plots
+from kd import jobs, lease, plots
 from kd.errors import KDError
-from pages.common import STATUS_ICONS, current_run, run_label, show_error, store
+from pages.common import STATUS_ICONS, current_run, plain, run_label, show_error, store
+
+QUIET_NOTE_S = 30.0  # a live owner silent this long is named on the page (busy or suspended)
 
 RESUME_HELP = "Go on from the last finished epoch: finished stages are kept, the curves continue."
 
@@ -60,10 +62,17 @@ def figures(run_id: str, n_events: int, events: list[dict], active: bool):
 
 @st.fragment(run_every=1.0 if jobs.status(run) in jobs.ACTIVE else None)
 def live() -> None:
+    try:
+        draw()
+    except KDError as e:  # the store went bad or busy between two polls: say so, poll again
+        show_error(e)
+
+
+def draw() -> None:
     events, now = poll()
     status = jobs.status(now)
     head, stop = st.columns([5, 1])
-    head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {run_label(now, status=False)}")
+    head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {plain(run_label(now, status=False))}")
     if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
         try:
             jobs.stop(run_id, store())
@@ -81,8 +90,13 @@ def live() -> None:
     if status == "interrupted":
         st.warning("This run's process ended without finishing (killed, or the machine slept). "
                    "Resume goes on from its last finished epoch; nothing before that is lost.")
+    quiet = lease.quiet_for(now)
+    if status in jobs.ACTIVE and now.token and quiet > QUIET_NOTE_S:
+        st.info(f"No sign of life from this run for {quiet:,.0f} s, but its process (pid {now.pid}) is alive: "
+                "the machine is busy, or the process is suspended. It goes on when it can; it can be "
+                "resumed only once its process has ended.", icon=":material/hourglass_top:")
     if now.message:
-        (st.error if status in ("failed", "diverged") else st.info)(now.message)
+        (st.error if status in ("failed", "diverged") else st.info)(plain(now.message))
     done = plots.progress(events)
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):

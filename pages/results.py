@@ -3,7 +3,7 @@ import streamlit as st
 
 from kd import data, inspect, metrics, plots
 from kd.errors import KDError
-from pages.common import current_run, run_label, store
+from pages.common import current_run, plain, run_label, store
 
 st.title("Results")
 run = current_run()
@@ -14,7 +14,7 @@ if run is None:
         st.stop()
     run = st.selectbox("Run", finished, format_func=run_label)
     st.query_params["run"] = run.id
-st.caption(run_label(run))
+st.caption(plain(run_label(run)))
 if not run.models:
     st.info(f"This run has no results yet (status: {run.status}).")
     st.page_link("pages/live.py", label="Watch it live", icon=":material/monitoring:", query_params={"run": run.id})

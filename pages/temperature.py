@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from kd import inspect, plots
-from pages.common import current_run, run_label, store
+from pages.common import current_run, plain, run_label, store
 
 st.title("Temperature explorer")
 st.markdown("At T = 1 a trained teacher is nearly certain; dividing its logits by a larger T "
@@ -43,8 +43,8 @@ with left:
         st.image(image if image.shape[2] == 3 else image[:, :, 0], width=160, clamp=True)
     else:
         st.write(f"point ({raw[index][0]:.2f}, {raw[index][1]:.2f})")
-    st.caption(f"true class: **{class_names[labels[index]]}** · teacher says: "
-               f"**{class_names[int(logits[index].argmax())]}**")
+    st.caption(f"true class: **{plain(class_names[labels[index]])}** · teacher says: "
+               f"**{plain(class_names[int(logits[index].argmax())])}**")
     temperature = st.slider("Temperature T", 0.5, 20.0, 4.0, 0.5)
 with right:
     probs = {1.0: inspect.softened(logits[index], 1.0), temperature: inspect.softened(logits[index], temperature)}

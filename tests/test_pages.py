@@ -28,8 +28,7 @@ def page(path: str | None = None, **query) -> AppTest:
 @pytest.fixture
 def finished_run():
     store = Store()
-    run_id = store.create_run(TINY.to_dict())
-    runner.execute(store, run_id, TINY)
+    run_id, _ = runner.train_new(store, TINY)
     return run_id
 
 
@@ -195,8 +194,7 @@ def test_temperature_explorer(finished_run):
 def test_results_page_draws_decision_boundaries_for_a_2d_set():
     store = Store()
     cfg = RunConfig(dataset="moons", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
-    run_id = store.create_run(cfg.to_dict())
-    runner.execute(store, run_id, cfg)
+    run_id, _ = runner.train_new(store, cfg)
     at = page(None, run=run_id)
     at.switch_page("pages/results.py").run()
     assert not at.exception
@@ -229,8 +227,7 @@ def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
 
 def test_runs_page_compares_chosen_runs_and_deletes_one(finished_run):
     store = Store()
-    second = store.create_run(TINY.replace(seed=1).to_dict())
-    runner.execute(store, second, TINY.replace(seed=1))
+    second, _ = runner.train_new(store, TINY.replace(seed=1))
     at = page(None, compare=f"{finished_run},{second}")
     at.switch_page("pages/runs.py").run()
     assert not at.exception

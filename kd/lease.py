@@ -1,0 +1,128 @@
+"""Who owns a run, and what its status really is: the run's state machine, in one place.
+
+A run is written by one process at a time, its owner. The owner holds a lease in the store: a
+random token, with the owner's host, pid and process start time. It is taken in one store
+transaction (`Store.claim`), so of two processes that try at once exactly one gets it, and every
+later write the owner makes carries the token: a write from a process that lost its lease is
+rejected (`LeaseLost`), never mixed into the new owner's events.
+
+Liveness is decided by the operating system, not by how fast anything runs:
+- owner on this host: alive while its pid exists with the same start time (a frozen or very
+  busy process is alive; a pid reused by another program is not the owner);
+- owner on another host: alive until its heartbeat is older than `lease_lapse_s()`, a span no
+  loaded machine explains ($KD_LEASE_LAPSE_S);
+- a run being started (queued, no pid recorded yet): alive for START_GRACE_S after it was queued.
+An active run (queued or running) whose owner is dead is "interrupted", and only then resumable.
+
+Stored statuses:   queued -> running -> done | stopped | diverged | failed
+Shown in addition: interrupted (an active run whose owner is dead)
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Optional
+
+from kd.errors import KDError
+
+ACTIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "stopped", "failed")  # what Resume and `python -m kd resume` accept
+START_GRACE_S = 60.0  # a queued run with no process recorded yet counts as starting this long
+HOST = socket.gethostname()
+
+
+class LeaseLost(KDError):
+    """This process no longer owns the run (another worker took it over, or it was deleted)."""
+
+
+def lease_lapse_s() -> float:
+    """Seconds without a heartbeat after which an owner on another host counts as dead."""
+    text = os.environ.get("KD_LEASE_LAPSE_S") or "300"
+    try:
+        value = float(text)
+    except ValueError:
+        raise KDError(f"KD_LEASE_LAPSE_S must be a number of seconds, got {text!r}") from None
+    return max(value, 10.0)
+
+
+def max_runs() -> int:
+    """Runs that train at once ($KD_MAX_RUNS); the rest wait as queued and start in turn.
+    Default: one per two cores and per 2 GB of memory, at least 2."""
+    text = os.environ.get("KD_MAX_RUNS")
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise KDError(f"KD_MAX_RUNS must be a whole number of runs, got {text!r}") from None
+        if value < 1:
+            raise KDError(f"KD_MAX_RUNS must be at least 1, got {value}")
+        return value
+    try:
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory_gb = 4.0
+    return max(2, min((os.cpu_count() or 2) // 2, int(memory_gb // 2)))
+
+
+def process_start(pid: int) -> Optional[str]:
+    """When the process started (clock ticks since boot, from /proc), or None where unknown.
+    With the pid it names one process for good: a pid the system reuses gets another start."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: Optional[str] = None) -> bool:
+    """Whether the process `pid` (started at `start`, when given) exists on this host; a
+    zombie, killed but not yet reaped, counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # no /proc (macOS): kill() said it exists
+        return True
+    if fields[0] == "Z":
+        return False
+    return start is None or fields[19] == start
+
+
+def owner_alive(run, now: Optional[float] = None) -> bool:
+    """Whether the process that owns (or is starting) an active run is alive; see the module doc."""
+    now = time.time() if now is None else now
+    if run.pid and run.host == HOST:
+        return pid_alive(run.pid, run.pid_start)
+    if not run.pid:
+        return now - (run.queued_at or run.updated) <= START_GRACE_S
+    return now - (run.heartbeat or run.updated) <= lease_lapse_s()
+
+
+def state(run, now: Optional[float] = None) -> str:
+    """The status to show and act on: an active run whose owner is dead is 'interrupted'."""
+    if run.status in ACTIVE and not owner_alive(run, now):
+        return "interrupted"
+    return run.status
+
+
+def quiet_for(run, now: Optional[float] = None) -> float:
+    """Seconds since the run's owner last wrote a sign of life."""
+    return (time.time() if now is None else now) - (run.heartbeat or run.updated)
+
+
+def why_not_resumable(run, now: Optional[float] = None) -> Optional[str]:
+    """None when the run may be resumed now, else why not, in words."""
+    s = state(run, now)
+    if s in RESUMABLE:
+        return None
+    if s in ACTIVE:
+        who = f"pid {run.pid} on {run.host}" if run.pid else "a process being started"
+        return f"it is still {s} ({who} owns it)"
+    return {"done": "it has finished",
+            "diverged": "its loss diverged: start a new run with a lower lr"}.get(s, f"it is {s}")
