@@ -201,24 +201,98 @@ _add("circles", (2,), ["0", "1"], "a circle inside a ring, 2-D, 2 classes (3,000
 
 
 # -- folder:PATH, a person's own images (ImageFolder layout) -------------------------------
+def env_limit(name: str, default: float) -> float:
+    """A resource bound from the environment, read at each call so a changed variable counts."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # also refuses nan
+        raise DataError(f"{name}={raw!r} is not a positive number; unset it for the default ({_num(default)})")
+    return value
+
+
+def short(text: object, n: int = 120) -> str:
+    """A path or name cut to n characters, so a very long one still makes a one-line message."""
+    text = str(text)
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _reason(e: BaseException, about: object = None) -> str:
+    """The first line of an error, its file named unless it is `about` (already in the message)."""
+    if isinstance(e, OSError) and e.strerror:
+        named = e.filename is not None and str(e.filename) != str(about)
+        return f"{e.strerror}: {short(e.filename)}" if named else e.strerror
+    return short(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 200)
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,g}"
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e7 else f"{n / 1e6:.3g} MB"
+
+
+def _check_memory(n_images: int, size: int) -> None:
+    """Refuse a folder whose decoded tensors would not fit KD_MAX_DATA_MB, before decoding any."""
+    # bytes per value: the float32 tensor read, its copy while val is carved out (2 x 4), 1 to spare
+    need = n_images * 3 * size * size * (4 * 2 + 1)
+    limit = env_limit("KD_MAX_DATA_MB", 4096)
+    if need > limit * 1e6:
+        raise DataError(f"folder: {n_images:,} images at {size}x{size} take about {_bytes(need)} in memory, "
+                        f"over the {_num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images")
+
+
+def _images_under(folder: Path, stop_after: float) -> list[Path]:
+    """Image files anywhere under folder, sorted; symlinked sub-folders are not followed (no loops).
+    Listing stops as soon as more than stop_after are found: the rest of a huge tree is never walked."""
+    files, todo = [], [folder]
+    while todo:
+        with os.scandir(todo.pop()) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(Path(e.path))
+                elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+                    files.append(Path(e.path))
+                    if len(files) > stop_after:
+                        return files
+    return sorted(files)
+
+
 def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
-    """[(class name, image files)], sorted like ImageFolder; listing only, nothing decoded."""
-    if not path.exists():
-        raise DataError(f"folder: {path} does not exist")
-    if not path.is_dir():
-        raise DataError(f"folder: {path} is not a folder (expected one sub-folder of images per class)")
-    dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(dirs) < 2:
-        raise DataError(f"folder: {path} has {len(dirs)} class sub-folder(s); need at least 2, one per class")
-    out = []
-    for d in dirs:
-        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                       and not f.name.startswith("."))
-        if len(files) < 2:
-            raise DataError(f"folder: class folder {d} has {len(files)} image(s); each class needs at least 2 "
-                            f"(one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})")
-        out.append((d.name, files))
-    return out
+    """[(class name, image files)], sorted like ImageFolder; listing only, nothing decoded.
+    Any OS error while listing (permissions, a file removed meanwhile, /proc) is a DataError."""
+    try:
+        if not path.exists():
+            raise DataError(f"folder: {short(path)} does not exist")
+        if not path.is_dir():
+            raise DataError(f"folder: {short(path)} is not a folder (expected one sub-folder of images per class)")
+        dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if len(dirs) < 2:
+            raise DataError(f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least 2, one per class")
+        limit, n = env_limit("KD_MAX_IMAGES", 100_000), 0
+        out = []
+        for d in dirs:
+            files = _images_under(d, limit - n)
+            n += len(files)
+            if n > limit:
+                raise DataError(f"folder: {short(path)} holds more than {_num(limit)} images, the limit "
+                                "(KD_MAX_IMAGES); use fewer images or raise the limit")
+            if len(files) < 2:
+                raise DataError(f"folder: class folder {short(d)} has {len(files)} image(s); each class needs at "
+                                f"least 2 (one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})")
+            out.append((d.name, files))
+        return out
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"folder: cannot list {short(path)} ({_reason(e, path)})") from None
 
 
 def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> DataSpec:
@@ -236,7 +310,7 @@ def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) 
                 im.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster for photos
                 return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
         except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
-            raise DataError(f"folder: cannot read image {f} ({type(e).__name__}: {e})") from None
+            raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {e})") from None
 
     g = torch.Generator().manual_seed(TEST_SEED)
     parts: dict[bool, tuple[list[np.ndarray], list[int]]] = {False: ([], []), True: ([], [])}
@@ -278,7 +352,12 @@ def _folder_path(name: str) -> Path:
     raw = name[len(FOLDER):].strip()
     if not raw:
         raise DataError("folder: needs a path, e.g. folder:/data/my_images")
-    return Path(raw).expanduser().resolve()
+    try:
+        return Path(raw).expanduser().resolve()
+    except ValueError as e:  # an embedded NUL byte
+        raise DataError(f"folder: {short(raw)!r} is not a valid path ({_reason(e)})") from None
+    except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13), an unknown ~user
+        raise DataError(f"folder: cannot resolve {short(raw)} ({_reason(e, raw)})") from None
 
 
 def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSpec:
@@ -286,7 +365,9 @@ def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSp
     _check_image_size(image_size)
     if isinstance(name, str) and name.startswith(FOLDER):
         path = _folder_path(name)
-        return _folder_spec(path, image_size, _folder_classes(path))
+        classes = _folder_classes(path)
+        _check_memory(sum(len(f) for _, f in classes), image_size)
+        return _folder_spec(path, image_size, classes)
     return _source(name).spec
 
 
@@ -308,6 +389,7 @@ def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) 
     if name == FOLDER:
         path = Path(root)  # type: ignore[arg-type]
         classes = _folder_classes(path)
+        _check_memory(sum(len(f) for _, f in classes), image_size)
         sp, (x_tv, y_tv, x_te, y_te) = _folder_spec(path, image_size, classes), _folder_fetch(path, image_size, classes)
     else:
         src = DATASETS.get(name)

@@ -240,3 +240,39 @@ def test_the_students_share_is_stratified_fixed_and_sorted():
         assert (y[keep] == c).sum() == max(1, round(0.05 * int((y == c).sum())))
     assert len(data.stratified_subset(y, 0.001)) == 10  # at least one example of every class
     assert torch.equal(data.stratified_subset(y, 1.0), torch.arange(len(y)))
+
+
+def test_folder_paths_that_cannot_be_listed_are_one_clear_error(tmp_path):
+    with pytest.raises(DataError) as e:  # pseudo-files, processes that vanish, permission errors
+        data.spec("folder:/proc")
+    assert str(e.value).startswith("folder: ") and "/proc" in str(e.value) and "\n" not in str(e.value)
+
+    long = "/x" * 3000
+    for call in (data.spec, data.load):
+        with pytest.raises(DataError) as e:
+            call(f"folder:{long}")
+        msg = str(e.value)
+        assert "/x/x/x" in msg and "…" in msg and len(msg) < 300, msg
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(DataError, match="loop"):
+        data.spec(f"folder:{tmp_path / 'loop'}")
+    with pytest.raises(DataError, match="not a valid path"):
+        data.spec("folder:/tmp/a\0b")
+
+
+@pytest.mark.parametrize("error", [PermissionError, FileNotFoundError])
+def test_a_folder_failing_mid_listing_is_a_data_error(tmp_path, monkeypatch, error):
+    import os
+    root = _make_folder(tmp_path / "imgs")
+    scandir = os.scandir
+
+    def failing(path):
+        if str(path).endswith("dog"):  # no permission, or removed while being listed
+            raise error(13, "cannot list", str(path))
+        return scandir(path)
+    monkeypatch.setattr(os, "scandir", failing)
+    with pytest.raises(DataError) as e:
+        data.spec(f"folder:{root}")
+    assert str(e.value) == f"folder: cannot list {root} (cannot list: {root / 'dog'})"
+
