@@ -301,30 +301,45 @@ def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -
                     f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}")
 
 
+def _pixels(im, size: int) -> np.ndarray:
+    """One image as float32 (3, S, S), or (1, S, S) for grey, in [0, 1]. 16-bit and 32-bit images
+    are scaled to [0, 1] and resized in float: convert("RGB") would clip them (most pixels white)."""
+    from PIL import Image
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(a.max()) if a.size else 0.0
+        if im.mode == "F" and top <= 1.0:
+            scale = 1.0  # float images already in [0, 1]
+        else:  # 16-bit modes, and I / F holding 16-bit values; wider ranges by their own maximum
+            scale = 65535.0 if im.mode.startswith("I;16") or top <= 65535 else top
+        a = np.asarray(Image.fromarray(a / scale, "F").resize((size, size), Image.BILINEAR))
+        return np.clip(a, 0.0, 1.0)[None]  # (1, S, S): grey, repeated over the 3 channels when stored
+    im.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster for photos
+    a = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return a.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)  # (S, S, 3) -> (3, S, S)
+
+
 def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> Splits:
     from PIL import Image
 
-    def read(f: Path) -> np.ndarray:
-        try:
-            with Image.open(f) as im:
-                im.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster for photos
-                return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
-        except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
-            raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {e})") from None
-
     g = torch.Generator().manual_seed(TEST_SEED)
-    parts: dict[bool, tuple[list[np.ndarray], list[int]]] = {False: ([], []), True: ([], [])}
+    rows: dict[bool, list[tuple[Path, int]]] = {False: [], True: []}  # is_test -> [(file, label)]
     for label, (_, files) in enumerate(classes):
         # stratified 20 % test per class, at least 1 test and 1 train image (tiny classes still work)
         n_test = min(max(1, round(0.2 * len(files))), len(files) - 1)
         test_idx = set(torch.randperm(len(files), generator=g)[:n_test].tolist())
         for i, f in enumerate(files):
-            parts[i in test_idx][0].append(read(f))
-            parts[i in test_idx][1].append(label)
+            rows[i in test_idx].append((f, label))
 
     def tensors(is_test: bool) -> tuple[Tensor, Tensor]:
-        x = torch.from_numpy(np.stack(parts[is_test][0])).permute(0, 3, 1, 2)  # (N, S, S, 3) -> (N, 3, S, S)
-        return x.float().div_(255.0).contiguous(), torch.tensor(parts[is_test][1], dtype=torch.int64)
+        x = torch.empty(len(rows[is_test]), 3, size, size)  # filled in place: one float copy, no list of images
+        for i, (f, _) in enumerate(rows[is_test]):
+            try:
+                with Image.open(f) as im:
+                    x[i] = torch.from_numpy(_pixels(im, size))
+            except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+                raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {_reason(e, f)})") from None
+        return x, torch.tensor([label for _, label in rows[is_test]], dtype=torch.int64)
     return (*tensors(False), *tensors(True))
 
 

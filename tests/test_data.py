@@ -276,3 +276,31 @@ def test_a_folder_failing_mid_listing_is_a_data_error(tmp_path, monkeypatch, err
         data.spec(f"folder:{root}")
     assert str(e.value) == f"folder: cannot list {root} (cannot list: {root / 'dog'})"
 
+
+@pytest.mark.parametrize("mode,top", [("I;16", 65535), ("I;16B", 65535), ("I", 65535), ("I", 200_000),
+                                      ("F", 65535), ("F", 1.0)])
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path, mode, top):
+    from PIL import Image
+    grad = np.linspace(0, 1, 32 * 32).reshape(32, 32)  # the brightness each pixel should get
+    if mode.startswith("I;16"):
+        im = Image.fromarray((grad * 65535).round().astype(np.uint16))  # mode I;16
+        assert im.mode == "I;16"
+        im = im if mode == "I;16" else Image.frombytes(mode, im.size, (grad * 65535).round().astype(">u2").tobytes())
+    elif mode == "I":
+        im = Image.fromarray((grad * top).round().astype(np.int32))
+    else:
+        im = Image.fromarray((grad * top).astype(np.float32))
+    assert im.mode == mode
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(2):
+            im.save(tmp_path / "imgs" / cls / f"{i}.{'tif' if mode != 'I;16' else 'png'}")
+    b = data.load(f"folder:{tmp_path / 'imgs'}", image_size=32, val_fraction=0.0)
+    raw = b.raw(torch.cat([b.x_train, b.x_test]))
+    expected = torch.as_tensor(grad, dtype=torch.float32).expand_as(raw)
+    assert (raw - expected).abs().max() < 1 / 255  # every channel, every image
+    assert raw.min() >= 0 and raw.max() <= 1 and (raw == 1).float().mean() < 0.01
+
+    small = data.load(f"folder:{tmp_path / 'imgs'}", image_size=16, val_fraction=0.0)
+    raw = small.raw(small.x_train)
+    assert abs(raw.mean().item() - 0.5) < 0.02 and raw.min() < 0.05 and raw.max() > 0.95
