@@ -72,7 +72,13 @@ class RunConfig:
             _str(self, name)
             if getattr(self, name) not in reg:
                 raise ConfigError(name, _choices(getattr(self, name), reg.keys()))
-        _number(self, "temperature", lo=0, lo_open=True, hi=1000)
+        # Below 0.05, softmax(z / T) is one-hot for any logit gap over 1 (e^-20), and as T -> 0
+        # z / T overflows to inf and the loss to NaN: a run would end "diverged", blaming the lr.
+        t = self.temperature
+        if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and not 0.05 <= t <= 1000:
+            # repr, as typed: 1e-320 (":g" writes the subnormal as 9.99989e-321)
+            raise ConfigError("temperature", f"must be >= 0.05 and <= 1000, got {t!r}")
+        _number(self, "temperature", lo=0.05, hi=1000)  # not a number, not finite
         _number(self, "alpha", lo=0, hi=1)
         _int(self, "epochs", lo=1, hi=10_000)
         if self.teacher_epochs is not None:

@@ -31,7 +31,8 @@ anything = st.recursive(
 def value_for(field: str):
     """Plausible values, edge values and garbage of every JSON type, for one field."""
     plausible = {
-        "temperature": st.floats(-2, 1200), "alpha": st.floats(-0.5, 1.5),
+        "temperature": st.floats(-2, 1200) | st.sampled_from([1e-320, 0.0499, 0.05, 1000.0]),
+        "alpha": st.floats(-0.5, 1.5),
         "epochs": st.integers(-3, 20_000), "teacher_epochs": st.none() | st.integers(-3, 20_000),
         "batch_size": st.integers(-1, 2_000_000), "lr": st.floats(-1, 20), "weight_decay": st.floats(-1, 2),
         "seed": st.integers(-5, 2**32), "val_fraction": st.floats(-0.2, 0.8), "image_size": st.integers(0, 300),
@@ -61,6 +62,7 @@ def test_any_run_config_is_accepted_or_refused_naming_its_field(data):
         assert str(e).startswith(f"{e.field}: ") and len(str(e).splitlines()) == 1
         return
     event("accepted")
+    assert 0.05 <= cfg.temperature <= 1000  # the floor: below it soft targets are one-hot, then NaN
     assert RunConfig.from_json(cfg.to_json()) == cfg  # what is accepted round-trips
     for k, v in data.items():
         assert getattr(cfg, k) == v
