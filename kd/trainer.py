@@ -98,20 +98,88 @@ def build_pair(cfg: RunConfig, spec: datasets.DataSpec) -> None:
         raise ConfigError("augment", f"random shifts need images; {spec.name} has {spec.input_shape[0]} features")
 
 
-def load_teacher_weights(model: nn.Module, path: str, arch: str) -> None:
-    """Safetensors only: nothing in the file can run code. A shape mismatch is a ConfigError."""
+# A float weight or buffer beyond this in absolute value is corrupt, not trained: weights and the
+# BatchNorm statistics of normalised inputs are orders of magnitude smaller.
+CHECKPOINT_MAX_ABS = 1e6
+
+
+def load_teacher_weights(model: nn.Module, path: str, arch: str) -> str:
+    """Load a safetensors file into `model` (nothing in the file can run code). A file that does
+    not fit the architecture, holds NaN/inf or absurd values, or puts integers or booleans where
+    the model has floats (quantised, or not weights at all) is a ConfigError naming the tensor,
+    and the model is not to be used. Returns the dtype conversions it made, as the "loaded"
+    stage states them ("converted float16 -> float32"), or "" when there were none."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     try:
         state = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise ConfigError("teacher_checkpoint", f"{path} is not a readable safetensors file ({e})") from None
+    conversions = _check_tensors(state, model.state_dict(), path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise ConfigError("teacher_checkpoint", f"{path} does not fit teacher {arch!r}: {detail}") from None
+    return f"converted {', '.join(conversions)}" if conversions else ""
+
+
+def _check_tensors(state: dict[str, Tensor], expected: dict[str, Tensor], path: str) -> list[str]:
+    """Refuse a tensor of the file whose kind of dtype differs from the model's (integer, bool or
+    8-bit float for a float, or the other way) or whose float values are non-finite or beyond
+    CHECKPOINT_MAX_ABS; return the dtype conversions loading makes, e.g. ["float16 -> float32"].
+    Names the model lacks or shapes that differ are left to load_state_dict's own message."""
+    conversions: list[str] = []
+    for name, value in state.items():
+        want = expected.get(name)
+        if want is None or want.shape != value.shape:
+            continue
+        got_dtype, want_dtype = _dtype_name(value.dtype), _dtype_name(want.dtype)
+        if _kind(value.dtype) != _kind(want.dtype):
+            raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} is {got_dtype}; the teacher's is "
+                              f"{want_dtype} (quantised, or not weights: a cast would change the model); refused")
+        if value.is_floating_point():
+            values = value if value.dtype in (torch.float32, torch.float64) else value.float()
+            bad = int((~torch.isfinite(values)).sum())
+            if bad:
+                raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} has {bad:,} non-finite "
+                                  f"value{'s' if bad != 1 else ''} (NaN/inf); refused")
+            big = values.abs() > CHECKPOINT_MAX_ABS
+            if big.any():
+                count, top = int(big.sum()), float(values.abs().max())
+                raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} has {count:,} value"
+                                  f"{'s' if count != 1 else ''} with |x| > {CHECKPOINT_MAX_ABS:g} (up to {top:.2g}); refused")
+        if value.dtype != want.dtype and f"{got_dtype} -> {want_dtype}" not in conversions:
+            conversions.append(f"{got_dtype} -> {want_dtype}")
+    return conversions
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """Dtypes of one kind convert without changing what a tensor means; 8-bit floats are a
+    quantised format (they come with scales), not a narrower float."""
+    if dtype == torch.bool or dtype.is_complex:
+        return str(dtype)
+    if dtype.is_floating_point:
+        return "float" if dtype.itemsize > 1 else "float8"
+    return "integer"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")  # float16, bfloat16, int8, bool
+
+
+def check_teacher_checkpoint(cfg: RunConfig, spec: datasets.DataSpec) -> str:
+    """Load cfg.teacher_checkpoint into a freshly built teacher for `spec`, on the CPU: shapes,
+    values and dtypes are checked before a run exists (the CLI's train, the Train page's Start).
+    Returns the conversion note of load_teacher_weights; "" without a checkpoint."""
+    if not cfg.teacher_checkpoint:
+        return ""
+    try:
+        teacher = models.build(cfg.teacher, spec.input_shape, spec.num_classes)
+    except FitError as e:
+        raise ConfigError("teacher", str(e)) from None
+    return load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
 
 
 @dataclass
@@ -155,9 +223,10 @@ class Trainer:
             weights, stage = resume.finished["teacher"]
             teacher.load_state_dict(weights)
         elif cfg.teacher_checkpoint:
-            load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
+            converted = load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
             teacher.to(dev)
-            stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}")
+            stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}"
+                                + (f" ({converted})" if converted else ""))
         else:
             stage = self._fit("teacher", teacher, methods.METHODS.get("none")(cfg), cfg.teacher_epochs_resolved)
         self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
