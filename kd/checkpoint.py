@@ -61,10 +61,13 @@ def save(ckpt: Checkpoint, path: Path, extra: dict | None = None) -> None:
             "optimizer_scalars": scalars, **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"kd": json.dumps(meta)})
-    with open(tmp, "rb") as f:  # on disk before the rename makes it the checkpoint
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={"kd": json.dumps(meta)})
+        with open(tmp, "rb") as f:  # on disk before the rename makes it the checkpoint
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write that failed (a full disk) leaves no half file
 
 
 def load(path: Path) -> tuple[Checkpoint, dict]:

@@ -133,6 +133,8 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
             message = "interrupted"
         else:
             message = traceback.format_exception_only(type(e), e)[-1].strip()
+        if full:
+            store.release_reserve()
         try:
             writer.flush()
             store.update(run_id, lease=lease, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",

@@ -61,6 +61,7 @@ COLUMNS = ("id", "created", "updated", "status", "config", "results", "message",
 ADDED_COLUMNS = {"host": "TEXT", "resumed": "INTEGER NOT NULL DEFAULT 0",  # absent from older stores
                  "token": "TEXT", "pid_start": "TEXT", "queued_at": "REAL"}
 MIN_FREE_MB = 50  # below this much free disk a run is refused at start ($KD_MIN_FREE_MB)
+RESERVE_BYTES = 1 << 20  # kept on disk, given up when the disk fills so a run can record why it ended
 
 
 class StoreError(KDError):
@@ -121,6 +122,7 @@ class Store:
                 for name, kind in ADDED_COLUMNS.items():
                     if name not in have:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            self._keep_reserve()
             # Held, never queried again; a read makes it open the WAL and keep its shared lock.
             self._held = sqlite3.connect(self.root / "runs.db", timeout=self.busy_timeout_s, check_same_thread=False)
             self._held.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
@@ -129,6 +131,22 @@ class Store:
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
                              "set KD_RUNS_DIR to a writable folder") from None
+
+    def _keep_reserve(self) -> None:
+        """A file of RESERVE_BYTES in the runs folder, made when there is room for it."""
+        path = self.root / ".reserve"
+        if path.exists():
+            return
+        tmp = self.root / f".reserve.{os.getpid()}"
+        try:
+            tmp.write_bytes(b"\0" * RESERVE_BYTES)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def release_reserve(self) -> None:
+        """Free the reserve: room for the store to record that the disk filled (DiskFull)."""
+        (self.root / ".reserve").unlink(missing_ok=True)
 
     def _check(self, db: sqlite3.Connection) -> None:
         """Refuse a damaged database at once (a page or a run would otherwise read part of it
@@ -181,7 +199,8 @@ class Store:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
 
     def _lease(self, db: sqlite3.Connection, run_id: str, lease: Optional[str]) -> None:

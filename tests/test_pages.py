@@ -287,3 +287,28 @@ def test_a_stopped_run_shows_what_it_had_in_results(runs_dir):
     assert list(table["model"]) == ["teacher"] and table.iloc[0, 1] > 0
     at.switch_page("pages/live.py").run()
     assert any(b.label == "Resume" for b in at.button)  # a stopped run can go on too
+
+
+@pytest.mark.parametrize("path", [None, "pages/train.py", "pages/live.py", "pages/results.py", "pages/runs.py",
+                                  "pages/temperature.py"])
+def test_a_damaged_store_is_one_message_on_every_page(runs_dir, path):
+    """Before: a traceback on Live, Results, Runs and Temperature."""
+    runs_dir.mkdir(parents=True)
+    (runs_dir / "runs.db").write_bytes(b"this is not a database, " * 200)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if path:
+        at.switch_page(path).run()
+    assert not at.exception, at.exception
+    if path in ("pages/live.py", "pages/results.py", "pages/runs.py", "pages/temperature.py"):
+        assert any("is damaged" in e.value and "Move it aside" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_text_from_the_url_is_shown_as_text_never_as_markdown():
+    """Before: ?run=[x](https://evil.example) made a link on the page, and ![](url) fetched an image."""
+    evil = "[click me](https://evil.example/steal) ![x](https://evil.example/pixel.png) **bold** :red[red]"
+    at = page(None, run=evil)
+    at.switch_page("pages/results.py").run()
+    errors = [e.value for e in at.error]
+    assert errors and all("](" not in e and "**" not in e and ":red[" not in e for e in errors), errors
+    assert any(r"\[click me\]\(https\://evil\.example/steal\)" in e for e in errors), errors

@@ -204,3 +204,72 @@ def test_a_stopped_conv_run_resumes_to_the_same_bits(runs_dir):
         assert a[model].keys() == b[model].keys()
         for k in a[model]:
             assert torch.equal(a[model][k], b[model][k]), (model, k)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 24 MB file system (tmpfs) for a runs folder; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root in a machine that allows it)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_disk_that_fills_mid_run_fails_it_in_one_line_and_it_resumes_once_space_is_freed(small_disk, tmp_path):
+    """Before: four chained tracebacks that hid the cause, and the run stayed "running"."""
+    runs = small_disk / "runs"
+    env = {**os.environ, "KD_RUNS_DIR": str(runs), "KD_MIN_FREE_MB": "0"}
+    cfg = CFG.replace(epochs=40, teacher_epochs=40)
+    proc = subprocess.Popen([sys.executable, "-m", "kd", *train_args(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    store = Store(runs)
+    run_id = wait_for(lambda: (store.runs() or [None])[0], 120).id
+    wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # take every free byte
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    _, err = proc.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: disk full") and "resume" in lines[0], err
+    run = Store(runs, check=False).get(run_id)
+    assert run.status == "failed" and run.message.startswith("disk full"), run
+    assert not list(store.run_dir(run_id).glob("*.tmp"))  # no half-written file left
+    filler.unlink()  # space is freed: the run goes on from its last checkpoint to the end
+    p = subprocess.run([sys.executable, "-m", "kd", "resume", run_id, "--json"], cwd=ROOT, capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["status"] == "done"
+    per_stage = {s: [e["epoch"] for _, e in store.events(run_id) if e["kind"] == "epoch" and e["stage"] == s]
+                 for s in ("teacher", "baseline", "student")}
+    assert per_stage == {s: list(range(1, 41)) for s in per_stage}
+
+
+def test_a_run_owns_the_teacher_it_reused_and_resumes_after_that_run_is_deleted(runs_dir):
+    """Before: once the run whose teacher was reused was deleted, Resume started a worker that
+    died at once (the error only in worker.log) while the page said nothing was lost."""
+    store = Store(runs_dir)
+    first, _ = runner.train_new(store, CFG.replace(epochs=1, teacher_epochs=3))
+    given = str(store.weights_path(first, "teacher"))
+    run_id = jobs.start(CFG.replace(epochs=40, teacher_checkpoint=given), store)
+    own = store.run_dir(run_id) / jobs.TEACHER_COPY
+    assert store.get(run_id).config["teacher_checkpoint"] == str(own.resolve())
+    assert own.read_bytes() == Path(given).read_bytes()
+    wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
+    jobs.stop(run_id, store)
+    wait_for(lambda: store.get(run_id).status == "stopped", 60)
+    store.delete(first)
+    assert not Path(given).exists()
+    jobs.resume(run_id, store)
+    wait_for(lambda: store.get(run_id).status not in jobs.ACTIVE, 300, every=0.2)
+    run = store.get(run_id)
+    assert run.status == "done", (run.message, (store.run_dir(run_id) / "worker.log").read_text()[-2000:])
+    assert run.models["teacher"]["status"] == "loaded"
