@@ -4,6 +4,8 @@ Everything here is small enough to live in memory, so models are fed by slicing 
 (no DataLoader, no per-sample PIL). Val is carved from train with VAL_SEED, not the
 run's seed, so every run is compared on the same val rows; test is only for the final
 report. Normalisation statistics come from the train rows left after carving val.
+A person's folder:PATH is held to that: at most KD_MAX_IMAGES images (100,000) and
+KD_MAX_DATA_MB decoded (4,096), both read from the environment at each call.
 """
 from __future__ import annotations
 
@@ -200,7 +202,7 @@ _add("spirals", (2,), ["0", "1", "2"], "three-arm spiral, 2-D, 3 classes (3,000 
 _add("circles", (2,), ["0", "1"], "a circle inside a ring, 2-D, 2 classes (3,000 points, generated)", _toy("circles"))
 
 
-# -- folder:PATH, a person's own images (ImageFolder layout) -------------------------------
+# -- bounds and one-line messages (kd.uploads uses them too) ---------------------------------
 def env_limit(name: str, default: float) -> float:
     """A resource bound from the environment, read at each call so a changed variable counts."""
     raw = os.environ.get(name, "").strip()
@@ -211,7 +213,7 @@ def env_limit(name: str, default: float) -> float:
     except ValueError:
         value = float("nan")
     if not value > 0:  # also refuses nan
-        raise DataError(f"{name}={raw!r} is not a positive number; unset it for the default ({_num(default)})")
+        raise DataError(f"{name}={raw!r} is not a positive number; unset it for the default ({num(default)})")
     return value
 
 
@@ -221,7 +223,7 @@ def short(text: object, n: int = 120) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
-def _reason(e: BaseException, about: object = None) -> str:
+def reason(e: BaseException, about: object = None) -> str:
     """The first line of an error, its file named unless it is `about` (already in the message)."""
     if isinstance(e, OSError) and e.strerror:
         named = e.filename is not None and str(e.filename) != str(about)
@@ -229,22 +231,25 @@ def _reason(e: BaseException, about: object = None) -> str:
     return short(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 200)
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
+    """4096 -> '4,096', 0.01 -> '0.01': a limit as a person typed it."""
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,g}"
 
 
-def _bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """8.8 GB, 138 MB, 4.42 MB, 0.006 MB."""
     return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e7 else f"{n / 1e6:.3g} MB"
 
 
+# -- folder:PATH, a person's own images (ImageFolder layout) -------------------------------
 def _check_memory(n_images: int, size: int) -> None:
     """Refuse a folder whose decoded tensors would not fit KD_MAX_DATA_MB, before decoding any."""
     # bytes per value: the float32 tensor read, its copy while val is carved out (2 x 4), 1 to spare
     need = n_images * 3 * size * size * (4 * 2 + 1)
     limit = env_limit("KD_MAX_DATA_MB", 4096)
     if need > limit * 1e6:
-        raise DataError(f"folder: {n_images:,} images at {size}x{size} take about {_bytes(need)} in memory, "
-                        f"over the {_num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images")
+        raise DataError(f"folder: {n_images:,} images at {size}x{size} take about {human_bytes(need)} in memory, "
+                        f"over the {num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images")
 
 
 def _images_under(folder: Path, stop_after: float) -> list[Path]:
@@ -282,7 +287,7 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
             files = _images_under(d, limit - n)
             n += len(files)
             if n > limit:
-                raise DataError(f"folder: {short(path)} holds more than {_num(limit)} images, the limit "
+                raise DataError(f"folder: {short(path)} holds more than {num(limit)} images, the limit "
                                 "(KD_MAX_IMAGES); use fewer images or raise the limit")
             if len(files) < 2:
                 raise DataError(f"folder: class folder {short(d)} has {len(files)} image(s); each class needs at "
@@ -292,7 +297,7 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
     except DataError:
         raise
     except OSError as e:
-        raise DataError(f"folder: cannot list {short(path)} ({_reason(e, path)})") from None
+        raise DataError(f"folder: cannot list {short(path)} ({reason(e, path)})") from None
 
 
 def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> DataSpec:
@@ -338,7 +343,7 @@ def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) 
                 with Image.open(f) as im:
                     x[i] = torch.from_numpy(_pixels(im, size))
             except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
-                raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {_reason(e, f)})") from None
+                raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {reason(e, f)})") from None
         return x, torch.tensor([label for _, label in rows[is_test]], dtype=torch.int64)
     return (*tensors(False), *tensors(True))
 
@@ -370,9 +375,9 @@ def _folder_path(name: str) -> Path:
     try:
         return Path(raw).expanduser().resolve()
     except ValueError as e:  # an embedded NUL byte
-        raise DataError(f"folder: {short(raw)!r} is not a valid path ({_reason(e)})") from None
+        raise DataError(f"folder: {short(raw)!r} is not a valid path ({reason(e)})") from None
     except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13), an unknown ~user
-        raise DataError(f"folder: cannot resolve {short(raw)} ({_reason(e, raw)})") from None
+        raise DataError(f"folder: cannot resolve {short(raw)} ({reason(e, raw)})") from None
 
 
 def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSpec:

@@ -3,18 +3,29 @@ disk taken by uploads. Each refusal is one line naming the bound and the variabl
 read when the call is made."""
 import io
 import os
+import zipfile
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save
 
-from kd import data
+from kd import data, uploads
 from kd.cli import main
-from kd.errors import DataError
+from kd.errors import ConfigError, DataError
 
 
 def tiny_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (1, 1), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def zip_bytes(files: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, content in files.items():
+            z.writestr(name, content)
     return buf.getvalue()
 
 
@@ -103,3 +114,54 @@ def test_too_many_images_in_a_folder_stop_the_listing(tmp_path, monkeypatch):
     monkeypatch.setenv("KD_MAX_IMAGES", "18")
     assert data.spec(f"folder:{root}").num_classes == 6
 
+
+# -- uploads ----------------------------------------------------------------------------------
+def test_a_bad_upload_bound_is_a_clear_error(tmp_path, monkeypatch):
+    for name in ("KD_MAX_UPLOAD_MB", "KD_MAX_UPLOADS_MB", "KD_MAX_IMAGES"):
+        monkeypatch.setenv(name, "many")
+        with pytest.raises(ConfigError, match=f"{name}='many' is not a positive number") as e:
+            uploads.save_image_zip(zip_bytes({"a/1.png": tiny_png(), "b/1.png": tiny_png()}), tmp_path)
+        assert e.value.field == "dataset" and not (tmp_path / "uploads").exists()
+        monkeypatch.delenv(name)
+
+
+def test_too_many_members_in_a_zip_are_refused_before_unpacking(tmp_path, monkeypatch):
+    blob = tiny_png()
+    archive = zip_bytes({f"set/{c}/{i}.png": blob for c in "ab" for i in range(3)} | {"__MACOSX/._x": b"", "set/.DS_Store": b""})
+    monkeypatch.setenv("KD_MAX_IMAGES", "5")
+    with pytest.raises(ConfigError, match=r"the archive holds 6 files, over the limit of 5 \(KD_MAX_IMAGES\)") as e:
+        uploads.save_image_zip(archive, tmp_path)
+    assert e.value.field == "dataset" and not (tmp_path / "uploads").exists()
+    monkeypatch.setenv("KD_MAX_IMAGES", "6")  # macOS metadata and dot-files are not counted
+    assert uploads.save_image_zip(archive, tmp_path).name == "set"
+
+
+def test_the_disk_taken_by_all_uploads_is_bounded(tmp_path, monkeypatch):
+    big = os.urandom(6000)  # random: the zip is as big as what it unpacks to
+    first = zip_bytes({"a/1.png": big, "b/1.png": tiny_png()})
+    second = zip_bytes({"a/2.png": big, "b/2.png": tiny_png()})
+    monkeypatch.setenv("KD_MAX_UPLOADS_MB", "0.01")  # 10,000 bytes
+    uploads.save_image_zip(first, tmp_path)
+    kept = sorted((tmp_path / "uploads").iterdir())
+    with pytest.raises(ConfigError) as e:
+        uploads.save_image_zip(second, tmp_path)
+    msg = e.value.message
+    assert e.value.field == "dataset" and str(tmp_path / "uploads") in msg and "KD_MAX_UPLOADS_MB" in msg
+    assert "0.01 MB limit" in msg
+    assert sorted((tmp_path / "uploads").iterdir()) == kept  # nothing half-unpacked left behind
+    assert uploads.save_image_zip(first, tmp_path) == kept[0]  # the same upload again is kept, not refused
+    with pytest.raises(ConfigError, match="KD_MAX_UPLOADS_MB") as e:
+        uploads.save_checkpoint(save({"w": torch.zeros(1200)}), tmp_path)  # 4,800 bytes of weights
+    assert e.value.field == "teacher_checkpoint"
+    monkeypatch.setenv("KD_MAX_UPLOADS_MB", "1")
+    assert uploads.save_image_zip(second, tmp_path).is_dir()
+
+
+def test_the_per_upload_limit_is_read_at_call_time(tmp_path, monkeypatch):
+    archive = zip_bytes({"a/1.png": b"\0" * 3000, "b/1.png": b"\0" * 3000}, zipfile.ZIP_DEFLATED)  # 6,000 unpacked
+    monkeypatch.setenv("KD_MAX_UPLOAD_MB", "0.005")
+    with pytest.raises(ConfigError, match=r"unpacks to 0.006 MB, over the 0.005 MB limit \(KD_MAX_UPLOAD_MB\)"):
+        uploads.save_image_zip(archive, tmp_path)
+    assert not (tmp_path / "uploads").exists()
+    monkeypatch.setenv("KD_MAX_UPLOAD_MB", "0.01")
+    assert uploads.save_image_zip(archive, tmp_path).is_dir()
