@@ -105,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def cmd_train(args) -> int:
     from kd import data, runner
     from kd.store import Store
-    from kd.trainer import build_pair, pick_device
+    from kd.trainer import build_pair, check_teacher_checkpoint, pick_device
 
     given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
     cfg = RunConfig(**given)
@@ -116,6 +116,7 @@ def cmd_train(args) -> int:
         data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
     except DataError as e:  # the data set named by --dataset (and --data-dir) cannot be read
         raise ConfigError("dataset", str(e)) from None
+    check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: a refused file leaves no run behind
     if args.dry_run:
         print(cfg.to_json())
         return 0

@@ -139,9 +139,8 @@ if st.button("Start training", type="primary", disabled=not ready):
                         optimizer=optimizer, seed=int(seed), device=device, teacher_checkpoint=checkpoint,
                         image_size=int(image_size), augment=augment if images else "none",
                         student_fraction=float(share))
-        if checkpoint:  # refuse a file that does not fit the architecture here, not in the worker
-            from kd.trainer import load_teacher_weights
-            load_teacher_weights(models.build(teacher, spec.input_shape, spec.num_classes), checkpoint, teacher)
+        from kd.trainer import check_teacher_checkpoint
+        check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: refused here, not in the worker
         run_id = jobs.start(cfg, store())
     except KDError as e:
         show_error(e)

@@ -1,5 +1,11 @@
-"""Teacher checkpoints: a file's values and dtypes are checked before its teacher is used and a dtype
-conversion is stated."""
+"""Teacher checkpoints: a file's values and dtypes are checked before its teacher is used, a dtype
+conversion is stated, and a refused file leaves no run behind on the command line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -7,8 +13,10 @@ from safetensors.torch import save_file
 from kd import data, models
 from kd.config import RunConfig
 from kd.errors import ConfigError
+from kd.store import Store
 from kd.trainer import Trainer, load_teacher_weights
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="digits", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
 SPEC = data.spec("digits", None, 32)  # inputs (1, 8, 8), 10 classes
 
@@ -25,6 +33,11 @@ def teacher_file(tmp_path, change=lambda state: None, arch="mlp-512-256") -> str
 
 def load(path: str, arch: str = "mlp-512-256"):
     return load_teacher_weights(models.build(arch, SPEC.input_shape, SPEC.num_classes), path, arch)
+
+
+def kd(*args):
+    return subprocess.run([sys.executable, "-m", "kd", *args], cwd=ROOT, env=dict(os.environ),
+                          timeout=300, capture_output=True, text=True)
 
 
 def test_non_finite_values_are_refused_naming_the_tensor(tmp_path):
@@ -83,3 +96,22 @@ def test_the_trainer_refuses_a_nan_teacher_instead_of_diverging(tmp_path):
     path = teacher_file(tmp_path, lambda s: s["1.weight"].fill_(float("nan")))
     with pytest.raises(ConfigError, match=r"tensor '1\.weight' has 32,768 non-finite values"):
         Trainer(RunConfig(**TINY, teacher_checkpoint=path)).run()
+
+
+@pytest.mark.parametrize("dry_run", [["--dry-run"], []])
+def test_the_cli_refuses_a_bad_checkpoint_before_a_run_exists(tmp_path, runs_dir, dry_run):
+    path = teacher_file(tmp_path, lambda s: s["3.weight"].view(-1)[:1024].fill_(float("nan")))
+    out = kd("train", "--epochs", "1", "--device", "cpu", "--teacher-checkpoint", path, *dry_run)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("error: --teacher-checkpoint: ") and "tensor '3.weight' has 1,024 non-finite" in lines[0]
+    assert Store().runs() == [] and json.loads(kd("runs", "--json").stdout) == []
+
+
+def test_the_cli_dry_run_loads_a_good_checkpoint_and_refuses_one_of_another_teacher(tmp_path):
+    path = teacher_file(tmp_path)
+    out = kd("train", "--teacher-checkpoint", path, "--dry-run")
+    assert out.returncode == 0 and json.loads(out.stdout)["teacher_checkpoint"] == path, out.stderr
+    out = kd("train", "--teacher", "hinton-1200", "--teacher-checkpoint", path, "--dry-run")
+    assert out.returncode == 2 and "does not fit teacher 'hinton-1200'" in out.stderr, out.stderr
