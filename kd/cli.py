@@ -121,8 +121,7 @@ def cmd_train(args) -> int:
         print(cfg.to_json())
         return 0
     store = Store()
-    run_id = store.create_run(cfg.to_dict(), status="running", needed_bytes=runner.disk_needed(cfg))
-    result = runner.execute(store, run_id, cfg, progress=None if args.json else Progress(cfg))
+    run_id, result = runner.train_new(store, cfg, progress=None if args.json else Progress(cfg), say=_err)
     return _finished(store, run_id, result, args.json)
 
 
@@ -134,7 +133,7 @@ def cmd_resume(args) -> int:
     if run is None:
         raise KDError(f"no such run: {args.run_id!r} (python -m kd runs lists them)")
     cfg = RunConfig.from_dict(run.config)
-    result = runner.resume_run(store, run.id, progress=None if args.json else Progress(cfg))
+    result = runner.resume_run(store, run.id, progress=None if args.json else Progress(cfg), say=_err)
     return _finished(store, run.id, result, args.json)
 
 
@@ -182,7 +181,8 @@ def _err(line: str) -> None:
 
 
 def run_json(run) -> dict:
-    return {"run_id": run.id, "status": run.status, "message": run.message, "config": run.config,
+    from kd.lease import state
+    return {"run_id": run.id, "status": state(run), "message": run.message, "config": run.config,
             "models": {name: {k: m.get(k) for k in JSON_MODEL_KEYS} if m else None
                        for name, m in ((n, run.models.get(n)) for n in MODEL_TITLES)},
             "summary": run.summary}
@@ -222,6 +222,7 @@ def summary_sentence(s: dict) -> str:
 
 # -- runs, show, list, worker ------------------------------------------------------------------
 def cmd_runs(args) -> int:
+    from kd.lease import state
     from kd.store import Store
     runs = Store().runs()
     if args.json:
@@ -234,7 +235,7 @@ def cmd_runs(args) -> int:
         c = r.config
         acc = "  ".join(f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -"
                         for k in MODEL_TITLES)
-        print(f"{r.id}  {r.status:<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "
+        print(f"{r.id}  {state(r):<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "
               f"{c['method']} T={c['temperature']:g} a={c['alpha']:g} e={c['epochs']}  {acc}")
     return 0
 
@@ -247,7 +248,8 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(run_json(run)))
         return 0
-    print(f"run {run.id}: {run.status}" + (f" ({run.message})" if run.message else ""))
+    from kd.lease import state
+    print(f"run {run.id}: {state(run)}" + (f" ({run.message})" if run.message else ""))
     print("config: " + ", ".join(f"{k}={v}" for k, v in run.config.items() if v is not None))
     print(results_table(run.models, run.summary, run.config))
     return 0
@@ -267,16 +269,21 @@ def cmd_list(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from kd import runner
+    from kd import jobs  # no torch yet: a run waiting for its turn stays a small process
     from kd.store import Store
     store = Store()
-    run = store.get(args.run_id)
-    if run is None:
+    if store.get(args.run_id) is None:
         raise KDError(f"no such run: {args.run_id!r}")
     if args.resume:
-        runner.resume_run(store, run.id, queued=True)
+        lease = jobs.claim(store, args.run_id, jobs.queued_or_resumable, requeue=True, verb="resumed")
     else:
-        runner.execute(store, run.id, RunConfig.from_dict(run.config))
+        lease = jobs.claim(store, args.run_id, jobs.unclaimed_queued)
+    with jobs.Heartbeat(store, args.run_id, lease) as beat:
+        if not jobs.wait_turn(store, args.run_id, lease):
+            store.update(args.run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
+            return 0
+    from kd import runner  # the run has its turn (it is "running"): run_owned goes straight on
+    runner.run_owned(store, args.run_id, lease, resuming=args.resume)
     return 0
 
 

@@ -6,7 +6,7 @@ from kd.config import RunConfig
 from kd.errors import KDError
 from kd.methods import METHODS
 from kd.trainer import available_devices
-from pages.common import show_error, store
+from pages.common import plain, show_error, store
 
 D = RunConfig()  # defaults
 st.title("Train")
@@ -37,7 +37,7 @@ if spec is None:
     st.stop()
 with right:
     shape = "×".join(map(str, spec.input_shape))
-    st.caption(f"**{spec.num_classes} classes**, inputs {shape}: {', '.join(spec.class_names[:12])}"
+    st.caption(f"**{spec.num_classes} classes**, inputs {shape}: {plain(', '.join(spec.class_names[:12]))}"
                + ("…" if spec.num_classes > 12 else ""))
 
 
@@ -117,7 +117,7 @@ if source.startswith("reuse"):
     earlier = [r for r in store().runs() if r.config["dataset"] == dataset and r.config["teacher"] == teacher
                and "teacher" in r.models and store().weights_path(r.id, "teacher").exists()]
     if not earlier:
-        st.info(f"No earlier run has a {teacher} teacher trained on {dataset}.")
+        st.info(f"No earlier run has a {teacher} teacher trained on {plain(dataset)}.")
     else:
         pick = st.selectbox("Earlier run", earlier, format_func=lambda r: (
             f"{r.id} · teacher test accuracy {100 * r.models['teacher']['accuracy']:.2f} %"))

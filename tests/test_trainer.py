@@ -115,8 +115,7 @@ def test_divergence_ends_the_stage_at_the_first_non_finite_loss_and_keeps_finite
 def test_teacher_checkpoint_is_loaded_instead_of_trained(runs_dir):
     store = Store()
     cfg = RunConfig(**TINY)
-    first_id = store.create_run(cfg.to_dict())
-    first = runner.execute(store, first_id, cfg)
+    first_id, first = runner.train_new(store, cfg)
     path = str(store.weights_path(first_id, "teacher"))
     result, events = run(cfg.replace(teacher_checkpoint=path))
     assert result.stages["teacher"].status == "loaded"
