@@ -51,7 +51,8 @@ def _parser() -> Parser:
                            help=f"default: {getattr(defaults, field)}")
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
     train.add_argument("--dry-run", action="store_true",
-                       help="check the flags, the data set and the models, print the config, train nothing")
+                       help="check the flags, the data set, the models and a teacher checkpoint, print the config, "
+                            "train nothing")
     resume = sub.add_parser("resume", help="go on with an interrupted or stopped run from its last checkpoint")
     resume.add_argument("run_id")
     resume.add_argument("--json", action="store_true", help="print one JSON object at the end")

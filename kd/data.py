@@ -252,13 +252,20 @@ def _check_memory(n_images: int, size: int) -> None:
                         f"over the {num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images")
 
 
-def _images_under(folder: Path, stop_after: float) -> list[Path]:
+def _images_under(folder: Path, stop_after: float, visits: list[int]) -> list[Path]:
     """Image files anywhere under folder, sorted; symlinked sub-folders are not followed (no loops).
-    Listing stops as soon as more than stop_after are found: the rest of a huge tree is never walked."""
+    Listing stops as soon as more than stop_after are found: the rest of a huge tree is never walked.
+    visits[0]: entries this listing may still look at (other files too), counted down; at 0 the
+    folder is refused, so a folder such as / is not walked to the end."""
     files, todo = [], [folder]
     while todo:
         with os.scandir(todo.pop()) as entries:
             for e in entries:
+                visits[0] -= 1
+                if visits[0] < 0:
+                    raise DataError(f"folder: {short(folder.parent)} holds too many files and folders to be a data "
+                                    "set of images (over 10 for each image KD_MAX_IMAGES allows); name the folder "
+                                    "that holds one sub-folder of images per class")
                 if e.name.startswith("."):
                     continue
                 if e.is_dir(follow_symlinks=False):
@@ -282,9 +289,9 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
         if len(dirs) < 2:
             raise DataError(f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least 2, one per class")
         limit, n = env_limit("KD_MAX_IMAGES", 100_000), 0
-        out = []
+        out, visits = [], [10 * int(limit) + 1_000]
         for d in dirs:
-            files = _images_under(d, limit - n)
+            files = _images_under(d, limit - n, visits)
             n += len(files)
             if n > limit:
                 raise DataError(f"folder: {short(path)} holds more than {num(limit)} images, the limit "

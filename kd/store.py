@@ -148,6 +148,11 @@ class Store:
         """Free the reserve: room for the store to record that the disk filled (DiskFull)."""
         (self.root / ".reserve").unlink(missing_ok=True)
 
+    def check(self) -> None:
+        """StoreError when the database is damaged (see _check)."""
+        with self._connect() as db:
+            self._check(db)
+
     def _check(self, db: sqlite3.Connection) -> None:
         """Refuse a damaged database at once (a page or a run would otherwise read part of it
         silently): SQLite's quick_check reads every page and checks its structure."""

@@ -49,8 +49,7 @@ def store() -> Store:
     try:
         s = _store(root)
         if time.monotonic() - _checked.get(root, -CHECK_EVERY_S) >= CHECK_EVERY_S:
-            with s._connect() as db:
-                s._check(db)
+            s.check()
             _checked[root] = time.monotonic()
     except StoreError as e:
         st.error(plain(str(e)), icon=":material/database:")

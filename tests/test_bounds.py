@@ -115,6 +115,24 @@ def test_too_many_images_in_a_folder_stop_the_listing(tmp_path, monkeypatch):
     assert data.spec(f"folder:{root}").num_classes == 6
 
 
+def test_a_tree_of_other_files_is_not_walked_to_the_end(tmp_path, monkeypatch):
+    """folder:/ or a home folder: images are few, other files many; the listing gives up early."""
+    root = make_folder(tmp_path / "tree", {"a": 2, "b": 2})
+    for i in range(5):
+        (root / "a" / f"sub{i}").mkdir()
+        for j in range(40):
+            (root / "a" / f"sub{i}" / f"notes{j}.txt").write_text("x")
+    monkeypatch.setenv("KD_MAX_IMAGES", "10")  # 10 per image allowed + 1,000: 1,100 entries
+    assert data.spec(f"folder:{root}").num_classes == 2
+    monkeypatch.setenv("KD_MAX_IMAGES", "4")  # ... 1,040 entries
+    for i in range(5, 30):
+        (root / "a" / f"sub{i}").mkdir()
+        for j in range(40):
+            (root / "a" / f"sub{i}" / f"notes{j}.txt").write_text("x")
+    with pytest.raises(DataError, match="too many files and folders to be a data set of images"):
+        data.spec(f"folder:{root}")
+
+
 # -- uploads ----------------------------------------------------------------------------------
 def test_a_bad_upload_bound_is_a_clear_error(tmp_path, monkeypatch):
     for name in ("KD_MAX_UPLOAD_MB", "KD_MAX_UPLOADS_MB", "KD_MAX_IMAGES"):
