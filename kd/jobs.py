@@ -52,7 +52,7 @@ def resume(run_id: str, store: Store | None = None) -> None:
             raise KDError(f"run {run_id} cannot be resumed: {why}")
         now = time.time()
         return dict(status="queued", token=None, pid=os.getpid(), host=HOST, pid_start=process_start(os.getpid()),
-                    heartbeat=now, queued_at=now, stop_requested=0, message=None)
+                    heartbeat=now, queued_at=now, stop_requested=0, message="Queued again: its worker is starting.")
     store.change(run_id, queue)
     _spawn(store, run_id, "--resume")
 
@@ -167,8 +167,8 @@ def wait_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] 
             return True
         if store.stop_requested(run_id):
             return False
-        line = (f"waiting for a free slot: {limit} run{'s train' if limit != 1 else ' trains'} at once (KD_MAX_RUNS); "
-                f"this run is number {place} in line")
+        line = (f"Waiting for its turn: {limit} run{'s train' if limit != 1 else ' trains'} at a time "
+                f"(KD_MAX_RUNS), and this run is {'next' if place == 1 else f'number {place}'} in line.")
         if line != said:
             store.update(run_id, lease=lease, message=line)
             say(line)

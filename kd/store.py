@@ -165,9 +165,10 @@ class Store:
 
     def _damaged(self, why: str) -> str:
         path = (self.root / "runs.db").resolve()
-        return (f"the run store {path} is damaged ({why[:200]}); nothing was changed. Move it aside "
-                f"(mv {path} {path}.damaged) and a new, empty store is made; each run's weights stay in "
-                f"its folder, and `sqlite3 {path}.damaged .recover` may save the rest")
+        return (f"The run store {path} is damaged ({why[:200]}), so runs cannot be listed; nothing was "
+                f"changed. To start again with an empty store, move the file aside: mv {path} {path}.damaged "
+                f"(the next start makes a new one; each run's weights stay in its folder). To try to rescue "
+                f"the old records: sqlite3 {path}.damaged .recover")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -57,10 +57,18 @@ def store() -> Store:
     return s
 
 
+WORD_JOINER = "\u2060"  # invisible; breaks the pattern the page's renderer links by itself
+
+
 def plain(text: str) -> str:
     """Text from a URL, a file or a person, escaped so markdown shows it as it is: no link, no
-    image, no formatting, no colour or icon directive."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~:$&^=\"'])", r"\\\1", str(text)).replace("\n", "  \n")
+    image, no formatting, no colour or icon directive. Markdown escapes alone do not stop the
+    renderer from linking bare addresses (https://..., www...., a@b), so an invisible word
+    joiner goes inside each of those."""
+    out = re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~:$&^=\"'])", r"\\\1", str(text))
+    out = out.replace("\\://", "\\:" + WORD_JOINER + "//").replace("@", WORD_JOINER + "@")
+    out = re.sub(r"(?i)\bwww\\\.", lambda m: m.group(0)[:3] + WORD_JOINER + "\\.", out)
+    return out.replace("\n", "  \n")
 
 
 def current_run() -> Run | None:

@@ -8,6 +8,7 @@ from kd.metrics import few_labels_gains
 from pages.common import show_error, store
 
 st.title("Distill Lab")
+store()  # a store that cannot be used is said at once
 text, picture = st.columns([3, 2])
 with text:
     st.markdown(

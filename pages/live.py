@@ -101,10 +101,15 @@ def draw() -> None:
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
-    loss, accuracy, speed = figures(run_id, len(events), events, status in jobs.ACTIVE)
-    left, right = st.columns(2)
-    left.plotly_chart(loss, key="loss")
-    right.plotly_chart(accuracy, key="accuracy")
+    if not events and status in jobs.ACTIVE:  # no axes without a point on them
+        st.caption("The curves appear here once the run's process has loaded the data and begun to train."
+                   if status == "running" or not now.message else "The curves appear here once the run has its turn.")
+        speed = None
+    else:
+        loss, accuracy, speed = figures(run_id, len(events), events, status in jobs.ACTIVE)
+        left, right = st.columns(2)
+        left.plotly_chart(loss, key="loss")
+        right.plotly_chart(accuracy, key="accuracy")
     if speed:
         st.caption(f"{speed:,.0f} samples/s · {len(events):,} events")
     if status not in jobs.ACTIVE:

@@ -10,6 +10,7 @@ from pages.common import plain, show_error, store
 
 D = RunConfig()  # defaults
 st.title("Train")
+store()  # a store that cannot be used is said here, before the form is filled in
 
 # -- data ------------------------------------------------------------------------------
 UPLOAD = "upload a .zip of my images…"

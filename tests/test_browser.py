@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -86,6 +87,14 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
     models = [cells.filter(has_text=label).count() for label in ("teacher", "student alone", "distilled student")]
     assert all(models), models
     no_exception(page)
+
+    # Text from the URL is shown as text: no link, no image of the URL's choosing.
+    evil = "[click](https://evil.example/a) ![x](https://evil.example/p.png) https://evil.example/b www.evil.example"
+    page.goto(f"{server}/results?run={quote(evil)}")
+    alert = page.locator("[data-testid='stAlert']", has_text="No such run").first
+    alert.wait_for(timeout=60_000)
+    assert "[click](https" in alert.inner_text().replace("\u2060", "")
+    assert page.locator("a[href*='evil.example'], img[src*='evil.example']").count() == 0
 
 
 def events_caption_changes(pg) -> None:

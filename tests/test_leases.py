@@ -16,20 +16,11 @@ from kd.config import RunConfig
 from kd.errors import KDError
 from kd.lease import LeaseLost
 from kd.store import Store
+from test_reliability import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = RunConfig(dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=6, teacher_epochs=6,
                 device="cpu", seed=3)
-
-
-def wait_for(predicate, timeout: float, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"gave up after {timeout} s")
 
 
 def epoch_events(store: Store, run_id: str) -> dict[str, list[int]]:
@@ -154,7 +145,7 @@ def test_a_queued_run_can_be_stopped_before_its_turn(runs_dir, monkeypatch):
     store = Store(runs_dir)
     first = jobs.start(CFG.replace(epochs=200, teacher_epochs=200), store)
     second = jobs.start(CFG, store)
-    wait_for(lambda: (store.get(second).message or "").startswith("waiting for a free slot"), 120)
+    wait_for(lambda: (store.get(second).message or "").startswith("Waiting for its turn"), 120)
     jobs.stop(second, store)
     wait_for(lambda: store.get(second).status == "stopped", 30)
     assert store.events(second) == [] and "waited for its turn" in store.get(second).message

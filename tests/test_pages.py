@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from kd import jobs, runner
 from kd.config import RunConfig
 from kd.store import Store
+from pages.common import plain
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = RunConfig(epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
@@ -300,15 +301,19 @@ def test_a_damaged_store_is_one_message_on_every_page(runs_dir, path):
     if path:
         at.switch_page(path).run()
     assert not at.exception, at.exception
-    if path in ("pages/live.py", "pages/results.py", "pages/runs.py", "pages/temperature.py"):
-        assert any("is damaged" in e.value and "Move it aside" in e.value for e in at.error), [e.value for e in at.error]
+    if True:  # Home and Train too: said before anything is filled in
+        assert any("is damaged" in e.value and "move the file aside" in e.value for e in at.error), [e.value for e in at.error]
 
 
 def test_text_from_the_url_is_shown_as_text_never_as_markdown():
     """Before: ?run=[x](https://evil.example) made a link on the page, and ![](url) fetched an image."""
-    evil = "[click me](https://evil.example/steal) ![x](https://evil.example/pixel.png) **bold** :red[red]"
+    evil = ("[click me](https://evil.example/steal) ![x](https://evil.example/pixel.png) **bold** :red[red] "
+            "www.evil.example me@evil.example")
     at = page(None, run=evil)
     at.switch_page("pages/results.py").run()
     errors = [e.value for e in at.error]
     assert errors and all("](" not in e and "**" not in e and ":red[" not in e for e in errors), errors
-    assert any(r"\[click me\]\(https\://evil\.example/steal\)" in e for e in errors), errors
+    # escaped, and the bare addresses the renderer would link on its own are broken by a word joiner
+    j = plain.__globals__["WORD_JOINER"]
+    assert any(rf"\[click me\]\(https\:{j}//evil\.example/steal\)" in e and f"www{j}\\." in e
+               and f"me{j}@evil" in e for e in errors), errors

@@ -158,7 +158,7 @@ def _damage(runs_dir, run_events: int = 3971, offset_fraction: float = 0.5) -> N
 def test_a_damaged_store_is_refused_on_open_with_what_to_do(runs_dir):
     """Before, 4 KB of garbage in the middle of runs.db was read silently (1,352 of 3,971 events)."""
     _damage(runs_dir)
-    with pytest.raises(StoreError, match=r"run store .*runs\.db is damaged .*Move it aside"):
+    with pytest.raises(StoreError, match=r"run store .*runs\.db is damaged .*move the file aside: mv "):
         Store(runs_dir)
     p = subprocess.run([sys.executable, "-m", "kd", "runs"], cwd=Path(__file__).resolve().parents[1],
                        capture_output=True, text=True, env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=60)
