@@ -108,7 +108,7 @@ def events_caption_changes(pg) -> None:
 
 def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(runs_dir, page):
     import signal
-    from kd import jobs
+    from kd import jobs, lease
     from kd.config import RunConfig
     from kd.store import Store
     env = {**os.environ, "KD_RUNS_DIR": str(runs_dir)}
@@ -122,7 +122,7 @@ def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(run
             first.process.send_signal(signal.SIGKILL)  # the dashboard dies, as in a crash
             first.process.wait(10)
         run = store.get(run_id)
-        assert jobs.status(run) == "running" and jobs._alive(run.pid)  # the run went on without it
+        assert jobs.status(run) == "running" and lease.pid_alive(run.pid, run.pid_start)  # the run went on without it
         with dashboard(env) as second:
             page.goto(f"{second}/live?run={run_id}")
             page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
