@@ -284,7 +284,8 @@ def cmd_worker(args) -> int:
             store.update(args.run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
             return 0
     from kd import runner  # the run has its turn (it is "running"): run_owned goes straight on
-    runner.run_owned(store, args.run_id, lease, resuming=args.resume)
+    # A run that has trained before goes on from what it kept, never from scratch over it.
+    runner.run_owned(store, args.run_id, lease, resuming=args.resume or store.has_events(args.run_id))
     return 0
 
 

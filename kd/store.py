@@ -372,6 +372,10 @@ class Store:
             self._lease(db, run_id, lease)
             db.execute("DELETE FROM events WHERE run_id = ? AND seq > ?", (run_id, keep_through))
 
+    def has_events(self, run_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", (run_id,)).fetchone() is not None
+
     def events(self, run_id: str, since: int = 0) -> list[tuple[int, dict]]:
         """(seq, event) with seq > since, in order: a page polls with the last seq it saw."""
         with self._connect() as db:

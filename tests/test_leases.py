@@ -220,3 +220,19 @@ def test_a_finished_run_gets_no_second_worker(runs_dir):
                        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=120)
     assert p.returncode == 2 and "it is done" in p.stderr and p.stderr.count("\n") == 1
     assert store.get(run_id).status == "done" and store.get(run_id).token is None
+
+
+def test_a_plain_worker_on_a_requeued_run_goes_on_and_never_trains_from_scratch_over_it(runs_dir):
+    """`kd worker RUN_ID` (no --resume) on a run that Resume queued again: it takes what the run kept."""
+    store = Store(runs_dir)
+    run_id = store.create_run(CFG.to_dict(), status="queued")
+    p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=300)
+    assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
+    store.update(run_id, status="stopped")  # as if stopped at the very end, then resumed
+    store.change(run_id, lambda run: dict(status="queued", token=None))
+    p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=300)
+    assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
+    assert store.get(run_id).resumed == 1
+    assert epoch_events(store, run_id) == {s: list(range(1, 7)) for s in ("teacher", "baseline", "student")}
