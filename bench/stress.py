@@ -10,7 +10,7 @@ run is compared with a twin, the same config trained once without disturbance:
 - events: every epoch of every stage exactly once, the same step sequence (no step twice, none
   missing), the same per-epoch figures;
 - status "done", final weights bit for bit, test accuracies equal.
-Prints a summary and writes it to bench/results/stress-DATE.json (command, commit, machine).
+Prints a summary and writes it to bench/results/stress-DATE-TIME.json (command, commit, machine).
 
 usage: python bench/stress.py [--runs 8] [--minutes 10] [--epochs 400] [--seed 0] [--json]
 """
@@ -226,7 +226,7 @@ def main() -> None:
         "runs_different_from_twin": sum(bool(v) for v in problems.values()),
         "problems": {k: v for k, v in problems.items() if v},
     }
-    out = ROOT / "bench" / "results" / f"stress-{time.strftime('%Y-%m-%d')}.json"
+    out = ROOT / "bench" / "results" / f"stress-{time.strftime('%Y-%m-%d-%H%M')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
