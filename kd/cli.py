@@ -5,6 +5,7 @@ Bad input is one line naming the flag and what is allowed, exit code 2, never a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -12,23 +13,14 @@ import sys
 import textwrap
 from typing import Optional, Sequence
 
-from kd.config import RunConfig
+from kd.config import RunConfig, field_type, knobs
 from kd.errors import ConfigError, DataError, KDError
 
 MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 JSON_MODEL_KEYS = ("accuracy", "params", "size_mb", "flops", "latency_ms", "latency_ms_256",
                    "agreement", "ece", "train_seconds", "epochs", "status")
-TRAIN_FLAGS = {  # flag -> RunConfig field, type
-    "--dataset": ("dataset", str), "--teacher": ("teacher", str), "--student": ("student", str),
-    "--method": ("method", str), "--temperature": ("temperature", float), "--alpha": ("alpha", float),
-    "--epochs": ("epochs", int), "--teacher-epochs": ("teacher_epochs", int),
-    "--batch-size": ("batch_size", int), "--lr": ("lr", float), "--seed": ("seed", int),
-    "--device": ("device", str), "--data-dir": ("data_dir", str),
-    "--optimizer": ("optimizer", str), "--weight-decay": ("weight_decay", float),
-    "--val-fraction": ("val_fraction", float), "--teacher-checkpoint": ("teacher_checkpoint", str),
-    "--image-size": ("image_size", int), "--augment": ("augment", str),
-    "--student-fraction": ("student_fraction", float),
-}
+# flag -> RunConfig field, type: one flag per field, made from its declaration (kd/config.py)
+TRAIN_FLAGS = {"--" + f.name.replace("_", "-"): (f.name, field_type(f)[0]) for f in dataclasses.fields(RunConfig)}
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
 
 
@@ -45,10 +37,13 @@ def _parser() -> Parser:
     p = Parser(prog="python -m kd", description="Distill Lab: knowledge distillation, headless.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     train = sub.add_parser("train", help="train teacher, student alone and distilled student")
-    defaults = RunConfig()
+    defaults, described = RunConfig(), knobs()
     for flag, (field, kind) in TRAIN_FLAGS.items():
-        train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None,
-                           help=f"default: {getattr(defaults, field)}")
+        k = described[field]
+        choices = None if callable(k.choices) else k.choices  # registries: python -m kd list ...
+        train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None, metavar=field.upper(),
+                           help=f"{k.help}" + (f"; one of {', '.join(map(str, choices))}" if choices else "")
+                           + f" (default: {getattr(defaults, field)})".replace("%", "%%"))
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
     train.add_argument("--dry-run", action="store_true",
                        help="check the flags, the data set, the models and a teacher checkpoint, print the config, "
@@ -262,8 +257,11 @@ def cmd_list(args) -> int:
     from kd.models import MODELS
     registry = {"models": MODELS, "datasets": DATASETS, "methods": METHODS}[args.what]
     width = max(len(k) for k in registry.keys())
+    defaults = RunConfig()
     for entry in registry:
-        print(f"{entry.key:<{width}}  {entry.description}")
+        used = getattr(entry.obj, "knobs", ()) if args.what == "methods" else ()
+        flags = [f"{FIELD_TO_FLAG[k]} {getattr(defaults, k)}" for k in used]  # each with its default
+        print(f"{entry.key:<{width}}  {entry.description}" + (f" [{', '.join(flags)}]" if flags else ""))
     if args.what == "datasets":
         print(f"{'folder:PATH':<{width}}  your own images, one sub-folder per class (resized to --image-size)")
     return 0

@@ -9,7 +9,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from kd.errors import ConfigError
 
@@ -24,28 +24,105 @@ FEW_LABELS_GAINS = (2.78, 3.33, 3.89)  # distilled minus alone, test points, see
 
 
 @dataclass(frozen=True)
+class Knob:
+    """One RunConfig field, declared once: its validation, its CLI flag (--name-with-dashes) and
+    its widget on the Train page are all made from this."""
+    label: str  # the Train page's label
+    help: str  # what it does: the CLI's help, the page's tooltip
+    lo: Optional[float] = None  # allowed range (numbers)
+    hi: Optional[float] = None
+    lo_open: bool = False  # lo itself is not allowed
+    choices: Any = None  # the allowed values: a tuple, or a function returning them (registries)
+    check: Optional[Callable[[Any], Optional[str]]] = None  # a further check: what is wrong, or None
+    options: Optional[tuple] = None  # the page offers these values to pick from
+    share: bool = False  # the page shows the value as a percentage
+    section: str = "training"  # where the Train page draws it: data | models | method | training | teacher
+
+
+def knob(default: Any, label: str, help: str, **kw: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"knob": Knob(label, help, **kw)})
+
+
+def _datasets() -> list[str]:
+    from kd.data import DATASETS
+    return DATASETS.keys()
+
+
+def _models() -> list[str]:
+    from kd.models import MODELS
+    return MODELS.keys()
+
+
+def _methods() -> list[str]:
+    from kd.methods import METHODS
+    return METHODS.keys()
+
+
+def _dataset(value: str) -> Optional[str]:
+    if value.startswith("folder:"):
+        return None if value[len("folder:"):] else "folder: needs a path, e.g. folder:/data/my_images"
+    return None if value in _datasets() else _choices(value, _datasets() + ["folder:PATH"])
+
+
+def _path(value: str) -> Optional[str]:
+    return "must be a path (or left empty)" if not value or "\x00" in value else None
+
+
+def _checkpoint(value: str) -> Optional[str]:
+    if _path(value):
+        return _path(value)
+    if not value.endswith(".safetensors"):
+        return "must be a .safetensors file"
+    return None if os.path.isfile(value) else f"no such file: {value}"
+
+
+SHARES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    dataset: str = "digits"  # registry key or folder:PATH; digits is bundled, trains in seconds
-    teacher: str = "mlp-512-256"  # the seed note's teacher MLP
-    student: str = "mlp-128"  # the seed note's student MLP (~5x fewer parameters)
-    method: str = "kd"  # Hinton et al. 2015; "none" trains on labels only
-    temperature: float = 4.0  # softens both distributions; Hinton used 1..20, 2..8 is usual
-    alpha: float = 0.9  # weight of the soft (teacher) term; 1 - alpha weighs the labels
-    epochs: int = 10  # epochs for the student alone and for the distilled student (same budget)
-    teacher_epochs: Optional[int] = None  # None: same as epochs
-    batch_size: int = 64  # the seed loop's batch size
-    lr: float = 1e-3  # peak learning rate, cosine-decayed to 0 over each stage
-    optimizer: str = "adam"  # adam, or sgd with Nesterov momentum 0.9
-    weight_decay: float = 0.0  # L2 penalty (decoupled for adam: AdamW)
-    seed: int = 0  # model init and batch order; the val split uses its own fixed seed
-    device: str = "auto"  # auto picks cuda, then mps, then cpu
-    val_fraction: float = 0.1  # share of the train split held out for validation curves
-    teacher_checkpoint: Optional[str] = None  # .safetensors file: load this teacher, skip training
-    data_dir: Optional[str] = None  # None: $KD_DATA_DIR, else ~/.cache/distill-lab/data
-    image_size: int = 32  # side in pixels that folder:PATH images are resized to
-    augment: str = "none"  # random shifts (2 px on 28x28) of training images: none | teacher (Hinton's recipe) | all
-    student_fraction: float = 1.0  # share of the training set both students learn from (an equal share of each
-    # class, the same fixed examples for any seed); the teacher learns from all of it (Hinton et al. 2015, sec. 5)
+    dataset: str = knob("digits", "Data set", "a registered data set or folder:PATH (one sub-folder of images per "
+                        "class); digits is bundled and trains in seconds", check=_dataset, section="data")
+    teacher: str = knob("mlp-512-256", "Teacher", "the large model (python -m kd list models); the seed note's "
+                        "teacher MLP by default", choices=_models, section="models")
+    student: str = knob("mlp-128", "Student", "the small model, trained alone and distilled; the seed note's "
+                        "student MLP by default", choices=_models, section="models")
+    method: str = knob("kd", "Method", "how the student learns from the teacher (python -m kd list methods); "
+                       "none trains on labels only", choices=_methods, section="method")
+    temperature: float = knob(4.0, "Temperature T", "softens both distributions; Hinton et al. used 1 to 20, "
+                              "2 to 8 is usual", lo=0.05, hi=1000, section="method")
+    alpha: float = knob(0.9, "alpha (weight of the teacher's soft targets)", "weight of the soft (teacher) term; "
+                        "1 - alpha weighs the labels", lo=0, hi=1, section="method")
+    epochs: int = knob(10, "Epochs", "epochs for the student alone and for the distilled student (the same budget)",
+                       lo=1, hi=10_000)
+    teacher_epochs: Optional[int] = knob(None, "Teacher epochs", "epochs for the teacher; empty: as many as epochs",
+                                         lo=1, hi=10_000)
+    batch_size: int = knob(64, "Batch size", "examples per step (64: the seed loop's)", lo=1, hi=1_000_000,
+                           options=(16, 32, 64, 128, 256, 512, 1024))
+    lr: float = knob(1e-3, "Learning rate", "peak learning rate, cosine-decayed to 0 over each stage",
+                     lo=0, lo_open=True, hi=10)
+    optimizer: str = knob("adam", "Optimizer", "adam (AdamW when weight decay is set), or sgd with Nesterov "
+                          "momentum 0.9", choices=OPTIMIZERS)
+    weight_decay: float = knob(0.0, "Weight decay", "L2 penalty (decoupled for adam: AdamW)", lo=0, hi=1)
+    seed: int = knob(0, "Seed", "model init and batch order; the val split uses its own fixed seed",
+                     lo=0, hi=2**31 - 1)
+    device: str = knob("auto", "Device", "auto picks cuda, then mps, then cpu", choices=DEVICES)
+    val_fraction: float = knob(0.1, "Validation share", "share of the train split held out for the validation "
+                               "curves (0: none)", lo=0, hi=0.5, options=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5), share=True)
+    teacher_checkpoint: Optional[str] = knob(None, "Teacher weights", "a .safetensors file: load this teacher "
+                                             "instead of training one", check=_checkpoint, section="teacher")
+    data_dir: Optional[str] = knob(None, "Data folder", "where mnist, fashion-mnist and cifar10 are read (and "
+                                   "downloaded when online); empty: $KD_DATA_DIR, else ~/.cache/distill-lab/data",
+                                   check=_path, section="data")
+    image_size: int = knob(32, "Resize images to (pixels)", "side in pixels that folder:PATH images are resized to",
+                           lo=8, hi=256, options=(16, 24, 32, 48, 64, 96, 128), section="data")
+    augment: str = knob("none", "Jitter (random shifts)", "shift training images by up to 2 pixels (1 on 8x8): none, "
+                        "teacher (Hinton's recipe: the students then learn from its smoother outputs) or all",
+                        choices=AUGMENT)
+    student_fraction: float = knob(1.0, "Students learn from", "share of the training set both students learn from "
+                                   "(an equal share of each class, the same examples for any seed); the teacher "
+                                   "learns from all of it (Hinton et al. 2015, sec. 5)", lo=0, lo_open=True, hi=1,
+                                   options=SHARES, share=True)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -56,60 +133,24 @@ class RunConfig:
 
     # -- validation -------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ConfigError naming the first field that is not allowed."""
-        from kd.data import DATASETS
-        from kd.methods import METHODS
-        from kd.models import MODELS
-
-        _str(self, "dataset")
-        if self.dataset.startswith("folder:"):
-            path = self.dataset[len("folder:"):]
-            if not path:
-                raise ConfigError("dataset", "folder: needs a path, e.g. folder:/data/my_images")
-        elif self.dataset not in DATASETS:
-            raise ConfigError("dataset", _choices(self.dataset, DATASETS.keys() + ["folder:PATH"]))
-        for name, reg in (("teacher", MODELS), ("student", MODELS), ("method", METHODS)):
-            _str(self, name)
-            if getattr(self, name) not in reg:
-                raise ConfigError(name, _choices(getattr(self, name), reg.keys()))
-        # Below 0.05, softmax(z / T) is one-hot for any logit gap over 1 (e^-20), and as T -> 0
-        # z / T overflows to inf and the loss to NaN: a run would end "diverged", blaming the lr.
-        t = self.temperature
-        if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and not 0.05 <= t <= 1000:
-            # repr, as typed: 1e-320 (":g" writes the subnormal as 9.99989e-321)
-            raise ConfigError("temperature", f"must be >= 0.05 and <= 1000, got {t!r}")
-        _number(self, "temperature", lo=0.05, hi=1000)  # not a number, not finite
-        _number(self, "alpha", lo=0, hi=1)
-        _int(self, "epochs", lo=1, hi=10_000)
-        if self.teacher_epochs is not None:
-            _int(self, "teacher_epochs", lo=1, hi=10_000)
-        _int(self, "batch_size", lo=1, hi=1_000_000)
-        _number(self, "lr", lo=0, lo_open=True, hi=10)
-        _str(self, "optimizer")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", _choices(self.optimizer, list(OPTIMIZERS)))
-        _number(self, "weight_decay", lo=0, hi=1)
-        _int(self, "seed", lo=0, hi=2**31 - 1)
-        _str(self, "device")
-        if self.device not in DEVICES:
-            raise ConfigError("device", _choices(self.device, list(DEVICES)))
-        _number(self, "val_fraction", lo=0, hi=0.5)
-        for name in ("teacher_checkpoint", "data_dir"):
-            value = getattr(self, name)
-            if value is not None:
-                _str(self, name)
-                if not value or "\x00" in value:
-                    raise ConfigError(name, "must be a path (or left empty)")
-        if self.teacher_checkpoint is not None:
-            if not self.teacher_checkpoint.endswith(".safetensors"):
-                raise ConfigError("teacher_checkpoint", "must be a .safetensors file")
-            if not os.path.isfile(self.teacher_checkpoint):
-                raise ConfigError("teacher_checkpoint", f"no such file: {self.teacher_checkpoint}")
-        _int(self, "image_size", lo=8, hi=256)
-        _number(self, "student_fraction", lo=0, lo_open=True, hi=1)
-        _str(self, "augment")
-        if self.augment not in AUGMENT:
-            raise ConfigError("augment", _choices(self.augment, list(AUGMENT)))
+        """Raise ConfigError naming the first field that is not allowed (from each field's Knob)."""
+        for f in fields(self):
+            value, k = getattr(self, f.name), f.metadata["knob"]
+            kind, optional = field_type(f)
+            if optional and value is None:
+                continue
+            if kind is str:
+                _str(f.name, value)
+            elif kind is int:
+                _int(f.name, value, k.lo, k.hi)
+            else:
+                _number(f.name, value, k.lo, k.hi, k.lo_open)
+            choices = k.choices() if callable(k.choices) else k.choices
+            if choices is not None and value not in choices:
+                raise ConfigError(f.name, _choices(value, list(choices)))
+            problem = k.check(value) if k.check else None
+            if problem:
+                raise ConfigError(f.name, problem)
 
     # -- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -144,24 +185,37 @@ def _choices(value: Any, valid: list[str]) -> str:
     return f"{value!r} is not one of: {', '.join(valid)}"
 
 
-def _str(cfg: RunConfig, name: str) -> None:
-    if not isinstance(getattr(cfg, name), str):
-        raise ConfigError(name, f"must be text, got {getattr(cfg, name)!r}")
+def field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(str | int | float, whether None is allowed) of a RunConfig field, from its annotation."""
+    text = str(f.type)
+    kind = next(t for t in (int, float, str) if t.__name__ in text)
+    return kind, "Optional" in text
 
 
-def _int(cfg: RunConfig, name: str, lo: int, hi: int) -> None:
-    value = getattr(cfg, name)
+def knobs() -> dict[str, Knob]:
+    """Every RunConfig field's Knob, in declaration order."""
+    return {f.name: f.metadata["knob"] for f in fields(RunConfig)}
+
+
+def _str(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be text, got {value!r}")
+
+
+def _int(name: str, value: Any, lo: Optional[float], hi: Optional[float]) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, f"must be a whole number, got {value!r}")
     if not lo <= value <= hi:
         raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
 
 
-def _number(cfg: RunConfig, name: str, lo: float, hi: float, lo_open: bool = False) -> None:
-    value = getattr(cfg, name)
+def _number(name: str, value: Any, lo: Optional[float], hi: Optional[float], lo_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(name, f"must be a finite number, got {value!r}")
     too_low = value <= lo if lo_open else value < lo
     if too_low or value > hi:
         low = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        raise ConfigError(name, f"must be {low} and <= {hi:g}, got {value:g}")
+        shown = f"{value:g}"
+        if float(shown) != value or 0 < abs(value) < 1e-300:  # 1e-320 as typed, not 9.99989e-321
+            shown = repr(value)
+        raise ConfigError(name, f"must be {low} and <= {hi:g}, got {shown}")

@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from kd import jobs
+from kd.config import RunConfig, field_type, knobs
 from kd.errors import KDError
 from kd.store import Run, Store, StoreError, default_root
 
@@ -88,6 +89,30 @@ def run_label(run: Run, status: bool = True) -> str:
             f"T={c['temperature']:g} α={c['alpha']:g}"
             + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
             + (f" · {jobs.status(run)}" if status else ""))
+
+
+def setting(name: str, where=st, options: list | None = None, format_func=None, disabled: bool = False):
+    """The Train page's widget for one RunConfig field, made from its declaration (kd/config.py):
+    its label, help, default, range and choices; `options` narrows the choices (e.g. the devices
+    present). Returns the value as RunConfig takes it."""
+    k, f = knobs()[name], RunConfig.__dataclass_fields__[name]
+    kind, optional = field_type(f)
+    default = f.default
+    choices = options or k.options or (k.choices() if callable(k.choices) else k.choices)
+    if choices is not None:
+        choices = list(choices)
+        fmt = format_func or ((lambda v: "all of it" if v == 1 else f"{v:.0%}") if k.share else str)
+        return where.selectbox(k.label, choices, index=choices.index(default) if default in choices else 0,
+                               format_func=fmt, help=k.help, disabled=disabled, key=f"setting_{name}")
+    if kind is int:
+        return where.number_input(k.label, min_value=int(k.lo), max_value=int(k.hi), value=default, step=1,
+                                  help=k.help, disabled=disabled, key=f"setting_{name}",
+                                  placeholder="same as epochs" if optional else None)
+    if kind is float:
+        return where.number_input(k.label, min_value=float(k.lo), max_value=float(k.hi), value=float(default),
+                                  format="%.4g", help=k.help, disabled=disabled, key=f"setting_{name}")
+    text = where.text_input(k.label, value=default or "", help=k.help, disabled=disabled, key=f"setting_{name}")
+    return text or (None if optional else text)
 
 
 def show_error(e: Exception) -> None:

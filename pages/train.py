@@ -2,11 +2,11 @@
 import streamlit as st
 
 from kd import data, jobs, models, uploads
-from kd.config import RunConfig
+from kd.config import RunConfig, knobs
 from kd.errors import KDError
 from kd.methods import METHODS
 from kd.trainer import available_devices
-from pages.common import plain, show_error, store
+from pages.common import plain, setting, show_error, store
 
 D = RunConfig()  # defaults
 st.title("Train")
@@ -18,10 +18,12 @@ left, right = st.columns(2)
 with left:
     choice = st.selectbox("Data set", data.DATASETS.keys() + [UPLOAD],
                           format_func=lambda k: k if k == UPLOAD else f"{k} — {data.DATASETS.description(k)}")
-    dataset, image_size = choice, D.image_size
+    dataset, image_size, data_dir = choice, D.image_size, None
+    if choice != UPLOAD and data.DATASETS.get(choice).needs_dir:  # read from a folder (downloaded when online)
+        data_dir = setting("data_dir")
     if choice == UPLOAD:
         archive = st.file_uploader("Images: one folder per class, zipped", type=["zip"])
-        image_size = st.select_slider("Resize images to (pixels)", [16, 24, 32, 48, 64, 96, 128], value=32)
+        image_size = setting("image_size")
         dataset = None
         if archive is not None:
             try:
@@ -29,7 +31,7 @@ with left:
             except KDError as e:
                 show_error(e)
 try:
-    spec = data.spec(dataset, None, image_size) if dataset else None
+    spec = data.spec(dataset, data_dir, image_size) if dataset else None
 except KDError as e:
     show_error(e)
     spec = None
@@ -70,14 +72,18 @@ if fits[student] >= fits[teacher]:
 
 # -- method and its numbers, with the loss they make ------------------------------------
 st.subheader("Distillation")
-knobs = st.columns(3)
-method = knobs[0].selectbox("Method", METHODS.keys(), index=METHODS.keys().index(D.method),
-                            format_func=lambda k: f"{k} — {METHODS.description(k)}")
-uses_teacher = METHODS.get(method).uses_teacher
-temperature = knobs[1].slider("Temperature T", 0.5, 20.0, D.temperature, 0.5, disabled=not uses_teacher,
-                              help="Softens both distributions; Hinton et al. used 1 to 20.")
-alpha = knobs[2].slider("alpha (weight of the teacher's soft targets)", 0.0, 1.0, D.alpha, 0.05,
-                        disabled=not uses_teacher)
+cols = st.columns(3)
+described = knobs()
+method = cols[0].selectbox(described["method"].label, METHODS.keys(), index=METHODS.keys().index(D.method),
+                           format_func=lambda k: f"{k} — {METHODS.description(k)}", help=described["method"].help)
+uses_teacher, used = METHODS.get(method).uses_teacher, METHODS.get(method).knobs
+temperature, alpha = D.temperature, D.alpha
+if "temperature" in used:  # knobs a method does not use are not shown
+    temperature = cols[1].slider(described["temperature"].label, 0.5, 20.0, D.temperature, 0.5,
+                                 help=described["temperature"].help)
+if "alpha" in used:
+    alpha = cols[2].slider(described["alpha"].label, 0.0, 1.0, D.alpha, 0.05, help=described["alpha"].help)
+chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
 if uses_teacher:  # the loss with the chosen numbers, right under the sliders that set them
     st.latex(rf"\mathcal{{L}} = {1 - alpha:.2f}\,\mathrm{{CE}}(s, y) + {alpha:.2f}\cdot{temperature:g}^2\,"
              rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{temperature:g})\,\|\,\mathrm{{softmax}}(s/{temperature:g})\right)")
@@ -88,26 +94,19 @@ else:
     st.caption("No teacher: the distilled student is trained exactly like the student alone.")
 
 st.subheader("Training")
-c1, c2, c3, c4 = st.columns(4)
-epochs = c1.number_input("Epochs", 1, 1000, D.epochs, help="For the student alone and the distilled student.")
-teacher_epochs = c2.number_input("Teacher epochs", 1, 1000, D.epochs)
-batch_size = c3.selectbox("Batch size", [16, 32, 64, 128, 256, 512, 1024], index=2)
-lr = c4.number_input("Learning rate", 1e-5, 10.0, D.lr, format="%.4g")
-c1, c2, c3, c4 = st.columns(4)
-optimizer = c1.selectbox("Optimizer", ["adam", "sgd"])
-seed = c2.number_input("Seed", 0, 2**31 - 1, D.seed)
-device = c3.selectbox("Device", available_devices())
 images = len(spec.input_shape) == 3
-augment = c4.selectbox("Jitter (random shifts)", ["none", "teacher", "all"], disabled=not images,
-                       format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get,
-                       help="Shift training images by up to 2 pixels (1 on 8x8). Hinton et al. jittered the "
-                            "teacher only; the students then learn from its smoother outputs.")
-share = st.columns(2)[0].select_slider(
-    "Students learn from", [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], value=D.student_fraction,
-    format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set",
-    help="Both students see the same examples, an equal share of each class; the teacher always learns "
-         "from all of it. With few examples the teacher's soft targets carry what the labels cannot "
-         "(Hinton et al. 2015, sec. 5); the few-labels demo on Home uses 5 %.")
+special = {  # fields whose widget depends on this machine or this data set
+    "device": dict(options=available_devices()),
+    "augment": dict(disabled=not images, format_func={"none": "none", "teacher": "teacher only (Hinton)",
+                                                       "all": "every model"}.get),
+    "student_fraction": dict(format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set"),
+}
+training = [name for name, k in knobs().items() if k.section == "training"]  # every other field, from its declaration
+for row in range(0, len(training), 4):
+    for col, name in zip(st.columns(4), training[row:row + 4]):
+        chosen[name] = setting(name, col, **special.get(name, {}))
+if not images:
+    chosen["augment"] = "none"
 
 # -- the teacher: train it, reuse one, or upload one ----------------------------------------
 st.subheader("Teacher")
@@ -134,12 +133,8 @@ elif source.startswith("upload"):
 ready = source.startswith("train") or checkpoint is not None
 if st.button("Start training", type="primary", disabled=not ready):
     try:
-        cfg = RunConfig(dataset=dataset, teacher=teacher, student=student, method=method,
-                        temperature=float(temperature), alpha=float(alpha), epochs=int(epochs),
-                        teacher_epochs=int(teacher_epochs), batch_size=int(batch_size), lr=float(lr),
-                        optimizer=optimizer, seed=int(seed), device=device, teacher_checkpoint=checkpoint,
-                        image_size=int(image_size), augment=augment if images else "none",
-                        student_fraction=float(share))
+        cfg = RunConfig(dataset=dataset, data_dir=data_dir, image_size=int(image_size), teacher=teacher,
+                        student=student, teacher_checkpoint=checkpoint, **chosen)
         from kd.trainer import check_teacher_checkpoint
         check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: refused here, not in the worker
         run_id = jobs.start(cfg, store())

@@ -52,7 +52,8 @@ def test_progress_and_table_without_json():
     assert "kept" in out.stdout and "of the teacher's accuracy" in out.stdout
 
 
-@pytest.mark.parametrize("what,expect", [("models", "resnet32x4"), ("datasets", "folder:PATH"), ("methods", "kd")])
+@pytest.mark.parametrize("what,expect", [("models", "resnet32x4"), ("datasets", "folder:PATH"), ("methods", "kd"),
+                                         ("methods", "[--temperature 4.0, --alpha 0.9]")])
 def test_list(what, expect):
     out = kd("list", what)
     assert out.returncode == 0 and expect in out.stdout

@@ -76,6 +76,46 @@ def test_train_page_starts_a_real_run_in_the_background(runs_dir):
     assert store.get(run.id).status == "done", (runs_dir / run.id / "worker.log").read_text()
 
 
+def _labels(at) -> set[str]:
+    kinds = (at.number_input, at.selectbox, at.slider, at.select_slider, at.text_input, at.radio)
+    return {w.label for kind in kinds for w in kind}
+
+
+def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
+    """One declaration per field (kd/config.py) makes the flag and the widget: none is missing.
+    Before, the page lacked weight decay and the validation share, and capped epochs at 1,000."""
+    from kd.cli import TRAIN_FLAGS
+    from kd.config import knobs
+    described = knobs()
+    at = page("pages/train.py")
+    shown = _labels(at)
+    at.selectbox[0].set_value("mnist").run()  # a data set read from a folder: the folder is asked
+    shown |= _labels(at)
+    at.selectbox[0].set_value(at.selectbox[0].options[-1]).run()  # an upload: the image size is asked
+    shown |= _labels(at)
+    missing = [flag for flag, (name, _) in TRAIN_FLAGS.items() if described[name].label not in shown]
+    assert not missing, missing
+    assert len(TRAIN_FLAGS) == len(described)
+
+
+def test_the_train_page_passes_every_setting_to_the_run(runs_dir):
+    at = page("pages/train.py")
+    values = {"Epochs": 2, "Teacher epochs": 1, "Weight decay": 0.01, "Learning rate": 0.002, "Seed": 5}
+    for n in at.number_input:
+        if n.label in values:
+            n.set_value(values[n.label])
+    next(s for s in at.selectbox if s.label == "Validation share").set_value(0.2)
+    next(s for s in at.selectbox if s.label == "Optimizer").set_value("sgd")
+    at.run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    (run,) = Store().runs()
+    c = run.config
+    assert (c["epochs"], c["teacher_epochs"], c["weight_decay"], c["lr"], c["seed"]) == (2, 1, 0.01, 0.002, 5)
+    assert (c["val_fraction"], c["optimizer"]) == (0.2, "sgd")
+    jobs.stop(run.id)
+
+
 def test_live_page_draws_faked_events():
     store = Store()
     run_id = store.create_run(TINY.to_dict(), status="running")

@@ -18,6 +18,7 @@ from kd.registry import Registry
 
 class Method(Protocol):
     uses_teacher: bool  # False: the trainer never runs or caches the teacher for this method
+    knobs: tuple[str, ...]  # the RunConfig fields it uses: the Train page shows only those
 
     def prepare(self, teacher_logits: Tensor) -> Tensor: ...
 

@@ -9,6 +9,7 @@ from kd.methods import METHODS
 @METHODS.register("kd", "Hinton et al. 2015: match the teacher's softened probabilities at temperature T")
 class HintonKD:
     uses_teacher = True
+    knobs = ("temperature", "alpha")  # the RunConfig fields it uses
 
     def __init__(self, cfg):
         self.temperature = cfg.temperature

@@ -9,6 +9,7 @@ from kd.methods import METHODS
 @METHODS.register("none", "No teacher: cross-entropy on the labels only (the student alone)")
 class NoDistillation:
     uses_teacher = False
+    knobs = ()  # no RunConfig field of its own: temperature and alpha are not used
 
     def __init__(self, cfg):
         pass
