@@ -20,8 +20,24 @@ MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "d
 JSON_MODEL_KEYS = ("accuracy", "params", "size_mb", "flops", "latency_ms", "latency_ms_256",
                    "agreement", "ece", "train_seconds", "epochs", "status")
 # flag -> RunConfig field, type: one flag per field, made from its declaration (kd/config.py)
-TRAIN_FLAGS = {"--" + f.name.replace("_", "-"): (f.name, field_type(f)[0]) for f in dataclasses.fields(RunConfig)}
+# (the methods' own knobs, RunConfig.options, get a flag each too: _option_flags)
+TRAIN_FLAGS = {"--" + f.name.replace("_", "-"): (f.name, field_type(f)[0]) for f in dataclasses.fields(RunConfig)
+               if f.name != "options"}
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _option_flags(train: argparse.ArgumentParser) -> None:
+    """A flag for each method's own knob (kd.config.method_options), e.g. --dkd-beta 8."""
+    from kd.config import method_options
+    for name, (opt, owners) in method_options().items():
+        FIELD_TO_FLAG[name] = _flag(name)
+        train.add_argument(_flag(name), dest=f"option_{name}", type=_typed(_flag(name), opt.kind), default=None,
+                           metavar=name.upper(), help=f"{', '.join(owners)} only: {opt.knob.help} "
+                           f"(default: {opt.default})".replace("%", "%%"))
 
 
 class UsageError(Exception):
@@ -33,7 +49,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser() -> Parser:
+def _parser(argv: Optional[Sequence[str]] = None) -> Parser:
     p = Parser(prog="python -m kd", description="Distill Lab: knowledge distillation, headless.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     train = sub.add_parser("train", help="train teacher, student alone and distilled student")
@@ -44,6 +60,8 @@ def _parser() -> Parser:
         train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None, metavar=field.upper(),
                            help=f"{k.help}" + (f"; one of {', '.join(map(str, choices))}" if choices else "")
                            + f" (default: {getattr(defaults, field)})".replace("%", "%%"))
+    if argv is None or not argv or argv[0] in ("train", "-h", "--help"):  # the methods import torch
+        _option_flags(train)
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
     train.add_argument("--dry-run", action="store_true",
                        help="check the flags, the data set, the models and a teacher checkpoint, print the config, "
@@ -80,12 +98,16 @@ def _typed(flag: str, kind: type):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
     except ConfigError as e:
-        print(f"error: {FIELD_TO_FLAG.get(e.field, e.field)}: {e.message}", file=sys.stderr)
+        knob = getattr(e, "knob", None)  # a method's own knob: its flag
+        if isinstance(knob, str) and knob in FIELD_TO_FLAG:
+            print(f"error: {FIELD_TO_FLAG[knob]}: {e.knob_message}", file=sys.stderr)
+        else:
+            print(f"error: {FIELD_TO_FLAG.get(e.field, e.field)}: {e.message}", file=sys.stderr)
     except KDError as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -104,7 +126,8 @@ def cmd_train(args) -> int:
     from kd.trainer import build_pair, check_teacher_checkpoint, pick_device
 
     given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
-    cfg = RunConfig(**given)
+    options = {k[len("option_"):]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
+    cfg = RunConfig(**given, options=options or None)
     try:
         spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
         build_pair(cfg, spec)
@@ -261,6 +284,7 @@ def cmd_list(args) -> int:
     for entry in registry:
         used = getattr(entry.obj, "knobs", ()) if args.what == "methods" else ()
         flags = [f"{FIELD_TO_FLAG[k]} {getattr(defaults, k)}" for k in used]  # each with its default
+        flags += [f"{_flag(name)} {opt.default}" for name, opt in getattr(entry.obj, "options", {}).items()]
         print(f"{entry.key:<{width}}  {entry.description}" + (f" [{', '.join(flags)}]" if flags else ""))
     if args.what == "datasets":
         print(f"{'folder:PATH':<{width}}  your own images, one sub-folder per class (resized to --image-size)")

@@ -43,6 +43,33 @@ def knob(default: Any, label: str, help: str, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"knob": Knob(label, help, **kw)})
 
 
+@dataclass(frozen=True)
+class Option:
+    """A method's own knob, declared in the method's file: its default and its Knob. Its value
+    lives in RunConfig.options; its CLI flag is --name-with-dashes; the page shows it when the
+    method is chosen."""
+    default: Any
+    knob: Knob
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+def option(default: Any, label: str, help: str, **kw: Any) -> Option:
+    return Option(default, Knob(label, help, section="method", **kw))
+
+
+def method_options() -> dict[str, tuple[Option, list[str]]]:
+    """Every method's own knob: name -> (its declaration, the methods that have it)."""
+    from kd.methods import METHODS
+    out: dict[str, tuple[Option, list[str]]] = {}
+    for entry in METHODS:
+        for name, opt in getattr(entry.obj, "options", {}).items():
+            out.setdefault(name, (opt, []))[1].append(entry.key)
+    return out
+
+
 def _datasets() -> list[str]:
     from kd.data import DATASETS
     return DATASETS.keys()
@@ -123,6 +150,9 @@ class RunConfig:
                                    "(an equal share of each class, the same examples for any seed); the teacher "
                                    "learns from all of it (Hinton et al. 2015, sec. 5)", lo=0, lo_open=True, hi=1,
                                    options=SHARES, share=True)
+    options: Optional[dict] = knob(None, "Method options", "the chosen method's own knobs by name, e.g. "
+                                   "{\"dkd_beta\": 4.0} (python -m kd list methods names them; each is also a "
+                                   "flag of its own); a knob left out takes its default", section="method")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -139,7 +169,9 @@ class RunConfig:
             kind, optional = field_type(f)
             if optional and value is None:
                 continue
-            if kind is str:
+            if kind is dict:
+                self._check_options()
+            elif kind is str:
                 _str(f.name, value)
             elif kind is int:
                 _int(f.name, value, k.lo, k.hi)
@@ -151,6 +183,28 @@ class RunConfig:
             problem = k.check(value) if k.check else None
             if problem:
                 raise ConfigError(f.name, problem)
+
+    def _check_options(self) -> None:
+        """options: a dict of the chosen method's own knobs, each of its type and in its range;
+        a knob of another method is refused naming both."""
+        if not isinstance(self.options, dict):
+            raise ConfigError("options", f"must be a JSON object of the method's knobs, got {self.options!r}")
+        declared = method_options()
+        for name, value in self.options.items():
+            if name not in declared:
+                raise _option_error(name, f"no method has this knob; knobs: {', '.join(declared) or 'none'}")
+            opt, owners = declared[name]
+            if self.method not in owners:
+                raise _option_error(name, f"is a knob of {', '.join(owners)}, not of method {self.method!r}")
+            try:
+                (_int if opt.kind is int else _number)(name, value, opt.knob.lo, opt.knob.hi)
+            except ConfigError as e:
+                raise _option_error(name, e.message) from None
+
+    def option(self, name: str) -> Any:
+        """The value of the method's knob `name`: as given in options, else its declared default."""
+        given = self.options or {}
+        return given[name] if name in given else method_options()[name][0].default
 
     # -- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -185,10 +239,17 @@ def _choices(value: Any, valid: list[str]) -> str:
     return f"{value!r} is not one of: {', '.join(valid)}"
 
 
+def _option_error(name: Any, message: str) -> ConfigError:
+    """A ConfigError of the field options that names the knob (the CLI names its flag)."""
+    e = ConfigError("options", f"{name!r}: {message}")
+    e.knob, e.knob_message = name, message  # type: ignore[attr-defined]
+    return e
+
+
 def field_type(f: dataclasses.Field) -> tuple[type, bool]:
     """(str | int | float, whether None is allowed) of a RunConfig field, from its annotation."""
     text = str(f.type)
-    kind = next(t for t in (int, float, str) if t.__name__ in text)
+    kind = next(t for t in (int, float, str, dict) if t.__name__ in text)
     return kind, "Optional" in text
 
 

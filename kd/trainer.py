@@ -334,8 +334,11 @@ class Trainer:
                 states["cuda"] = torch.cuda.get_rng_state(dev)
             return states
 
+        on_epoch = getattr(method, "on_epoch", None)  # warm-ups and schedules of the method's own
         for epoch in range(first_epoch, epochs + 1):
             model.train()
+            if on_epoch is not None:
+                on_epoch(epoch, epochs)
             perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
             # Labels and teacher targets are small: gathered once per epoch, then sliced. Inputs
             # are gathered per batch, so each batch is copied straight into cache (a whole-epoch

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from kd import jobs
-from kd.config import RunConfig, field_type, knobs
+from kd.config import RunConfig, field_type, knobs, method_options
 from kd.errors import KDError
 from kd.store import Run, Store, StoreError, default_root
 
@@ -97,7 +97,19 @@ def setting(name: str, where=st, options: list | None = None, format_func=None, 
     present). Returns the value as RunConfig takes it."""
     k, f = knobs()[name], RunConfig.__dataclass_fields__[name]
     kind, optional = field_type(f)
-    default = f.default
+    return widget(name, k, f.default, kind, optional, where, options, format_func, disabled)
+
+
+def method_setting(name: str, where=st):
+    """The widget for a method's own knob (kd.config.option), declared in the method's file."""
+    opt = method_options()[name][0]
+    return widget(name, opt.knob, opt.default, opt.kind, False, where)
+
+
+def widget(name: str, k, default, kind: type, optional: bool, where=st, options: list | None = None,
+           format_func=None, disabled: bool = False):
+    """A selectbox for a choice, a number input for a number, a text input for text; label, help,
+    range and default from the declaration."""
     choices = options or k.options or (k.choices() if callable(k.choices) else k.choices)
     if choices is not None:
         choices = list(choices)

@@ -6,7 +6,7 @@ from kd.config import RunConfig, knobs
 from kd.errors import KDError
 from kd.methods import METHODS
 from kd.trainer import available_devices
-from pages.common import plain, setting, show_error, store
+from pages.common import method_setting, plain, setting, show_error, store
 
 D = RunConfig()  # defaults
 st.title("Train")
@@ -84,14 +84,16 @@ if "temperature" in used:  # knobs a method does not use are not shown
 if "alpha" in used:
     alpha = cols[2].slider(described["alpha"].label, 0.0, 1.0, D.alpha, 0.05, help=described["alpha"].help)
 chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
-if uses_teacher:  # the loss with the chosen numbers, right under the sliders that set them
-    st.latex(rf"\mathcal{{L}} = {1 - alpha:.2f}\,\mathrm{{CE}}(s, y) + {alpha:.2f}\cdot{temperature:g}^2\,"
-             rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{temperature:g})\,\|\,\mathrm{{softmax}}(s/{temperature:g})\right)")
-    st.caption(f"(1 − α)·CE + α·T²·KL with α = {alpha:.2f}, T = {temperature:g}; s, t: student and teacher "
-               f"logits. KL is averaged over the batch; T² keeps the soft term's gradient the same size for any T.")
-else:
-    st.latex(r"\mathcal{L} = \mathrm{CE}(s, y)")
-    st.caption("No teacher: the distilled student is trained exactly like the student alone.")
+own = list(getattr(METHODS.get(method), "options", {}))  # the method's own knobs, from its file
+if own:
+    cols = st.columns(max(3, len(own)))
+    chosen["options"] = {name: method_setting(name, col) for name, col in zip(own, cols)}
+try:  # the chosen method's loss with the chosen numbers, right under the widgets that set them
+    latex, meaning = METHODS.get(method)(RunConfig(**chosen)).formula()
+    st.latex(latex)
+    st.caption(meaning)
+except KDError as e:
+    show_error(e)
 
 st.subheader("Training")
 images = len(spec.input_shape) == 3

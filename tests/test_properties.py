@@ -39,6 +39,8 @@ def value_for(field: str):
         "student_fraction": st.floats(-0.5, 1.5),
         "teacher_checkpoint": st.none() | st.sampled_from(["", "w.safetensors", "w.pt", "/etc/passwd", "a\x00b"]),
         "data_dir": st.none() | st.text(max_size=10),
+        "options": st.none() | st.dictionaries(st.sampled_from(["dkd_beta", "dkd_warmup", "dist_tau", "beta"]),
+                                               st.floats(-1, 2000) | st.integers(-1, 20_000), max_size=2),
     }.get(field)
     if field in CHOICES:
         plausible = st.sampled_from(CHOICES[field])

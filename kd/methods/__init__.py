@@ -19,6 +19,13 @@ from kd.registry import Registry
 class Method(Protocol):
     uses_teacher: bool  # False: the trainer never runs or caches the teacher for this method
     knobs: tuple[str, ...]  # the RunConfig fields it uses: the Train page shows only those
+    options: dict  # optional: its own knobs, name -> kd.config.option(...) (values in RunConfig.options)
+
+    # The loss with this run's numbers (LaTeX) and a line saying what it means: the Train page's.
+    def formula(self) -> tuple[str, str]: ...
+
+    # Optional: called at the start of each epoch (from 1), e.g. for a warm-up.
+    def on_epoch(self, epoch: int, epochs: int) -> None: ...
 
     def prepare(self, teacher_logits: Tensor) -> Tensor: ...
 
@@ -34,7 +41,7 @@ class Method(Protocol):
 
 METHODS: Registry[type] = Registry("method")
 
-from kd.methods import hinton, none  # noqa: E402,F401  (register on import)
+from kd.methods import hinton, none, dkd, dist  # noqa: E402,F401,I001  (register on import, in this order)
 
 
 def build(cfg) -> Method:

@@ -15,6 +15,14 @@ class HintonKD:
         self.temperature = cfg.temperature
         self.alpha = cfg.alpha
 
+    def formula(self) -> tuple[str, str]:
+        """The loss with this run's numbers, as LaTeX, and a line saying what it means."""
+        a, t = self.alpha, self.temperature
+        return (rf"\mathcal{{L}} = {1 - a:.2f}\,\mathrm{{CE}}(s, y) + {a:.2f}\cdot{t:g}^2\,"
+                rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{t:g})\,\|\,\mathrm{{softmax}}(s/{t:g})\right)",
+                f"(1 − α)·CE + α·T²·KL with α = {a:.2f}, T = {t:g}; s, t: student and teacher logits. KL is "
+                "averaged over the batch; T² keeps the soft term's gradient the same size for any T.")
+
     def prepare(self, teacher_logits):
         return soft_targets(teacher_logits, self.temperature)
 

@@ -14,6 +14,10 @@ class NoDistillation:
     def __init__(self, cfg):
         pass
 
+    def formula(self) -> tuple[str, str]:
+        return (r"\mathcal{L} = \mathrm{CE}(s, y)",
+                "No teacher: the distilled student is trained exactly like the student alone.")
+
     def prepare(self, teacher_logits):
         return teacher_logits
 
