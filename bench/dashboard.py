@@ -55,8 +55,12 @@ def dashboard(env: dict):
         yield url
     finally:
         if server.poll() is None:
-            server.terminate()
-        server.wait(10)
+            server.terminate()  # Streamlit lets a script run in progress finish first: on a busy
+        try:  # machine that can take longer than we wait, so then it is killed
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
 
 
 def mean_speed(store, run_id: str) -> float:
