@@ -52,6 +52,11 @@ class StopFlag:
         self.store, self.run_id, self.beat, self.every_s = store, run_id, beat, every_s
         self.last, self.value = 0.0, False
 
+    def refresh(self) -> None:
+        """Read the store at the next call: at an epoch's end, so a stop asked during an epoch
+        is honoured at the next one's first batch however fast the epochs run."""
+        self.last = float("-inf")
+
     def __call__(self) -> bool:
         now = time.monotonic()
         if not self.value and now - self.last > self.every_s:
@@ -106,6 +111,7 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
     exception's last line.
     """
     writer = EventWriter(store, run_id, lease, also=progress)
+    stop = StopFlag(store, run_id, beat)
     config = cfg.to_dict()
 
     def save(stage: str, model, stage_result) -> None:
@@ -117,9 +123,10 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
         writer.flush()  # the epoch's events are in the store before the checkpoint that follows them
         store.check_lease(run_id, lease)
         checkpoint.save(take(), store.checkpoint_path(run_id), {"run_id": run_id})
+        stop.refresh()
 
     try:
-        result = Trainer(cfg, emit=writer, should_stop=StopFlag(store, run_id, beat), on_stage_end=save,
+        result = Trainer(cfg, emit=writer, should_stop=stop, on_stage_end=save,
                          on_checkpoint=save_checkpoint, resume=resume).run()
     except LeaseLost:
         raise  # not ours any more: write nothing
