@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from kd.errors import ConfigError, DataError, UnknownKeyError
+from kd.limits import env_limit, human_bytes, num, reason, short
 from kd.registry import Registry
 
 VAL_SEED = 1_234_567  # fixed on purpose: the run's seed must not move the val split
@@ -202,49 +203,10 @@ _add("spirals", (2,), ["0", "1", "2"], "three-arm spiral, 2-D, 3 classes (3,000 
 _add("circles", (2,), ["0", "1"], "a circle inside a ring, 2-D, 2 classes (3,000 points, generated)", _toy("circles"))
 
 
-# -- bounds and one-line messages (kd.uploads uses them too) ---------------------------------
-def env_limit(name: str, default: float) -> float:
-    """A resource bound from the environment, read at each call so a changed variable counts."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:  # also refuses nan
-        raise DataError(f"{name}={raw!r} is not a positive number; unset it for the default ({num(default)})")
-    return value
-
-
-def short(text: object, n: int = 120) -> str:
-    """A path or name cut to n characters, so a very long one still makes a one-line message."""
-    text = str(text)
-    return text if len(text) <= n else text[:n] + "…"
-
-
-def reason(e: BaseException, about: object = None) -> str:
-    """The first line of an error, its file named unless it is `about` (already in the message)."""
-    if isinstance(e, OSError) and e.strerror:
-        named = e.filename is not None and str(e.filename) != str(about)
-        return f"{e.strerror}: {short(e.filename)}" if named else e.strerror
-    return short(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 200)
-
-
-def num(v: float) -> str:
-    """4096 -> '4,096', 0.01 -> '0.01': a limit as a person typed it."""
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,g}"
-
-
-def human_bytes(n: float) -> str:
-    """8.8 GB, 138 MB, 4.42 MB, 0.006 MB."""
-    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB" if n >= 1e7 else f"{n / 1e6:.3g} MB"
-
-
 # -- folder:PATH, a person's own images (ImageFolder layout) -------------------------------
 def _check_memory(n_images: int, size: int) -> None:
     """Refuse a folder whose decoded tensors would not fit KD_MAX_DATA_MB, before decoding any."""
-    # bytes per value: the float32 tensor read, its copy while val is carved out (2 x 4), 1 to spare
+    # per value: the float32 tensor read and its copy while val is carved out (2 x 4 bytes), plus headroom
     need = n_images * 3 * size * size * (4 * 2 + 1)
     limit = env_limit("KD_MAX_DATA_MB", 4096)
     if need > limit * 1e6:
@@ -308,7 +270,9 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
 
 
 def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> DataSpec:
+    """The spec of a listed folder, refused when it would not fit KD_MAX_DATA_MB decoded."""
     n = sum(len(f) for _, f in classes)
+    _check_memory(n, size)
     return DataSpec(f"{FOLDER}{path}", (3, size, size), len(classes), tuple(c for c, _ in classes),
                     f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}")
 
@@ -392,9 +356,7 @@ def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSp
     _check_image_size(image_size)
     if isinstance(name, str) and name.startswith(FOLDER):
         path = _folder_path(name)
-        classes = _folder_classes(path)
-        _check_memory(sum(len(f) for _, f in classes), image_size)
-        return _folder_spec(path, image_size, classes)
+        return _folder_spec(path, image_size, _folder_classes(path))
     return _source(name).spec
 
 
@@ -416,7 +378,6 @@ def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) 
     if name == FOLDER:
         path = Path(root)  # type: ignore[arg-type]
         classes = _folder_classes(path)
-        _check_memory(sum(len(f) for _, f in classes), image_size)
         sp, (x_tv, y_tv, x_te, y_te) = _folder_spec(path, image_size, classes), _folder_fetch(path, image_size, classes)
     else:
         src = DATASETS.get(name)

@@ -25,6 +25,7 @@ import time
 from typing import Optional
 
 from kd.errors import KDError
+from kd.limits import env_limit
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "stopped", "failed")  # what Resume and `python -m kd resume` accept
@@ -38,31 +39,18 @@ class LeaseLost(KDError):
 
 def lease_lapse_s() -> float:
     """Seconds without a heartbeat after which an owner on another host counts as dead."""
-    text = os.environ.get("KD_LEASE_LAPSE_S") or "300"
-    try:
-        value = float(text)
-    except ValueError:
-        raise KDError(f"KD_LEASE_LAPSE_S must be a number of seconds, got {text!r}") from None
-    return max(value, 10.0)
+    return max(env_limit("KD_LEASE_LAPSE_S", 300.0, error=KDError), 10.0)
 
 
 def max_runs() -> int:
     """Runs that train at once ($KD_MAX_RUNS); the rest wait as queued and start in turn.
     Default: one per two cores and per 2 GB of memory, at least 2."""
-    text = os.environ.get("KD_MAX_RUNS")
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            raise KDError(f"KD_MAX_RUNS must be a whole number of runs, got {text!r}") from None
-        if value < 1:
-            raise KDError(f"KD_MAX_RUNS must be at least 1, got {value}")
-        return value
     try:
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         memory_gb = 4.0
-    return max(2, min((os.cpu_count() or 2) // 2, int(memory_gb // 2)))
+    default = max(2, min((os.cpu_count() or 2) // 2, int(memory_gb // 2)))
+    return int(env_limit("KD_MAX_RUNS", default, whole=True, error=KDError))
 
 
 def process_start(pid: int) -> Optional[str]:

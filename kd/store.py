@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from kd.errors import KDError
 from kd.lease import HOST, LeaseLost, owner_alive, process_start
+from kd.limits import env_limit
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # e.g. 20261129-164512-a3f9c2; never a path
 MODEL_NAMES = ("teacher", "baseline", "student")
@@ -228,11 +229,7 @@ class Store:
     # -- runs -----------------------------------------------------------------------------
     def check_space(self, needed_bytes: int = 0) -> None:
         """Refuse to start a run the disk cannot hold: a StoreError naming the folder and the figures."""
-        text = os.environ.get("KD_MIN_FREE_MB") or str(MIN_FREE_MB)
-        try:
-            min_free = float(text) * 1e6
-        except ValueError:
-            raise StoreError(f"KD_MIN_FREE_MB must be a number of megabytes, got {text!r}") from None
+        min_free = env_limit("KD_MIN_FREE_MB", MIN_FREE_MB, zero_ok=True, error=StoreError) * 1e6
         try:
             free = shutil.disk_usage(self.root).free
         except OSError as e:

@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from kd.data import env_limit, human_bytes, num, reason, short
+from kd.limits import env_limit, human_bytes, num, reason, short
 from kd.errors import ConfigError, DataError
 
 CHUNK = 1 << 20  # bytes read from a member at a time: memory stays flat whatever its header says
