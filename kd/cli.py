@@ -60,7 +60,7 @@ def _parser(argv: Optional[Sequence[str]] = None) -> Parser:
         train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None, metavar=field.upper(),
                            help=f"{k.help}" + (f"; one of {', '.join(map(str, choices))}" if choices else "")
                            + f" (default: {getattr(defaults, field)})".replace("%", "%%"))
-    if argv is None or not argv or argv[0] in ("train", "-h", "--help"):  # the methods import torch
+    if not argv or argv[0] in ("train", "-h", "--help"):  # the methods import torch: only where needed
         _option_flags(train)
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
     train.add_argument("--dry-run", action="store_true",
@@ -301,10 +301,8 @@ def cmd_worker(args) -> int:
         lease = jobs.claim(store, args.run_id, jobs.queued_or_resumable, requeue=True, verb="resumed")
     else:
         lease = jobs.claim(store, args.run_id, jobs.unclaimed_queued)
-    with jobs.Heartbeat(store, args.run_id, lease) as beat:
-        if not jobs.wait_turn(store, args.run_id, lease):
-            store.update(args.run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
-            return 0
+    if not jobs.take_turn(store, args.run_id, lease):
+        return 0
     from kd import runner  # the run has its turn (it is "running"): run_owned goes straight on
     # A run that has trained before goes on from what it kept, never from scratch over it.
     runner.run_owned(store, args.run_id, lease, resuming=args.resume or store.has_events(args.run_id))

@@ -154,6 +154,16 @@ class Heartbeat:
         self.thread.join()
 
 
+def take_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] = lambda line: None) -> bool:
+    """Wait, beating, for the run's turn (wait_turn); False, with the run marked stopped, when a
+    stop was asked first. Returns at once for a run that already has its turn."""
+    with Heartbeat(store, run_id, lease):
+        if wait_turn(store, run_id, lease, say):
+            return True
+    store.update(run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
+    return False
+
+
 def wait_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] = lambda line: None,
               every_s: float = 0.5) -> bool:
     """Wait, queued, until fewer than max_runs() runs are running and the runs queued before

@@ -88,10 +88,9 @@ def train_new(store: Store, cfg: RunConfig, progress: Optional[Callable[[dict], 
 def run_owned(store: Store, run_id: str, lease: str, progress: Optional[Callable[[dict], None]] = None,
               resuming: bool = False, say: Callable[[str], None] = lambda line: None) -> RunResult:
     """Wait for a turn, then train the run this process owns (from what it kept, when resuming)."""
+    if not jobs.take_turn(store, run_id, lease, say):
+        return RunResult(status="stopped")
     with jobs.Heartbeat(store, run_id, lease) as beat:
-        if not jobs.wait_turn(store, run_id, lease, say):
-            store.update(run_id, lease=lease, status="stopped", message="stopped while it waited for its turn")
-            return RunResult(status="stopped")
         if resuming:
             cfg, resume = prepare_resume(store, run_id, lease)
         else:
@@ -167,12 +166,12 @@ def _disk_full(e: BaseException) -> Optional[str]:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        text = str(e)
-        if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) \
-                or "No space left on device" in text or "StorageFull" in text:
+        if isinstance(e, DiskFull):  # the store said so in its own words
+            return str(e)
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+                or "No space left on device" in str(e) or "StorageFull" in str(e)):  # safetensors' wording
             where = getattr(e, "filename", None)
-            return f"no space left on the device{f' writing {where}' if where else ''}" if not isinstance(e, DiskFull) \
-                else text
+            return "no space left on the device" + (f" writing {where}" if where else "")
         e = e.__cause__ or e.__context__
     return None
 
