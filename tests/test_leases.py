@@ -33,16 +33,21 @@ def steps(store: Store, run_id: str) -> list[tuple]:
     return [(e["stage"], e["step"]) for _, e in store.events(run_id) if e["kind"] == "step"]
 
 
+def frozen_after_first_epoch(store: Store, cfg: RunConfig) -> tuple[str, int]:
+    """Start a run as the dashboard does and SIGSTOP its worker once an epoch has ended: (run id, pid)."""
+    run_id = jobs.start(cfg, store)
+    wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
+    pid = store.get(run_id).pid
+    os.kill(pid, signal.SIGSTOP)
+    return run_id, pid
+
+
 def test_a_frozen_worker_stays_the_one_writer_and_resume_is_refused(runs_dir):
     """Frozen (SIGSTOP) for longer than any heartbeat: still its run's owner, shown running, and a
     Resume is refused; woken, it finishes with every epoch exactly once. Before leases, the run
     showed "interrupted" after 10 s and Resume started a second worker (229 epoch events for 120)."""
     store = Store(runs_dir)
-    cfg = CFG.replace(epochs=8, teacher_epochs=8)
-    run_id = jobs.start(cfg, store)
-    wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
-    pid = store.get(run_id).pid
-    os.kill(pid, signal.SIGSTOP)
+    run_id, pid = frozen_after_first_epoch(store, CFG.replace(epochs=8, teacher_epochs=8))
     try:
         time.sleep(12)  # past the old 10 s staleness rule, and many missed heartbeats
         run = store.get(run_id)
@@ -180,11 +185,7 @@ def test_a_worker_that_lost_its_lease_stops_without_writing(runs_dir):
     """A worker frozen on another host past the lapse loses its run to a resume; woken, its next
     write is rejected and it ends, while the new owner's run ends with each epoch exactly once."""
     store = Store(runs_dir)
-    cfg = CFG.replace(epochs=20, teacher_epochs=20)
-    run_id = jobs.start(cfg, store)
-    wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
-    pid = store.get(run_id).pid
-    os.kill(pid, signal.SIGSTOP)
+    run_id, pid = frozen_after_first_epoch(store, CFG.replace(epochs=20, teacher_epochs=20))
     try:
         time.sleep(0.5)  # let a write in flight land before the host is rewritten
         store.update(run_id, host="another-host", heartbeat=time.time() - lease.lease_lapse_s() - 1)
