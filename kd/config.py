@@ -18,7 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT = ("none", "teacher", "all")  # which stages see shifted images
 # The "few labels" demo (Hinton et al. 2015, sec. 5, soft targets as a regularizer): the students
 # learn from 5 % of digits' training images (63, about 6 a class), the teacher from all of them.
-# About 9 s on a 2-core CPU (README, "Does distillation help?").
+# Its measured time and gains: docs/benchmarks.md, "Does distillation help?".
 FEW_LABELS = dict(student_fraction=0.05, batch_size=16, epochs=60, teacher_epochs=10, lr=3e-3)
 FEW_LABELS_GAINS = (2.78, 3.33, 3.89)  # distilled minus alone, test points, seeds 0, 1, 2 (bench/seeds.py)
 

@@ -5,9 +5,8 @@ For a Sequential of Flatten, Linear and ReLU layers (the seed note's 784-512-256
 gradient, one sum for the bias's, one matmul for the layer's input and the ReLU's mask. Autograd
 runs those same kernels (same shapes, same order: the gradients are bit-identical,
 tests/test_mlp_step.py checks it), but it also records a graph node per op in the forward pass
-and walks the graph in its engine. For the seed's pair at batch 64 on a 2-core CPU, skipping that
-takes 16 % off a distillation epoch and 2 % off a teacher epoch (whose matmuls dominate);
-README.md, "Speed against the seed note's loop", has the figures.
+and walks the graph in its engine; docs/benchmarks.md, "Speed against the seed note's loop", has
+what skipping that saves, as measured.
 
 Anything else (dropout, convolutions, batch norm, a frozen layer) goes through autograd:
 `MLPStep.of(model)` returns None for it.
