@@ -56,6 +56,9 @@ def _parser(argv: Optional[Sequence[str]] = None) -> Parser:
     defaults, described = RunConfig(), knobs()
     for flag, (field, kind) in TRAIN_FLAGS.items():
         k = described[field]
+        if kind is bool:  # a switch: --standardize
+            train.add_argument(flag, dest=field, action="store_true", default=None, help=k.help)
+            continue
         choices = None if callable(k.choices) else k.choices  # registries: python -m kd list ...
         train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None, metavar=field.upper(),
                            help=f"{k.help}" + (f"; one of {', '.join(map(str, choices))}" if choices else "")
@@ -283,7 +286,8 @@ def cmd_list(args) -> int:
     defaults = RunConfig()
     for entry in registry:
         used = getattr(entry.obj, "knobs", ()) if args.what == "methods" else ()
-        flags = [f"{FIELD_TO_FLAG[k]} {getattr(defaults, k)}" for k in used]  # each with its default
+        flags = [FIELD_TO_FLAG[k] + (" (off)" if getattr(defaults, k) is False else f" {getattr(defaults, k)}")
+                 for k in used]  # each with its default (a switch: off)
         flags += [f"{_flag(name)} {opt.default}" for name, opt in getattr(entry.obj, "options", {}).items()]
         print(f"{entry.key:<{width}}  {entry.description}" + (f" [{', '.join(flags)}]" if flags else ""))
     if args.what == "datasets":

@@ -85,6 +85,11 @@ def _methods() -> list[str]:
     return METHODS.keys()
 
 
+def _method_knobs(name: str) -> tuple[str, ...]:
+    from kd.methods import METHODS
+    return METHODS.get(name).knobs
+
+
 def _dataset(value: str) -> Optional[str]:
     if value.startswith("folder:"):
         return None if value[len("folder:"):] else "folder: needs a path, e.g. folder:/data/my_images"
@@ -120,6 +125,9 @@ class RunConfig:
                               "2 to 8 is usual", lo=0.05, hi=1000, section="method")
     alpha: float = knob(0.9, "alpha (weight of the teacher's soft targets)", "weight of the soft (teacher) term; "
                         "1 - alpha weighs the labels", lo=0, hi=1, section="method")
+    standardize: bool = knob(False, "Logit standardisation", "z-score the student's and the teacher's logits "
+                             "before they are softened (Sun et al. CVPR 2024), so the student matches the shape of "
+                             "the teacher's logits, not their scale; for the logit methods", section="method")
     epochs: int = knob(10, "Epochs", "epochs for the student alone and for the distilled student (the same budget)",
                        lo=1, hi=10_000)
     teacher_epochs: Optional[int] = knob(None, "Teacher epochs", "epochs for the teacher; empty: as many as epochs",
@@ -171,6 +179,8 @@ class RunConfig:
                 continue
             if kind is dict:
                 self._check_options()
+            elif kind is bool:
+                _bool(f.name, value)
             elif kind is str:
                 _str(f.name, value)
             elif kind is int:
@@ -183,6 +193,10 @@ class RunConfig:
             problem = k.check(value) if k.check else None
             if problem:
                 raise ConfigError(f.name, problem)
+        if self.standardize and "standardize" not in _method_knobs(self.method):
+            users = [m for m in _methods() if "standardize" in _method_knobs(m)]
+            raise ConfigError("standardize", f"is a switch of the logit methods ({', '.join(users)}), "
+                              f"not of method {self.method!r}")
 
     def _check_options(self) -> None:
         """options: a dict of the chosen method's own knobs, each of its type and in its range;
@@ -192,14 +206,19 @@ class RunConfig:
         declared = method_options()
         for name, value in self.options.items():
             if name not in declared:
-                raise _option_error(name, f"no method has this knob; knobs: {', '.join(declared) or 'none'}")
+                raise option_error(name, f"no method has this knob; knobs: {', '.join(declared) or 'none'}")
             opt, owners = declared[name]
             if self.method not in owners:
-                raise _option_error(name, f"is a knob of {', '.join(owners)}, not of method {self.method!r}")
+                raise option_error(name, f"is a knob of {', '.join(owners)}, not of method {self.method!r}")
             try:
-                (_int if opt.kind is int else _number)(name, value, opt.knob.lo, opt.knob.hi)
+                if opt.kind is str:
+                    _str(name, value)
+                    if not value.strip():
+                        raise ConfigError(name, "must not be empty")
+                else:
+                    (_int if opt.kind is int else _number)(name, value, opt.knob.lo, opt.knob.hi)
             except ConfigError as e:
-                raise _option_error(name, e.message) from None
+                raise option_error(name, e.message) from None
 
     def option(self, name: str) -> Any:
         """The value of the method's knob `name`: as given in options, else its declared default."""
@@ -239,7 +258,7 @@ def _choices(value: Any, valid: list[str]) -> str:
     return f"{value!r} is not one of: {', '.join(valid)}"
 
 
-def _option_error(name: Any, message: str) -> ConfigError:
+def option_error(name: Any, message: str) -> ConfigError:
     """A ConfigError of the field options that names the knob (the CLI names its flag)."""
     e = ConfigError("options", f"{name!r}: {message}")
     e.knob, e.knob_message = name, message  # type: ignore[attr-defined]
@@ -247,9 +266,9 @@ def _option_error(name: Any, message: str) -> ConfigError:
 
 
 def field_type(f: dataclasses.Field) -> tuple[type, bool]:
-    """(str | int | float, whether None is allowed) of a RunConfig field, from its annotation."""
+    """(bool | int | float | str | dict, whether None is allowed) of a RunConfig field, from its annotation."""
     text = str(f.type)
-    kind = next(t for t in (int, float, str, dict) if t.__name__ in text)
+    kind = next(t for t in (bool, int, float, str, dict) if t.__name__ in text)
     return kind, "Optional" in text
 
 
@@ -261,6 +280,11 @@ def knobs() -> dict[str, Knob]:
 def _str(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise ConfigError(name, f"must be text, got {value!r}")
+
+
+def _bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be true or false, got {value!r}")
 
 
 def _int(name: str, value: Any, lo: Optional[float], hi: Optional[float]) -> None:

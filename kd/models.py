@@ -5,6 +5,12 @@ dimension: (D,) for tabular data, (C, H, W) for images. Each module maps float32
 (B, *input_shape) -> logits (B, num_classes). Shapes an architecture cannot take are
 refused with a FitError naming the model, so the UI can grey out a bad pairing before
 anything trains. Weights are never downloaded (torchvision `weights=None`).
+
+Each factory also declares its taps: named places where a method may take intermediate
+features (an MLP's hidden layers, the stages of a CNN / LeNet / ResNet), as
+`model.taps = {name: submodule path}`, the output of that submodule. Every model also has the
+tap "embedding", the input of its last nn.Linear (the penultimate features). `taps(model)`
+lists them in order of depth; kd/features.py takes them with forward hooks.
 """
 from __future__ import annotations
 
@@ -46,13 +52,15 @@ def _mlp(shape: tuple, num_classes: int, hidden: list[int], p_in=0.0, p_hidden=0
     if p_in:
         layers.append(nn.Dropout(p_in))
     width = _flat(shape)
-    for h in hidden:
+    taps = {}
+    for i, h in enumerate(hidden, 1):
         layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+        taps[f"hidden{i}"] = str(len(layers) - 1)  # the ReLU's output (before any dropout)
         if p_hidden:
             layers.append(nn.Dropout(p_hidden))
         width = h
     layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
+    return _tapped(nn.Sequential(*layers), taps)
 
 
 @MODELS.register("mlp-512-256", "The seed note's teacher: MLP with 512 and 256 hidden units (ReLU)")
@@ -83,7 +91,7 @@ def _lenet(shape, num_classes, c1, c2, f1, f2) -> nn.Module:
     if min(h, w) < 12:
         raise FitError(f"needs images of at least 12x12 pixels; this data set is {h}x{w}")
     oh, ow = (h // 2 - 4) // 2, (w // 2 - 4) // 2
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(c, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(),  # (B, c2, oh, ow) -> (B, c2*oh*ow), 16*5*5 on 28x28
@@ -91,6 +99,7 @@ def _lenet(shape, num_classes, c1, c2, f1, f2) -> nn.Module:
         nn.Linear(f1, f2), nn.ReLU(inplace=True),
         nn.Linear(f2, num_classes),
     )
+    return _tapped(model, {"conv1": "2", "conv2": "5", "fc1": "8", "fc2": "10"})  # after the pools and ReLUs
 
 
 @MODELS.register("lenet5", "Classic LeNet-5: conv 6@5x5 pad 2, conv 16@5x5, fc 120-84 (images >= 12x12)")
@@ -107,6 +116,7 @@ def lenet5_half(shape, num_classes):
 def _cnn(shape, num_classes, mult: float) -> nn.Module:
     c, h, w = _image(shape)
     layers: list[nn.Module] = []
+    taps = {}
     side = min(h, w)
     for i, base in enumerate((32, 64, 128)):
         out = max(1, int(round(base * mult)))
@@ -114,10 +124,11 @@ def _cnn(shape, num_classes, mult: float) -> nn.Module:
         if i < 2 and side >= 2:  # pool only where there is room: 8x8 digits -> 4 -> 2
             layers.append(nn.MaxPool2d(2))
             side //= 2
+        taps[f"block{i + 1}"] = str(len(layers) - 1)
         c = out
     # (B, 128*w, h', w') -> (B, 128*w) -> (B, num_classes)
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    return nn.Sequential(*layers)
+    return _tapped(nn.Sequential(*layers), taps)
 
 
 for _m in ("2", "1", "0.5", "0.25"):
@@ -165,6 +176,7 @@ class CifarResNet(nn.Module):
         # adaptive instead of mdistiller's AvgPool2d(8), so any image size works
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
+        self.taps = {"stem": "relu", "layer1": "layer1", "layer2": "layer2", "layer3": "layer3"}
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -199,7 +211,7 @@ def resnet18(shape, num_classes):
     m.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(m.conv1.weight, mode="fan_out", nonlinearity="relu")
     m.maxpool = nn.Identity()
-    return m
+    return _tapped(m, {"stem": "relu", **{f"layer{i}": f"layer{i}" for i in range(1, 5)}})
 
 
 @MODELS.register("mobilenet_v3_small", "torchvision MobileNetV3-Small, 3x3 stride-1 first conv, no pretrained weights")
@@ -211,7 +223,28 @@ def mobilenet_v3_small(shape, num_classes):
     old = m.features[0][0]  # Conv2d(3, 16, 3, stride 2) -> Conv2d(C, 16, 3, stride 1)
     m.features[0][0] = nn.Conv2d(c, old.out_channels, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(m.features[0][0].weight, mode="fan_out")
-    return m
+    # the last block at each resolution (with the stride-1 first conv: 1/2, 1/4, 1/8, 1/16)
+    return _tapped(m, {"stage1": "features.1", "stage2": "features.3", "stage3": "features.8",
+                       "stage4": "features.12"})
+
+
+# ---------------------------------------------------------------- taps
+EMBEDDING = "embedding"  # every model's penultimate features: the input of its last nn.Linear
+
+
+def _tapped(model: nn.Module, taps: dict[str, str]) -> nn.Module:
+    model.taps = taps  # name -> submodule path (model.get_submodule), in order of depth
+    return model
+
+
+def taps(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """The model's taps in order of depth: name -> (submodule, "output" | "input"). The declared
+    ones take the submodule's output; "embedding" takes the input of the last nn.Linear."""
+    out = {name: (model.get_submodule(path), "output") for name, path in getattr(model, "taps", {}).items()}
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if last:
+        out[EMBEDDING] = (last[-1], "input")
+    return out
 
 
 # ---------------------------------------------------------------- public API

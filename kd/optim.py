@@ -18,9 +18,10 @@ from torch import nn
 KERNELS = {torch.optim.Adam: "_fused_adam_", torch.optim.AdamW: "_fused_adamw_"}
 
 
-def make_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam (AdamW with weight decay) or SGD with Nesterov momentum, fused where this torch can."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(cfg, *modules: nn.Module) -> torch.optim.Optimizer:
+    """Adam (AdamW with weight decay) or SGD with Nesterov momentum, fused where this torch can,
+    over the trainable parameters of `modules` in order (the model's, then a method's own)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         make = lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
                                             weight_decay=cfg.weight_decay, **kw)

@@ -21,10 +21,12 @@ from torch import Tensor, nn
 from kd import data as datasets
 from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
+from kd.features import Features, Tap
 from kd.mlp_step import MLPStep
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
 from kd.optim import Stepper, cosine, make_optimizer
+from kd.teacher import TeacherSide
 
 Event = dict
 # Forward multiply-adds per batch below which a CPU step runs on one thread. Below it a second
@@ -88,7 +90,8 @@ class RunResult:
 
 
 def build_pair(cfg: RunConfig, spec: datasets.DataSpec) -> None:
-    """Refuse a teacher or student that cannot take the data set's inputs (before any training)."""
+    """Refuse a teacher or student that cannot take the data set's inputs, or a method the pair
+    cannot run (before any training)."""
     for field_name in ("teacher", "student"):
         try:
             models.check_fit(getattr(cfg, field_name), spec.input_shape, spec.num_classes)
@@ -96,6 +99,7 @@ def build_pair(cfg: RunConfig, spec: datasets.DataSpec) -> None:
             raise ConfigError(field_name, str(e)) from None
     if cfg.augment != "none" and len(spec.input_shape) != 3:
         raise ConfigError("augment", f"random shifts need images; {spec.name} has {spec.input_shape[0]} features")
+    methods.check(cfg, spec.input_shape, spec.num_classes)
 
 
 # A float weight or buffer beyond this in absolute value is corrupt, not trained: weights and the
@@ -228,7 +232,8 @@ class Trainer:
             stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}"
                                 + (f" ({converted})" if converted else ""))
         else:
-            stage = self._fit("teacher", teacher, methods.METHODS.get("none")(cfg), cfg.teacher_epochs_resolved)
+            stage = self._fit("teacher", teacher, methods.METHODS.get("none")(cfg), cfg.teacher_epochs_resolved,
+                              None, spec.input_shape)
         self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
@@ -237,14 +242,6 @@ class Trainer:
             keep = datasets.stratified_subset(self.y_train, cfg.student_fraction)
             self.x_train, self.y_train = self.x_train[keep], self.y_train[keep]
         method = methods.build(cfg)
-        self.cached = None  # what the method needs from the teacher, for every training example
-        if result.status == "done" and method.uses_teacher and cfg.augment != "all":
-            self.cached = method.prepare(metrics.predict(teacher, self.x_train))  # inputs never change: once
-
-        def from_teacher(x: Tensor) -> Tensor:  # augmented inputs are new each batch: ask the teacher
-            with torch.no_grad():
-                return method.prepare(teacher(x))
-        self.from_teacher = from_teacher
         for name, loss in (("baseline", methods.METHODS.get("none")(cfg)), ("student", method)):
             if result.status != "done":
                 break
@@ -254,7 +251,7 @@ class Trainer:
                 student.load_state_dict(weights)
                 self._finish_stage(result, name, student, stage, saved=True)
                 continue
-            stage = self._fit(name, student, loss, cfg.epochs)
+            stage = self._fit(name, student, loss, cfg.epochs, teacher, spec.input_shape)
             self._finish_stage(result, name, student, stage)
 
         self._report(result, bundle, spec)
@@ -282,18 +279,24 @@ class Trainer:
                        "seconds": stage.seconds, "message": stage.message})
 
     # -- one stage ------------------------------------------------------------------------
-    def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
+    def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int,
+             teacher: Optional[nn.Module], input_shape: tuple) -> StageResult:
+        """Bind the method to the pair (its taps, its own parameters), then train one stage."""
         bs = min(self.cfg.batch_size, len(self.y_train))
+        if method.uses_teacher:
+            methods.bind(method, model, teacher, input_shape)
         with metrics.threads(cpu_threads(model, tuple(self.x_train.shape[1:]), bs, self.device)):
-            return self._train(stage, model, method, epochs)
+            return self._train(stage, model, method, epochs, teacher)
 
-    def _train(self, stage: str, model: nn.Module, method: methods.Method, epochs: int) -> StageResult:
+    def _train(self, stage: str, model: nn.Module, method: methods.Method, epochs: int,
+               teacher: Optional[nn.Module]) -> StageResult:
         """Train one model for `epochs` epochs (from the resume checkpoint, if it is this stage's).
 
-        The hot loop issues no host sync: the logits of a log window (~1/20 epoch) are kept and
-        the loss terms computed from them once at its end, which is also where a non-finite loss
-        is found (its exact step is reported) and the stage ends as diverged with the weights of
-        its last finished epoch.
+        The hot loop issues no host sync: each step's loss terms stay on the device (for a method
+        with a written-out gradient, the logits, and the terms are computed from them) until the
+        end of a log window (~1/20 epoch), which is also where a non-finite loss is found (its
+        exact step is reported) and the stage ends as diverged with the weights of its last
+        finished epoch.
         """
         cfg, dev = self.cfg, self.device
         n = len(self.y_train)
@@ -301,18 +304,24 @@ class Trainer:
         steps_per_epoch = math.ceil(n / bs)
         total_steps = epochs * steps_per_epoch
         log_every = max(1, steps_per_epoch // 20)  # ~20 step events per epoch
-        optimizer = make_optimizer(cfg, model)
+        own = getattr(method, "module", None)  # parameters the method owns: trained with the model's
+        if own is not None:
+            own.to(dev)
+        optimizer = make_optimizer(cfg, model, *([own] if own is not None else []))
         order = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # students share an order
         jitter = torch.Generator().manual_seed(2 * cfg.seed + (stage == "teacher"))  # ... and their shifts
         shift = cfg.augment == "all" or (cfg.augment == "teacher" and stage == "teacher")
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
-        cached = self.cached if method.uses_teacher and not shift else None
+        side = TeacherSide(method, teacher) if method.uses_teacher else None
+        student_taps = tuple(getattr(method, "taps", {}).get("student", ()))
         written_out = getattr(method, "grad", None)  # the loss's gradient written out: no graph
         by_hand = MLPStep.of(model) if written_out is not None else None  # plain MLPs: no autograd either
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
             model.load_state_dict(start.model)
+            if own is not None:
+                own.load_state_dict(start.method)
             optimizer.load_state_dict(start.optimizer)
             order.set_state(start.rng["order"])
             jitter.set_state(start.rng["jitter"])
@@ -320,10 +329,15 @@ class Trainer:
             if dev.type == "cuda" and "cuda" in start.rng:
                 torch.cuda.set_rng_state(start.rng["cuda"], dev)
             first_epoch, step, spent = start.epoch + 1, start.step, start.seconds
-        else:
+        if side is not None:
+            if shift:
+                side.note = "inputs are shifted anew each batch: the teacher runs on each batch"
+            else:
+                side.cache(self.x_train)  # inputs never change: once
+        if start is None:
             self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
                        "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model),
-                       "train_size": n})
+                       "train_size": n, **({"teacher_outputs": side.note} if side is not None else {})})
         stepper = Stepper(optimizer)
         last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
         started = time.perf_counter() - spent
@@ -335,83 +349,116 @@ class Trainer:
             return states
 
         on_epoch = getattr(method, "on_epoch", None)  # warm-ups and schedules of the method's own
-        for epoch in range(first_epoch, epochs + 1):
-            model.train()
-            if on_epoch is not None:
-                on_epoch(epoch, epochs)
-            perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
-            # Labels and teacher targets are small: gathered once per epoch, then sliced. Inputs
-            # are gathered per batch, so each batch is copied straight into cache (a whole-epoch
-            # gather of MNIST writes and re-reads 77 MB: ~5x slower on a 2-core machine).
-            ys = self.y_train[perm]
-            ts = cached[perm] if cached is not None else None
-            window: list[tuple[Tensor, Optional[Tensor]]] = []  # (logits, teacher side), detached
-            window_start, window_first = time.perf_counter(), 0
-            epoch_correct, epoch_seen = 0, 0
-            for i in range(steps_per_epoch):
-                if self.should_stop():
-                    return self._end(stage, model, "stopped", epoch - 1, started,
-                                     f"stopped by request in epoch {epoch}")
-                x, y = self.x_train.index_select(0, perm[i * bs:(i + 1) * bs]), ys[i * bs:(i + 1) * bs]
-                if shift:
-                    x = datasets.random_shift(x, max_shift, jitter)
-                logits = by_hand.forward(x) if by_hand is not None else model(x)
-                t = None
-                if method.uses_teacher:
-                    t = ts[i * bs:(i + 1) * bs] if ts is not None else self.from_teacher(x)
-                stepper.zero_grad()
-                if by_hand is not None:
-                    by_hand.backward(written_out(logits, y, t))
-                elif written_out is not None:
-                    logits.backward(written_out(logits, y, t))
-                else:
-                    _total(method(logits, y, t)).backward()
-                stepper.step(cfg.lr * cosine(step, total_steps))
-                step += 1
-                window.append((logits.detach(), t))
-                if len(window) == log_every or i == steps_per_epoch - 1:
-                    # The loss terms of the whole window at once, from the logits each step had.
-                    seen = ys[window_first * bs:(i + 1) * bs]
-                    logits_w = torch.cat([lg for lg, _ in window])
-                    with torch.no_grad():
-                        terms = method(logits_w, seen, torch.cat([tw for _, tw in window]) if t is not None else None)
-                    names = list(terms)
-                    values = torch.stack([terms[k] for k in names]).tolist()  # the window's one host sync
-                    total = sum(values)
-                    if not math.isfinite(total):
-                        model.load_state_dict(last_good)
-                        return self._end(stage, model, "diverged", epoch - 1, started,
-                                         self._diverged(method, window, seen, step, epoch, bs))
-                    epoch_correct += int((logits_w.argmax(1) == seen).sum())
-                    epoch_seen += len(seen)
-                    elapsed = time.perf_counter() - window_start
-                    self.emit({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
-                               "total_steps": total_steps, "loss": total,
-                               **{f"loss_{k}": v for k, v in zip(names, values)},
-                               "lr": optimizer.param_groups[0]["lr"],
-                               "samples_per_s": len(seen) / elapsed if elapsed > 0 else None})
-                    window, window_start, window_first = [], time.perf_counter(), i + 1
-            val_loss, val_acc = self._validate(model)
-            self.emit({"kind": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "step": step,
-                       "train_acc": epoch_correct / epoch_seen, "val_acc": val_acc, "val_loss": val_loss,
-                       "seconds": time.perf_counter() - started})
-            last_good = {k: v.clone() for k, v in model.state_dict().items()}
-            if self.on_checkpoint is not None and epoch < epochs:
-                self.on_checkpoint(lambda: capture(stage, epoch, step, time.perf_counter() - started,
-                                                   model, optimizer, rng()))
+        tap = Tap(model, student_taps, "student") if student_taps else None
+        try:
+            for epoch in range(first_epoch, epochs + 1):
+                model.train()
+                if own is not None:
+                    own.train()
+                if on_epoch is not None:
+                    on_epoch(epoch, epochs)
+                perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
+                # Labels and teacher targets are small: gathered once per epoch, then sliced. Inputs
+                # (and cached teacher features) are gathered per batch, so each batch is copied
+                # straight into cache (a whole-epoch gather of MNIST writes and re-reads 77 MB).
+                ys = self.y_train[perm]
+                per_batch = side is not None and (shift or side.needs_teacher_per_batch)
+                ts = side.logits[perm] if side is not None and not per_batch else None
+                window: list[tuple[Tensor, Optional[Tensor], Optional[Tensor]]] = []  # (logits, t, terms)
+                names: list[str] = []
+                window_start, window_first = time.perf_counter(), 0
+                epoch_correct, epoch_seen = 0, 0
+                for i in range(steps_per_epoch):
+                    if self.should_stop():
+                        return self._end(stage, model, "stopped", epoch - 1, started,
+                                         f"stopped by request in epoch {epoch}")
+                    idx = perm[i * bs:(i + 1) * bs]
+                    x, y = self.x_train.index_select(0, idx), ys[i * bs:(i + 1) * bs]
+                    if shift:
+                        x = datasets.random_shift(x, max_shift, jitter)
+                    logits = by_hand.forward(x) if by_hand is not None else model(x)
+                    t, t_feats = None, None
+                    if per_batch:
+                        t, t_feats = side.batch(x)
+                    elif side is not None:
+                        t = ts[i * bs:(i + 1) * bs]
+                        if side.features is not None:
+                            t_feats = {k: v.index_select(0, idx) for k, v in side.features.items()}
+                    stepper.zero_grad()
+                    if by_hand is not None:
+                        by_hand.backward(written_out(logits, y, t))
+                    elif written_out is not None:
+                        logits.backward(written_out(logits, y, t))
+                    else:
+                        feats = () if tap is None else (Features(tap.out, t_feats),)
+                        terms = method(logits, y, t, *feats)
+                        names = list(terms)
+                        _total(terms).backward()
+                    stepper.step(cfg.lr * cosine(step, total_steps))
+                    step += 1
+                    if written_out is not None:
+                        window.append((logits.detach(), t, None))
+                    else:
+                        window.append((logits.detach(), None, torch.stack([v.detach() for v in terms.values()])))
+                    if len(window) == log_every or i == steps_per_epoch - 1:
+                        seen = ys[window_first * bs:(i + 1) * bs]
+                        names, values = self._window_terms(method, window, seen, names)
+                        total = sum(values)
+                        if not math.isfinite(total):
+                            model.load_state_dict(last_good)
+                            return self._end(stage, model, "diverged", epoch - 1, started,
+                                             self._diverged(method, window, seen, step, epoch, bs))
+                        epoch_correct += int((torch.cat([w[0] for w in window]).argmax(1) == seen).sum())
+                        epoch_seen += len(seen)
+                        elapsed = time.perf_counter() - window_start
+                        self.emit({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
+                                   "total_steps": total_steps, "loss": total,
+                                   **{f"loss_{k}": v for k, v in zip(names, values)},
+                                   "lr": optimizer.param_groups[0]["lr"],
+                                   "samples_per_s": len(seen) / elapsed if elapsed > 0 else None})
+                        window, window_start, window_first = [], time.perf_counter(), i + 1
+                val_loss, val_acc = self._validate(model)
+                report = getattr(method, "report", None)  # e.g. ctkd's learned temperature
+                self.emit({"kind": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "step": step,
+                           "train_acc": epoch_correct / epoch_seen, "val_acc": val_acc, "val_loss": val_loss,
+                           "seconds": time.perf_counter() - started, **({"method": report()} if report else {})})
+                last_good = {k: v.clone() for k, v in model.state_dict().items()}
+                if self.on_checkpoint is not None and epoch < epochs:
+                    self.on_checkpoint(lambda: capture(stage, epoch, step, time.perf_counter() - started,
+                                                       model, optimizer, rng(), own))
+        finally:
+            if tap is not None:
+                tap.close()
         return self._end(stage, model, "done", epochs, started)
+
+    @staticmethod
+    def _window_terms(method, window: list, seen: Tensor, names: list[str]) -> tuple[list[str], list[float]]:
+        """The loss terms averaged over a log window's examples, in one host sync. Each step's
+        terms were kept (autograd), or are computed now from the window's logits (written-out
+        gradient: the step built no loss)."""
+        if window[0][2] is None:
+            with torch.no_grad():
+                terms = method(torch.cat([w[0] for w in window]), seen,
+                               torch.cat([w[1] for w in window]) if window[0][1] is not None else None)
+            return list(terms), torch.stack(list(terms.values())).tolist()
+        sizes = torch.tensor([float(len(w[0])) for w in window], device=seen.device)
+        per_step = torch.stack([w[2] for w in window])  # (steps, terms)
+        return names, ((per_step * sizes[:, None]).sum(0) / sizes.sum()).tolist()
 
     @staticmethod
     def _diverged(method, window: list, seen: Tensor, step: int, epoch: int, bs: int) -> str:
         """The message for a window whose loss is not finite, naming the first step that was not."""
         first = step - len(window) + 1
-        for k, (lg, tw) in enumerate(window):
-            with torch.no_grad():
-                value = float(_total(method(lg, seen[k * bs:k * bs + len(lg)], tw)))
+        for k, (lg, tw, kept) in enumerate(window):
+            if kept is not None:
+                value = float(kept.sum())
+            else:
+                with torch.no_grad():
+                    value = float(_total(method(lg, seen[k * bs:k * bs + len(lg)], tw)))
             if not math.isfinite(value):
                 break
-        kept = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
-        return f"loss became {value} at step {first + k} (epoch {epoch}); {kept}; try a lower lr"
+        kept_weights = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
+        return f"loss became {value} at step {first + k} (epoch {epoch}); {kept_weights}; try a lower lr"
 
     @staticmethod
     def _end(stage: str, model: nn.Module, status: str, epochs: int, started: float,

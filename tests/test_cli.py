@@ -53,7 +53,7 @@ def test_progress_and_table_without_json():
 
 
 @pytest.mark.parametrize("what,expect", [("models", "resnet32x4"), ("datasets", "folder:PATH"), ("methods", "kd"),
-                                         ("methods", "[--temperature 4.0, --alpha 0.9]")])
+                                         ("methods", "[--temperature 4.0, --alpha 0.9, --standardize (off)]")])
 def test_list(what, expect):
     out = kd("list", what)
     assert out.returncode == 0 and expect in out.stdout

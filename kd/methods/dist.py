@@ -9,13 +9,13 @@ import torch.nn.functional as F
 
 from kd.config import option
 from kd.losses import dist_terms
-from kd.methods import METHODS
+from kd.methods import METHODS, standard
 
 
 @METHODS.register("dist", "Huang et al. 2022: match the teacher's class ranking and class relations (Pearson)")
 class DIST:
     uses_teacher = True
-    knobs = ()
+    knobs = ("standardize",)
     options = {
         "dist_beta": option(1.0, "DIST beta (inter-class)", "weight of the inter-class term: each example's class "
                             "probabilities, correlated with the teacher's", lo=0, hi=1000),
@@ -27,16 +27,18 @@ class DIST:
 
     def __init__(self, cfg):
         self.beta, self.gamma, self.tau = cfg.option("dist_beta"), cfg.option("dist_gamma"), cfg.option("dist_tau")
+        self.standardize = cfg.standardize
 
     def formula(self) -> tuple[str, str]:
         return (rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.tau:g}^2\big({self.beta:g}\,(1 - \bar\rho_\mathrm{{inter}}) "
                 rf"+ {self.gamma:g}\,(1 - \bar\rho_\mathrm{{intra}})\big)",
                 f"ρ: Pearson correlation of the student's and the teacher's softmax(·/{self.tau:g}), per example "
-                "(inter-class) and per class across the batch (intra-class).")
+                "(inter-class) and per class across the batch (intra-class)." + standard.caption(self.standardize))
 
     def prepare(self, teacher_logits):
-        return teacher_logits
+        return standard.of(teacher_logits, self.standardize)
 
     def __call__(self, student_logits, targets, teacher_logits):
         return {"ce": F.cross_entropy(student_logits, targets),
-                **dist_terms(student_logits, teacher_logits, self.beta, self.gamma, self.tau)}
+                **dist_terms(standard.of(student_logits, self.standardize), teacher_logits, self.beta, self.gamma,
+                             self.tau)}

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 
 from kd.config import option
 from kd.losses import dkd_terms, dkd_warmup
-from kd.methods import METHODS
+from kd.methods import METHODS, standard
 
 
 @METHODS.register("dkd", "Zhao et al. 2022: the target and the non-target classes' KL, weighted apart")
 class DKD:
     uses_teacher = True
-    knobs = ("temperature",)
+    knobs = ("temperature", "standardize")
     options = {
         "dkd_alpha": option(1.0, "DKD alpha (target-class term)", "weight of TCKD: the KL between the teacher's "
                             "and the student's target vs. other-classes split", lo=0, hi=1000),
@@ -29,6 +29,7 @@ class DKD:
         self.temperature = cfg.temperature
         self.alpha, self.beta, self.warmup = cfg.option("dkd_alpha"), cfg.option("dkd_beta"), cfg.option("dkd_warmup")
         self.ramp = 1.0
+        self.standardize = cfg.standardize
 
     def on_epoch(self, epoch: int, epochs: int) -> None:
         """Epochs count from 1, as in the reference: the first epoch trains at 1 / warmup."""
@@ -41,12 +42,14 @@ class DKD:
                 rf"{self.beta:g}\,\mathrm{{KL}}(\hat p_t\|\hat p_s)\big)",
                 f"b: the target class's probability against all the others', p̂: the distribution among the "
                 f"non-target classes, both at T = {t:g}" + (f"; e: the epoch, the DKD terms reach full weight at "
-                                                         f"epoch {self.warmup}" if self.warmup else "") + ".")
+                                                         f"epoch {self.warmup}" if self.warmup else "") + "."
+                + standard.caption(self.standardize))
 
     def prepare(self, teacher_logits):
-        return teacher_logits
+        return standard.of(teacher_logits, self.standardize)
 
     def __call__(self, student_logits, targets, teacher_logits):
-        terms = dkd_terms(student_logits, teacher_logits, targets, self.alpha, self.beta, self.temperature)
+        terms = dkd_terms(standard.of(student_logits, self.standardize), teacher_logits, targets,
+                          self.alpha, self.beta, self.temperature)
         return {"ce": F.cross_entropy(student_logits, targets),
                 "tckd": self.ramp * terms["tckd"], "nckd": self.ramp * terms["nckd"]}
