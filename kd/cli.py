@@ -188,18 +188,24 @@ class Progress:
             share = e.get("train_size", self.train_size)
             _err(f"{stage}: {e['params']:,} parameters, {e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}"
                  + (f", on {share:,} of the {self.train_size:,} training examples" if share != self.train_size else ""))
+            if e.get("teacher_outputs"):
+                _err(f"  {e['teacher_outputs']}")
         elif kind == "step" and e.get("samples_per_s"):
             self.speed = e["samples_per_s"]
         elif kind == "epoch":
             val = f"  val {100 * e['val_acc']:5.1f}%" if e["val_acc"] is not None else ""
             _err(f"  {stage:<17} epoch {e['epoch']:>3}/{e['epochs']}  train {100 * e['train_acc']:5.1f}%{val}"
-                 f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s")
+                 f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s"
+                 + "".join(f"  {k} {v:.3g}" for k, v in (e.get("method") or {}).items()))
         elif kind == "stage" and e["status"] in ("loaded", "stopped", "diverged"):
             _err(f"{stage}: {e['status']} {e.get('message', '')}")
 
 
 def _err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:  # the reader went away (`... 2>&1 | head`): the run goes on without its progress lines
+        pass
 
 
 def run_json(run) -> dict:

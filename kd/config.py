@@ -50,14 +50,15 @@ class Option:
     method is chosen."""
     default: Any
     knob: Knob
+    tap_of: Optional[str] = None  # "student" | "teacher": its values are that model's taps (kd/features.py)
 
     @property
     def kind(self) -> type:
         return type(self.default)
 
 
-def option(default: Any, label: str, help: str, **kw: Any) -> Option:
-    return Option(default, Knob(label, help, section="method", **kw))
+def option(default: Any, label: str, help: str, tap_of: Optional[str] = None, **kw: Any) -> Option:
+    return Option(default, Knob(label, help, section="method", **kw), tap_of)
 
 
 def method_options() -> dict[str, tuple[Option, list[str]]]:

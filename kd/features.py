@@ -98,3 +98,8 @@ def pick(model: nn.Module, name: str, who: str) -> str:
     if name not in available:
         raise ConfigError("method", f"the {who} has no tap {name!r}; its taps: middle, {', '.join(available)}")
     return name
+
+
+def tap_names(arch: str, input_shape: tuple, num_classes: int) -> list[str]:
+    """The taps of architecture `arch` built for this data (on the meta device: no memory)."""
+    return list(models.taps(models.check_built(arch, input_shape, num_classes)))

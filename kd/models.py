@@ -285,6 +285,13 @@ def check_fit(name: str, input_shape, num_classes: int) -> None:
     _dry_run(name, model, tuple(int(s) for s in input_shape), "meta")
 
 
+def check_built(name: str, input_shape, num_classes: int) -> nn.Module:
+    """The model built on the meta device (shapes only), after check_fit: for asking about its
+    taps, or binding a method to it, before anything is trained."""
+    check_fit(name, input_shape, num_classes)
+    return _build(name, input_shape, num_classes, "meta")
+
+
 def build(name: str, input_shape, num_classes: int) -> nn.Module:
     """A freshly initialised model on CPU (deterministic given torch.manual_seed)."""
     check_fit(name, input_shape, num_classes)  # meta build uses no random numbers

@@ -100,10 +100,11 @@ def setting(name: str, where=st, options: list | None = None, format_func=None, 
     return widget(name, k, f.default, kind, optional, where, options, format_func, disabled)
 
 
-def method_setting(name: str, where=st):
-    """The widget for a method's own knob (kd.config.option), declared in the method's file."""
+def method_setting(name: str, where=st, options: list | None = None):
+    """The widget for a method's own knob (kd.config.option), declared in the method's file;
+    `options`: the values to pick from (a model's taps)."""
     opt = method_options()[name][0]
-    return widget(name, opt.knob, opt.default, opt.kind, False, where)
+    return widget(name, opt.knob, opt.default, opt.kind, False, where, options)
 
 
 def widget(name: str, k, default, kind: type, optional: bool, where=st, options: list | None = None,
@@ -116,6 +117,8 @@ def widget(name: str, k, default, kind: type, optional: bool, where=st, options:
         fmt = format_func or ((lambda v: "all of it" if v == 1 else f"{v:.0%}") if k.share else str)
         return where.selectbox(k.label, choices, index=choices.index(default) if default in choices else 0,
                                format_func=fmt, help=k.help, disabled=disabled, key=f"setting_{name}")
+    if kind is bool:
+        return where.checkbox(k.label, value=bool(default), help=k.help, disabled=disabled, key=f"setting_{name}")
     if kind is int:
         return where.number_input(k.label, min_value=int(k.lo), max_value=int(k.hi), value=default, step=1,
                                   help=k.help, disabled=disabled, key=f"setting_{name}",

@@ -110,8 +110,12 @@ def draw() -> None:
         left, right = st.columns(2)
         left.plotly_chart(loss, key="loss")
         right.plotly_chart(accuracy, key="accuracy")
-    if speed:
-        st.caption(f"{speed:,.0f} samples/s · {len(events):,} events")
+    notes = [f"{speed:,.0f} samples/s · {len(events):,} events"] if speed else []
+    notes += [e["teacher_outputs"] for e in events if e.get("teacher_outputs")][-1:]  # what is cached, how big
+    learned = [e["method"] for e in events if e["kind"] == "epoch" and e.get("method")][-1:]  # e.g. ctkd's T
+    notes += [", ".join(f"learned {k} = {v:.3g}" for k, v in learned[0].items())] if learned else []
+    if notes:
+        st.caption(plain(" · ".join(notes)))
     if status not in jobs.ACTIVE:
         st.page_link("pages/results.py", label="See the results", icon=":material/leaderboard:",
                      query_params={"run": run_id})

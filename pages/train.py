@@ -1,10 +1,11 @@
 """Train: pick the data, the pair, the method and its numbers; start a run in the background."""
 import streamlit as st
 
-from kd import data, jobs, models, uploads
+from kd import data, jobs, methods, models, uploads
 from kd.config import RunConfig, knobs
 from kd.errors import KDError
 from kd.methods import METHODS
+from kd.features import tap_names
 from kd.trainer import available_devices
 from pages.common import method_setting, plain, setting, show_error, store
 
@@ -84,15 +85,24 @@ if "temperature" in used:  # knobs a method does not use are not shown
 if "alpha" in used:
     alpha = cols[2].slider(described["alpha"].label, 0.0, 1.0, D.alpha, 0.05, help=described["alpha"].help)
 chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
-own = list(getattr(METHODS.get(method), "options", {}))  # the method's own knobs, from its file
+if "standardize" in used:
+    chosen["standardize"] = setting("standardize")
+own = getattr(METHODS.get(method), "options", {})  # the method's own knobs, from its file
 if own:
     cols = st.columns(max(3, len(own)))
-    chosen["options"] = {name: method_setting(name, col) for name, col in zip(own, cols)}
+    pair = {"student": student, "teacher": teacher}
+    chosen["options"] = {  # a knob naming a layer offers that model's taps
+        name: method_setting(name, col, ["middle"] + tap_names(pair[opt.tap_of], spec.input_shape, spec.num_classes)
+                             if opt.tap_of else None)
+        for (name, opt), col in zip(own.items(), cols)}
+refused = None
 try:  # the chosen method's loss with the chosen numbers, right under the widgets that set them
-    latex, meaning = METHODS.get(method)(RunConfig(**chosen)).formula()
+    bound = methods.check(RunConfig(**chosen, teacher=teacher, student=student), spec.input_shape, spec.num_classes)
+    latex, meaning = bound.formula()
     st.latex(latex)
     st.caption(meaning)
-except KDError as e:
+except KDError as e:  # e.g. attention transfer on an MLP: said here, and nothing can start
+    refused = e
     show_error(e)
 
 st.subheader("Training")
@@ -132,12 +142,13 @@ elif source.startswith("upload"):
         except KDError as e:
             show_error(e)
 
-ready = source.startswith("train") or checkpoint is not None
+ready = (source.startswith("train") or checkpoint is not None) and refused is None
 if st.button("Start training", type="primary", disabled=not ready):
     try:
         cfg = RunConfig(dataset=dataset, data_dir=data_dir, image_size=int(image_size), teacher=teacher,
                         student=student, teacher_checkpoint=checkpoint, **chosen)
-        from kd.trainer import check_teacher_checkpoint
+        from kd.trainer import build_pair, check_teacher_checkpoint
+        build_pair(cfg, spec)  # the pair and the method with every number chosen (e.g. rkd's batch size)
         check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: refused here, not in the worker
         run_id = jobs.start(cfg, store())
     except KDError as e:

@@ -181,22 +181,35 @@ def test_a_full_disk_is_refused_at_start_with_the_figures_and_leaves_no_run(runs
     assert store.runs() == [] and [f.name for f in runs_dir.iterdir() if f.is_dir()] == []
 
 
-def test_a_stopped_conv_run_resumes_to_the_same_bits(runs_dir):
-    """Conv models train in channels_last on a CPU while their checkpoints are contiguous: a run
-    stopped mid-teacher and resumed ends with exactly the weights of one never stopped (BN
-    statistics, Adam moments and all)."""
-    cfg = RunConfig(dataset="digits", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2, teacher_epochs=4,
-                    device="cpu", seed=2)
+STOPPED_RUNS = {
+    # Conv models train in channels_last on a CPU while their checkpoints are contiguous: BN
+    # statistics and Adam moments must come back in the right layout.
+    "conv teacher": (RunConfig(dataset="digits", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2,
+                               teacher_epochs=4, device="cpu", seed=2), "teacher"),
+    # Methods with parameters of their own: ctkd's learned temperature, fitnet's adapter (a conv
+    # with BatchNorm): optimised, checkpointed and resumed with the student's.
+    "ctkd": (RunConfig(dataset="digits", method="ctkd", epochs=4, teacher_epochs=1, device="cpu", seed=2,
+                       options={"ctkd_ramp": 3}), "student"),
+    "fitnet": (RunConfig(dataset="digits", method="fitnet", teacher="cnn-x0.5", student="cnn-x0.25", epochs=4,
+                         teacher_epochs=1, device="cpu", seed=2), "student"),
+}
+
+
+@pytest.mark.parametrize("case", STOPPED_RUNS)
+def test_a_stopped_run_resumes_to_the_same_bits(case, runs_dir):
+    """A run stopped after the first epoch of a stage and resumed ends with exactly the weights
+    (and the logged figures) of one never stopped."""
+    cfg, stage = STOPPED_RUNS[case]
     store = Store()
     whole, _ = runner.train_new(store, cfg)
     stopped = store.create_run(cfg.to_dict(), lease="first-worker")
 
     def stop_after_first_epoch(event):
-        if event["kind"] == "epoch" and event["stage"] == "teacher" and event["epoch"] == 1:
+        if event["kind"] == "epoch" and event["stage"] == stage and event["epoch"] == 1:
             store.update(stopped, stop_requested=1)
 
     first = runner.run_owned(store, stopped, "first-worker", progress=stop_after_first_epoch)
-    assert first.status == "stopped" and first.stages["teacher"].epochs < 4
+    assert first.status == "stopped" and first.stages[stage].epochs < (cfg.epochs if stage == "student" else 4)
     assert store.checkpoint_path(stopped).exists()
     assert runner.resume_run(store, stopped).status == "done"
     a, b = weights(store, whole), weights(store, stopped)
@@ -204,6 +217,12 @@ def test_a_stopped_conv_run_resumes_to_the_same_bits(runs_dir):
         assert a[model].keys() == b[model].keys()
         for k in a[model]:
             assert torch.equal(a[model][k], b[model][k]), (model, k)
+    logged = [[(e["stage"], e["epoch"], e["val_acc"], e.get("method")) for _, e in store.events(r)
+               if e["kind"] == "epoch"] for r in (whole, stopped)]
+    assert logged[0] == logged[1]
+    if case == "ctkd":  # the learned temperature moved, and went on from where it stood
+        temps = [m["T"] for (st, _, _, m) in logged[0] if st == "student"]
+        assert len(temps) == 4 and len(set(temps)) == 4
 
 
 @pytest.fixture

@@ -72,14 +72,14 @@ def bind(method: Method, student: nn.Module, teacher: nn.Module, input_shape: tu
         method.bind(student, teacher, tuple(input_shape))
 
 
-def check(cfg, input_shape: tuple, num_classes: int) -> None:
+def check(cfg, input_shape: tuple, num_classes: int) -> Method:
     """Refuse, before any training, a method the pair cannot run (attention transfer on an MLP,
     a tap that does not exist): the method binds to meta-device copies of the two models, which
-    cost no memory and no arithmetic. A ConfigError names the method and the model."""
+    cost no memory and no arithmetic. A ConfigError names the method and the model. Returns the
+    method so bound (its formula then names the taps it reads)."""
     from kd import models
     method = build(cfg)
-    if not hasattr(method, "bind"):
-        return
-    student = models._build(cfg.student, input_shape, num_classes, "meta")
-    teacher = models._build(cfg.teacher, input_shape, num_classes, "meta")
-    method.bind(student, teacher, tuple(input_shape))
+    if hasattr(method, "bind"):
+        method.bind(models.check_built(cfg.student, input_shape, num_classes),
+                    models.check_built(cfg.teacher, input_shape, num_classes), tuple(input_shape))
+    return method

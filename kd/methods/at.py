@@ -42,9 +42,9 @@ class AT:
         for who, model in (("student", student), ("teacher", teacher)):
             found[who] = features.conv_stages(model, input_shape)
             if not found[who]:
-                raise ConfigError("method", f"method at (attention transfer) needs convolutional feature maps; the "
-                                  f"{who} {self.models[who]} has none. Choose a conv {who} (lenet5, cnn-x1, "
-                                  "resnet20...) or another method")
+                raise ConfigError("method", f"at (attention transfer) needs convolutional feature maps; the "
+                                  f"{who} {self.models[who]} has none: choose a convolutional {who}, or another "
+                                  "method")
         k = min(len(found["student"]), len(found["teacher"]))
         self.taps = {who: tuple(found[who][-k:]) for who in found}
         s_shapes = features.shapes(student, input_shape, self.taps["student"])

@@ -48,9 +48,9 @@ class FitNet:
                                 lo=0, hi=1e6),
         "fitnet_student_tap": option("middle", "FitNet student hint layer", "the student's tap regressed onto the "
                                      "teacher's: middle (its middle stage) or a tap name such as hidden1, conv2, "
-                                     "block2, layer2, embedding"),
+                                     "block2, layer2, embedding", tap_of="student"),
         "fitnet_teacher_tap": option("middle", "FitNet teacher hint layer", "the teacher's tap it is regressed "
-                                     "onto: middle or a tap name"),
+                                     "onto: middle or a tap name", tap_of="teacher"),
     }
 
     def __init__(self, cfg):
