@@ -349,6 +349,7 @@ class Trainer:
             return states
 
         on_epoch = getattr(method, "on_epoch", None)  # warm-ups and schedules of the method's own
+        on_step = getattr(method, "on_step", None)
         tap = Tap(model, student_taps, "student") if student_taps else None
         try:
             for epoch in range(first_epoch, epochs + 1):
@@ -376,6 +377,8 @@ class Trainer:
                     x, y = self.x_train.index_select(0, idx), ys[i * bs:(i + 1) * bs]
                     if shift:
                         x = datasets.random_shift(x, max_shift, jitter)
+                    if on_step is not None:
+                        on_step(step, total_steps)
                     logits = by_hand.forward(x) if by_hand is not None else model(x)
                     t, t_feats = None, None
                     if per_batch:

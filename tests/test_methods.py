@@ -203,3 +203,31 @@ def test_the_train_page_starts_a_digits_run_of_every_method_and_refuses_at_on_an
         time.sleep(0.5)
     for method, r in runs.items():
         assert Store().get(r.id).status == "done", (method, (runs_dir / r.id / "worker.log").read_text())
+
+
+def test_a_method_sees_each_epoch_and_each_step_and_its_parameters_are_trained(monkeypatch):
+    """The schedule hooks are called in order, and a method's own parameters reach the optimizer
+    (the edge faked here: the method the trainer builds is ctkd with hooks that record)."""
+    from kd import methods
+    from kd.trainer import Trainer
+    seen = {"epochs": [], "steps": []}
+
+    class Recording(METHODS.get("ctkd")):
+        def on_epoch(self, epoch, epochs):
+            seen["epochs"].append((epoch, epochs))
+            super().on_epoch(epoch, epochs)
+
+        def on_step(self, step, total_steps):
+            seen["steps"].append((step, total_steps))
+
+    built = []
+    real_build = methods.build
+    monkeypatch.setattr(methods, "build", lambda cfg: built.append(Recording(cfg)) or built[-1]
+                        if cfg.method == "ctkd" else real_build(cfg))
+    cfg = RunConfig(method="ctkd", epochs=3, teacher_epochs=1, device="cpu", batch_size=256)
+    Trainer(cfg).run()
+    m = built[-1]
+    assert seen["epochs"] == [(1, 3), (2, 3), (3, 3)]
+    steps_per_epoch = -(-1293 // 256)  # digits: 1,293 training images once the validation share is out
+    assert seen["steps"] == [(i, 3 * steps_per_epoch) for i in range(3 * steps_per_epoch)]
+    assert m.module.raw.item() != 1.0  # the temperature's parameter was optimised

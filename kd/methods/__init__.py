@@ -8,7 +8,8 @@ dashboard plots each one. That is all a logits method needs (docs/extending.md w
 
 Optional, each only where a method needs it:
 - `options`: its own knobs (kd.config.option), a CLI flag and a widget each.
-- `on_epoch(epoch, epochs)`: called at each epoch's start, for warm-ups and schedules.
+- `on_epoch(epoch, epochs)`: called at each epoch's start (from 1), for warm-ups and schedules;
+  `on_step(step, total_steps)` before each optimizer step (from 0), for schedules within an epoch.
 - `bind(student, teacher, input_shape)`: called once before the distilled student trains (and
   on meta-device models before a run is accepted, so a pair it cannot run is refused first).
   It may set `taps = {"student": (...), "teacher": (...)}`, the features it reads (kd/features.py),
@@ -38,8 +39,10 @@ class Method(Protocol):
     # The loss with this run's numbers (LaTeX) and a line saying what it means: the Train page's.
     def formula(self) -> tuple[str, str]: ...
 
-    # Optional: called at the start of each epoch (from 1), e.g. for a warm-up.
+    # Optional: called at the start of each epoch (from 1), e.g. for a warm-up, and before each step.
     def on_epoch(self, epoch: int, epochs: int) -> None: ...
+
+    def on_step(self, step: int, total_steps: int) -> None: ...
 
     def prepare(self, teacher_logits: Tensor) -> Tensor: ...
 
