@@ -19,7 +19,8 @@ MODELS = ("teacher", "baseline", "student")
 LABELS = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 COLORS = {"teacher": "#0072B2", "baseline": "#E69F00", "student": "#009E73"}  # Okabe-Ito: colour-blind safe
 TERM_LABELS = {"ce": "CE", "soft": "soft (T²·KL)", "tckd": "TCKD (target class)", "nckd": "NCKD (other classes)",
-               "inter": "inter-class (1 − ρ)", "intra": "intra-class (1 − ρ)"}  # loss_<term> -> legend text; unknown terms keep their name
+               "inter": "inter-class (1 − ρ)", "intra": "intra-class (1 − ρ)", "hint": "hint (MSE)",
+               "at": "attention maps", "distance": "RKD distances", "angle": "RKD angles"}  # loss_<term> -> legend text; unknown terms keep their name
 TERM_DASHES = ("dot", "dash", "dashdot", "longdash")
 GREY = "#7F7F7F"
 STEP_COLUMNS = ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]  # loss_* go after "loss"
