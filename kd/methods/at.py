@@ -15,7 +15,7 @@ from kd import features
 from kd.config import option
 from kd.errors import ConfigError
 from kd.losses_features import attention_map
-from kd.methods import METHODS
+from kd.methods.base import METHODS
 
 
 def _pooled(feature: Tensor, size: tuple) -> Tensor:

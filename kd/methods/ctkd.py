@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from kd.config import option
 from kd.losses import GlobalTemperature, ctkd_lambda, soft_kl
-from kd.methods import METHODS, standard
+import kd.methods.standard as standard
+from kd.methods.base import METHODS
 
 
 @METHODS.register("ctkd", "Li et al. 2023: Hinton's loss with a temperature learned adversarially, on a curriculum")

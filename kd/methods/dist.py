@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from kd.config import option
 from kd.losses import dist_terms
-from kd.methods import METHODS, standard
+import kd.methods.standard as standard
+from kd.methods.base import METHODS
 
 
 @METHODS.register("dist", "Huang et al. 2022: match the teacher's class ranking and class relations (Pearson)")

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from kd.config import option
 from kd.losses import dkd_terms, dkd_warmup
-from kd.methods import METHODS, standard
+import kd.methods.standard as standard
+from kd.methods.base import METHODS
 
 
 @METHODS.register("dkd", "Zhao et al. 2022: the target and the non-target classes' KL, weighted apart")

@@ -17,7 +17,7 @@ from kd import features
 from kd.config import option, option_error
 from kd.errors import ConfigError
 from kd.losses_features import fitnet_loss
-from kd.methods import METHODS
+from kd.methods.base import METHODS
 
 MAX_ADAPTER = 20_000_000  # parameters: a hint pair needing more is refused, naming the taps
 

@@ -6,7 +6,8 @@ With --standardize both logits are z-scored before they are softened (kd.methods
 import torch.nn.functional as F
 
 from kd.losses import kd_grad, kd_terms_to, soft_kl_to, soft_targets, standardize
-from kd.methods import METHODS, standard
+import kd.methods.standard as standard
+from kd.methods.base import METHODS
 
 
 @METHODS.register("kd", "Hinton et al. 2015: match the teacher's softened probabilities at temperature T")

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 
 from kd.losses import ce_grad
 
-from kd.methods import METHODS
+from kd.methods.base import METHODS
 
 
 @METHODS.register("none", "No teacher: cross-entropy on the labels only (the student alone)")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from kd.config import option
 from kd.errors import ConfigError
 from kd.losses_features import rkd_terms
-from kd.methods import METHODS
+from kd.methods.base import METHODS
 from kd.models import EMBEDDING
 
 MAX_BATCH = 256  # the angle term compares every triple of a batch: memory grows as batch^3
