@@ -15,13 +15,19 @@ store()  # a store that cannot be used is said here, before the form is filled i
 
 # -- data ------------------------------------------------------------------------------
 UPLOAD = "upload a .zip of my images…"
+FOLDER = "a folder of my images on this machine…"
 left, right = st.columns(2)
 with left:
-    choice = st.selectbox("Data set", data.DATASETS.keys() + [UPLOAD],
-                          format_func=lambda k: k if k == UPLOAD else f"{k} — {data.DATASETS.description(k)}")
+    choice = st.selectbox("Data set", data.DATASETS.keys() + [UPLOAD, FOLDER],
+                          format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {data.DATASETS.description(k)}")
     dataset, image_size, data_dir = choice, D.image_size, None
-    if choice != UPLOAD and data.DATASETS.get(choice).needs_dir:  # read from a folder (downloaded when online)
+    if choice not in (UPLOAD, FOLDER) and data.DATASETS.get(choice).needs_dir:  # read from a folder (downloaded when online)
         data_dir = setting("data_dir")
+    if choice == FOLDER:  # the CLI's folder:PATH
+        path = st.text_input("Folder", placeholder="/data/my_images", help="one sub-folder of images per class, "
+                             "on the machine this dashboard runs on")
+        image_size = setting("image_size")
+        dataset = f"folder:{path.strip()}" if path.strip() else None
     if choice == UPLOAD:
         archive = st.file_uploader("Images: one folder per class, zipped", type=["zip"])
         image_size = setting("image_size")

@@ -77,7 +77,7 @@ def test_train_page_starts_a_real_run_in_the_background(runs_dir):
 
 
 def _labels(at) -> set[str]:
-    kinds = (at.number_input, at.selectbox, at.slider, at.select_slider, at.text_input, at.radio)
+    kinds = (at.number_input, at.selectbox, at.slider, at.select_slider, at.text_input, at.radio, at.checkbox)
     return {w.label for kind in kinds for w in kind}
 
 
@@ -101,6 +101,23 @@ def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
     for name, (opt, owners) in method_options().items():  # each method's own knobs, once it is chosen
         next(s for s in at.selectbox if s.label == "Method").set_value(owners[0]).run()
         assert opt.knob.label in _labels(at), name
+
+
+def test_a_folder_of_images_on_this_machine_can_be_named_on_the_train_page(runs_dir, tmp_path):
+    """The CLI's folder:PATH, on the page: the classes are read from the folder before anything starts."""
+    from tests.test_data import _make_folder
+    folder = _make_folder(tmp_path / "pets")
+    at = page("pages/train.py")
+    at.selectbox[0].set_value("a folder of my images on this machine…").run()
+    next(t for t in at.text_input if t.label == "Folder").input(str(folder)).run()
+    assert "3 classes" in " ".join(c.value for c in at.caption) and not at.error
+    for label in ("Epochs", "Teacher epochs"):
+        next(n for n in at.number_input if n.label == label).set_value(1)
+    at.run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error
+    (run,) = Store().runs()
+    assert run.config["dataset"] == f"folder:{folder}"
 
 
 def test_the_train_page_passes_every_setting_to_the_run(runs_dir):
