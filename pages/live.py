@@ -73,7 +73,7 @@ def draw() -> None:
     status = jobs.status(now)
     head, stop = st.columns([5, 1])
     head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {plain(run_label(now, status=False))}")
-    if status in jobs.ACTIVE and stop.button("Stop", type="secondary", disabled=now.stop_requested):
+    if status in jobs.ACTIVE and stop.button("Stop run", type="secondary", disabled=now.stop_requested):
         try:
             jobs.stop(run_id, store())
         except KDError as e:

@@ -128,7 +128,7 @@ def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(run
             page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
             events_caption_changes(page)  # ... and the new dashboard shows it live
             no_exception(page)
-            page.get_by_role("button", name="Stop").click()
+            page.get_by_role("button", name="Stop run", exact=True).click()
             page.get_by_text("stopped", exact=False).first.wait_for(timeout=30_000)
         assert store.get(run_id).status == "stopped"
     finally:

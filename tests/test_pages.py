@@ -153,8 +153,8 @@ def test_live_page_draws_faked_events():
     assert not at.exception
     assert "75 %" in at.get("progress")[0].proto.text  # teacher: step 15 of 20
     assert len(at.get("plotly_chart")) == 2
-    assert any(b.label == "Stop" for b in at.button)
-    next(b for b in at.button if b.label == "Stop").click().run()
+    assert any(b.label == "Stop run" for b in at.button)
+    next(b for b in at.button if b.label == "Stop run").click().run()
     assert store.get(run_id).stop_requested
 
 
@@ -189,7 +189,7 @@ def test_stop_on_a_store_held_by_a_stuck_writer_says_so_and_the_page_lives_on(ru
     other = sqlite3.connect(runs_dir / "runs.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        next(b for b in at.button if b.label == "Stop").click().run()
+        next(b for b in at.button if b.label == "Stop run").click().run()
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -280,8 +280,8 @@ def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
         at.switch_page("pages/live.py").run()
         assert not at.exception
         assert "**running**" in at.markdown[0].value
-        assert any(b.label == "Stop" for b in at.button)
-        next(b for b in at.button if b.label == "Stop").click().run()  # stop it from the page
+        assert any(b.label == "Stop run" for b in at.button)
+        next(b for b in at.button if b.label == "Stop run").click().run()  # stop it from the page
         assert proc.wait(60) == 1  # the CLI ends with "stopped" (exit code 1, not done)
         assert store.get(run.id).status == "stopped"
     finally:
