@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional
 
 from kd.errors import ConfigError
+from kd.schema import Knob, Option, knob, option, option_error  # noqa: F401  (also kd.config's to import)
 
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -21,44 +22,6 @@ AUGMENT = ("none", "teacher", "all")  # which stages see shifted images
 # Its measured time and gains: docs/benchmarks.md, "Does distillation help?".
 FEW_LABELS = dict(student_fraction=0.05, batch_size=16, epochs=60, teacher_epochs=10, lr=3e-3)
 FEW_LABELS_GAINS = (2.78, 3.33, 3.89)  # distilled minus alone, test points, seeds 0, 1, 2 (bench/seeds.py)
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One RunConfig field, declared once: its validation, its CLI flag (--name-with-dashes) and
-    its widget on the Train page are all made from this."""
-    label: str  # the Train page's label
-    help: str  # what it does: the CLI's help, the page's tooltip
-    lo: Optional[float] = None  # allowed range (numbers)
-    hi: Optional[float] = None
-    lo_open: bool = False  # lo itself is not allowed
-    choices: Any = None  # the allowed values: a tuple, or a function returning them (registries)
-    check: Optional[Callable[[Any], Optional[str]]] = None  # a further check: what is wrong, or None
-    options: Optional[tuple] = None  # the page offers these values to pick from
-    share: bool = False  # the page shows the value as a percentage
-    section: str = "training"  # where the Train page draws it: data | models | method | training | teacher
-
-
-def knob(default: Any, label: str, help: str, **kw: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"knob": Knob(label, help, **kw)})
-
-
-@dataclass(frozen=True)
-class Option:
-    """A method's own knob, declared in the method's file: its default and its Knob. Its value
-    lives in RunConfig.options; its CLI flag is --name-with-dashes; the page shows it when the
-    method is chosen."""
-    default: Any
-    knob: Knob
-    tap_of: Optional[str] = None  # "student" | "teacher": its values are that model's taps (kd/features.py)
-
-    @property
-    def kind(self) -> type:
-        return type(self.default)
-
-
-def option(default: Any, label: str, help: str, tap_of: Optional[str] = None, **kw: Any) -> Option:
-    return Option(default, Knob(label, help, section="method", **kw), tap_of)
 
 
 def method_options() -> dict[str, tuple[Option, list[str]]]:
@@ -257,13 +220,6 @@ class RunConfig:
 
 def _choices(value: Any, valid: list[str]) -> str:
     return f"{value!r} is not one of: {', '.join(valid)}"
-
-
-def option_error(name: Any, message: str) -> ConfigError:
-    """A ConfigError of the field options that names the knob (the CLI names its flag)."""
-    e = ConfigError("options", f"{name!r}: {message}")
-    e.knob, e.knob_message = name, message  # type: ignore[attr-defined]
-    return e
 
 
 def field_type(f: dataclasses.Field) -> tuple[type, bool]:

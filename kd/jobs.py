@@ -23,13 +23,22 @@ from kd.store import Run, Store
 TEACHER_COPY = "input-teacher.safetensors"  # a run's own copy of a reused or uploaded teacher
 
 
+def disk_needed(cfg: RunConfig) -> int:
+    """Bytes a run writes at most: each model's weights, and a checkpoint (weights and two Adam
+    moments) of the larger model; events are small beside them."""
+    from kd import data, models
+    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    params = {k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes)
+              for k in ("teacher", "student")}
+    return 4 * (params["teacher"] + 2 * params["student"] + 3 * max(params.values()))
+
+
 def start(cfg: RunConfig, store: Store | None = None) -> str:
     """Queue a run and spawn its worker; returns the run id at once.
 
     A runs folder that is not writable, or a disk without room for the run's weights and
     checkpoints, is a StoreError here, before anything is written. A teacher file is copied into
     the run, which owns it from then on."""
-    from kd.runner import disk_needed
     store = store or Store()
     run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg),
                               inputs={"teacher_checkpoint": TEACHER_COPY})

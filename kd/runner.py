@@ -13,6 +13,7 @@ import traceback
 from typing import Callable, Optional
 
 from kd import checkpoint, jobs
+from kd.jobs import TEACHER_COPY, disk_needed
 from kd.config import RunConfig
 from kd.errors import KDError
 from kd.lease import LeaseLost
@@ -65,20 +66,9 @@ class StopFlag:
         return self.value
 
 
-def disk_needed(cfg: RunConfig) -> int:
-    """Bytes a run writes at most: each model's weights, and a checkpoint (weights and two Adam
-    moments) of the larger model; events are small beside them."""
-    from kd import data, models
-    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-    params = {k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes)
-              for k in ("teacher", "student")}
-    return 4 * (params["teacher"] + 2 * params["student"] + 3 * max(params.values()))
-
-
 def train_new(store: Store, cfg: RunConfig, progress: Optional[Callable[[dict], None]] = None,
               say: Callable[[str], None] = lambda line: None) -> tuple[str, RunResult]:
     """Create a run owned by this process from the start and train it here (the CLI's `train`)."""
-    from kd.jobs import TEACHER_COPY
     lease = secrets.token_hex(8)
     run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg), lease=lease,
                               inputs={"teacher_checkpoint": TEACHER_COPY})

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd import features
-from kd.config import option
+from kd.schema import option
 from kd.errors import ConfigError
 from kd.losses_features import attention_map
 from kd.methods.base import METHODS

@@ -12,7 +12,7 @@ Defaults as in the authors' code (zhengli97/CTKD, scripts/run_cifar_distill.sh: 
 import torch
 import torch.nn.functional as F
 
-from kd.config import option
+from kd.schema import option
 from kd.losses import GlobalTemperature, ctkd_lambda, soft_kl
 import kd.methods.standard as standard
 from kd.methods.base import METHODS

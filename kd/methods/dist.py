@@ -7,7 +7,7 @@ each example's class probabilities (inter-class) and of each class across the ba
 """
 import torch.nn.functional as F
 
-from kd.config import option
+from kd.schema import option
 from kd.losses import dist_terms
 import kd.methods.standard as standard
 from kd.methods.base import METHODS

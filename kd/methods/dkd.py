@@ -7,7 +7,7 @@ authors' code (mdistiller, distillers/DKD.py: CE weight 1, alpha 1, beta 8, T 4,
 """
 import torch.nn.functional as F
 
-from kd.config import option
+from kd.schema import option
 from kd.losses import dkd_terms, dkd_warmup
 import kd.methods.standard as standard
 from kd.methods.base import METHODS

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd import features
-from kd.config import option, option_error
+from kd.schema import option, option_error
 from kd.errors import ConfigError
 from kd.losses_features import fitnet_loss
 from kd.methods.base import METHODS

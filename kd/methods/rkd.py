@@ -8,7 +8,7 @@ triple), not the embeddings themselves, so their widths may differ. Defaults as 
 """
 import torch.nn.functional as F
 
-from kd.config import option
+from kd.schema import option
 from kd.errors import ConfigError
 from kd.losses_features import rkd_terms
 from kd.methods.base import METHODS
