@@ -56,7 +56,10 @@ class AT:
         pairs = ", ".join(f"{s}↔{t}" for s, t in zip(self.taps["student"], self.taps["teacher"])) or "the conv stages"
         return (rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.weight:g}\sum_j \mathrm{{mean}}\big(a(F^s_j) - "
                 rf"a(F^t_j)\big)^2,\quad a(F) = \frac{{\mathrm{{mean}}_c |F_c|^{{{self.p:g}}}}}{{\|\cdot\|_2}}",
-                f"F_j: the feature maps of paired stages ({pairs}); a: their spatial attention map.")
+                f"F_j: the feature maps of paired stages ({pairs}); a: their spatial attention map. The default "
+                "weight, 1000, is the reference's for CIFAR's 32×32 maps; the term is a mean over map positions, "
+                "so it weighs more as the maps shrink" + (f" (here {', '.join(f'{h}×{w}' for h, w in self.sizes)})"
+                                                          if self.sizes else "") + ": small images may want less.")
 
     def prepare(self, teacher_logits):
         return teacher_logits  # not used: only the attention maps are
