@@ -1,4 +1,5 @@
 """Distill Lab: the router. st.navigation over the scripts in pages/; nothing else."""
+
 import streamlit as st
 
 from kd.errors import KDError
@@ -17,4 +18,5 @@ try:
     st.navigation(pages).run()
 except KDError as e:  # e.g. a run store damaged while the page ran: one message, never a traceback
     from pages.common import plain
+
     st.error(plain(str(e)))

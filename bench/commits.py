@@ -8,6 +8,7 @@ per teacher epoch). Prints the medians and their ratio; writes bench/results/com
 
 usage: python bench/commits.py BEFORE [--repeats 4] [--epochs 5] [--data-dir ../shared/data] [-- TRAIN FLAGS]
 """
+
 import argparse
 import json
 import os
@@ -29,8 +30,13 @@ def git(*args: str) -> str:
 def per_epoch(tree: Path, flags: list[str], seed: int) -> dict:
     """Seconds per epoch of the teacher and of the distilled student, from one CLI run's JSON."""
     with tempfile.TemporaryDirectory(prefix="kd-commits-") as runs:
-        out = subprocess.run([sys.executable, "-m", "kd", "train", *flags, "--seed", str(seed), "--json"],
-                             cwd=tree, capture_output=True, text=True, env={**os.environ, "KD_RUNS_DIR": runs})
+        out = subprocess.run(
+            [sys.executable, "-m", "kd", "train", *flags, "--seed", str(seed), "--json"],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KD_RUNS_DIR": runs},
+        )
     if out.returncode != 0:
         raise SystemExit(f"{tree}: python -m kd train failed:\n{out.stderr}")
     models = json.loads(out.stdout)["models"]
@@ -45,11 +51,26 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=4, help="runs per side")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per stage")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    args, extra = ap.parse_args(argv[:split]), argv[split + 1:]
-    flags = ["--dataset", "mnist", "--data-dir", args.data_dir, "--epochs", str(args.epochs),
-             "--teacher-epochs", str(args.epochs), "--val-fraction", "0", "--device", "cpu", *extra]
+    args, extra = ap.parse_args(argv[:split]), argv[split + 1 :]
+    flags = [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        args.data_dir,
+        "--epochs",
+        str(args.epochs),
+        "--teacher-epochs",
+        str(args.epochs),
+        "--val-fraction",
+        "0",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     before = git("rev-parse", "--short", args.before)
-    after = git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    after = git("rev-parse", "--short", "HEAD") + (
+        "+changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
     figures: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="kd-before-") as tmp:
         old = Path(tmp) / "tree"
@@ -57,23 +78,35 @@ def main() -> int:
         try:
             for rep in range(args.repeats):
                 order = [("before", old), ("after", ROOT)]
-                for side, tree in (order if rep % 2 == 0 else order[::-1]):
+                for side, tree in order if rep % 2 == 0 else order[::-1]:
                     figures[side].append(per_epoch(tree, flags, rep))
                     f = figures[side][-1]
-                    print(f"{side:<6} repeat {rep}: teacher {f['teacher']:.3f} s/epoch, distillation "
-                          f"{f['student']:.3f} s/epoch", file=sys.stderr, flush=True)
+                    print(
+                        f"{side:<6} repeat {rep}: teacher {f['teacher']:.3f} s/epoch, distillation "
+                        f"{f['student']:.3f} s/epoch",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             git("worktree", "remove", "--force", str(old))
-    medians = {side: {k: statistics.median(f[k] for f in figures[side]) for k in ("teacher", "student")}
-               for side in figures}
+    medians = {
+        side: {k: statistics.median(f[k] for f in figures[side]) for k in ("teacher", "student")} for side in figures
+    }
     ratios = {k: medians["after"][k] / medians["before"][k] for k in ("teacher", "student")}
     print(f"{'':<28}{before:>12}{after:>16}   after / before")
     for k, title in (("teacher", "s per teacher epoch"), ("student", "s per distillation epoch")):
         print(f"{title:<28}{medians['before'][k]:>12.3f}{medians['after'][k]:>16.3f}   {ratios[k]:.3f}")
-    result = {"command": "python bench/commits.py " + " ".join(sys.argv[1:]), "before": before, "after": after,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
-              "train_flags": flags, "per_repeat": figures, "medians": medians, "after_over_before": ratios}
+    result = {
+        "command": "python bench/commits.py " + " ".join(sys.argv[1:]),
+        "before": before,
+        "after": after,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
+        "train_flags": flags,
+        "per_repeat": figures,
+        "medians": medians,
+        "after_over_before": ratios,
+    }
     out = ROOT / "bench" / "results" / f"commits-{time.strftime('%Y-%m-%d-%H%M')}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written to {out.relative_to(ROOT)}")

@@ -10,6 +10,7 @@
 
 usage: python bench/dashboard.py [--data-dir ../shared/data] [--repeats 2] [--cases mnist digits] [--json]
 """
+
 import argparse
 import contextlib
 import json
@@ -24,12 +25,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 class Server(str):
     """The dashboard's base URL, with its process (to kill it, as a crash would)."""
+
     process: subprocess.Popen
 
 
@@ -39,9 +47,13 @@ def dashboard(env: dict):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -69,19 +81,35 @@ def mean_speed(store, run_id: str) -> float:
 
 
 CASES = {  # name: (RunConfig fields, CLI flags); the second is the default pair on the default data
-    "mnist": (lambda a: dict(dataset="mnist", data_dir=a.data_dir, epochs=3, teacher_epochs=3, device="cpu"),
-              lambda a: ["--dataset", "mnist", "--data-dir", a.data_dir, "--epochs", "3", "--teacher-epochs", "3",
-                         "--device", "cpu"]),
-    "digits": (lambda a: dict(epochs=150, teacher_epochs=150, device="cpu"),
-               lambda a: ["--epochs", "150", "--teacher-epochs", "150", "--device", "cpu"]),
+    "mnist": (
+        lambda a: dict(dataset="mnist", data_dir=a.data_dir, epochs=3, teacher_epochs=3, device="cpu"),
+        lambda a: [
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            a.data_dir,
+            "--epochs",
+            "3",
+            "--teacher-epochs",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    ),
+    "digits": (
+        lambda a: dict(epochs=150, teacher_epochs=150, device="cpu"),
+        lambda a: ["--epochs", "150", "--teacher-epochs", "150", "--device", "cpu"],
+    ),
 }
 
 
 def throughput(args, case: str) -> dict:
     from playwright.sync_api import sync_playwright
+
     from kd import jobs
     from kd.config import RunConfig
     from kd.store import Store
+
     runs = tempfile.mkdtemp(prefix="kd-bench-")
     env = {**os.environ, "KD_RUNS_DIR": runs}
     os.environ["KD_RUNS_DIR"] = runs
@@ -94,8 +122,14 @@ def throughput(args, case: str) -> dict:
         page = browser.new_page()
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "kd", "train", *train, "--json"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "kd", "train", *train, "--json"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             cli_s.append(time.perf_counter() - t0)
             cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
             t0 = time.perf_counter()
@@ -105,9 +139,13 @@ def throughput(args, case: str) -> dict:
             watched_s.append(time.perf_counter() - t0)
             watched.append(mean_speed(store, run_id))
         browser.close()
-    return {"cli_samples_per_s": cli, "watched_samples_per_s": watched,
-            "watched_over_cli": statistics.mean(watched) / statistics.mean(cli),
-            "cli_wall_s": cli_s, "watched_wall_s": watched_s}
+    return {
+        "cli_samples_per_s": cli,
+        "watched_samples_per_s": watched,
+        "watched_over_cli": statistics.mean(watched) / statistics.mean(cli),
+        "cli_wall_s": cli_s,
+        "watched_wall_s": watched_s,
+    }
 
 
 def _cpu_s(pid: int) -> float:
@@ -135,9 +173,11 @@ def watching_cpu(args, seconds: float = 20.0) -> dict:
     """CPU seconds the browser, the server and the run use over `seconds` of an MNIST run
     (seed pair) trained with its Live page open: what watching costs the machine."""
     from playwright.sync_api import sync_playwright
+
     from kd import jobs
     from kd.config import RunConfig
     from kd.store import Store
+
     runs = tempfile.mkdtemp(prefix="kd-bench-")
     store = Store(runs)
     cfg = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=30, teacher_epochs=30, device="cpu")
@@ -158,23 +198,47 @@ def watching_cpu(args, seconds: float = 20.0) -> dict:
 
 def redraw(n_events: int = 10_000, repeats: int = 5) -> dict:
     from streamlit.testing.v1 import AppTest
+
     from kd.config import RunConfig
     from kd.store import Store
+
     os.environ["KD_RUNS_DIR"] = tempfile.mkdtemp(prefix="kd-bench-")
     store = Store()
     run_id = store.create_run(RunConfig().to_dict(), status="done")
     per_stage, events = n_events // 3, []
     for stage in ("teacher", "baseline", "student"):
-        events.append({"kind": "stage", "stage": stage, "status": "started", "epochs": 10, "steps_per_epoch": per_stage // 10})
+        events.append(
+            {"kind": "stage", "stage": stage, "status": "started", "epochs": 10, "steps_per_epoch": per_stage // 10}
+        )
         for i in range(per_stage):
-            e = {"kind": "step", "stage": stage, "epoch": 1 + i * 10 // per_stage, "step": i + 1, "total_steps": per_stage,
-                 "loss": 1 / (1 + i), "loss_ce": 0.1 / (1 + i), "lr": 1e-3, "samples_per_s": 30000.0}
+            e = {
+                "kind": "step",
+                "stage": stage,
+                "epoch": 1 + i * 10 // per_stage,
+                "step": i + 1,
+                "total_steps": per_stage,
+                "loss": 1 / (1 + i),
+                "loss_ce": 0.1 / (1 + i),
+                "lr": 1e-3,
+                "samples_per_s": 30000.0,
+            }
             if stage == "student":
                 e["loss_soft"] = 0.9 / (1 + i)
             events.append(e)
             if (i + 1) % (per_stage // 10) == 0:
-                events.append({"kind": "epoch", "stage": stage, "epoch": (i + 1) * 10 // per_stage, "epochs": 10,
-                               "step": i + 1, "train_acc": 0.9, "val_acc": 0.9, "val_loss": 0.3, "seconds": 1.0})
+                events.append(
+                    {
+                        "kind": "epoch",
+                        "stage": stage,
+                        "epoch": (i + 1) * 10 // per_stage,
+                        "epochs": 10,
+                        "step": i + 1,
+                        "train_acc": 0.9,
+                        "val_acc": 0.9,
+                        "val_loss": 0.3,
+                        "seconds": 1.0,
+                    }
+                )
         events.append({"kind": "stage", "stage": stage, "status": "done", "epochs": 10, "seconds": 10.0})
     store.append_events(run_id, events)
     first, again = [], []
@@ -199,8 +263,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
-    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
-                    help="mnist: the seed pair, 3 epochs a stage; digits: the default pair, 150 epochs a stage")
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        choices=list(CASES),
+        default=list(CASES),
+        help="mnist: the seed pair, 3 epochs a stage; digits: the default pair, 150 epochs a stage",
+    )
     args = ap.parse_args()
     out = {"redraw": redraw()}
     if not args.skip_throughput:
@@ -213,13 +282,23 @@ def main() -> None:
     print(f"live page, {r['events']:,} events: first draw {r['first_draw_ms']:.0f} ms, redraw {r['redraw_ms']:.0f} ms")
     if "watching_cpu" in out:
         w = out["watching_cpu"]
-        print(f"CPU seconds over {w['seconds']:.0f} s of an MNIST run watched live: browser {w['browser_cpu_s']:.1f}, "
-              f"server {w['server_cpu_s']:.1f}, the run {w['run_cpu_s']:.1f}")
+        print(
+            f"CPU seconds over {w['seconds']:.0f} s of an MNIST run watched live: browser {w['browser_cpu_s']:.1f}, "
+            f"server {w['server_cpu_s']:.1f}, the run {w['run_cpu_s']:.1f}"
+        )
     for case, t in out.get("throughput", {}).items():
-        print(f"{case}: samples/s from the CLI: " + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"])
-              + "; wall s: " + ", ".join(f"{v:.1f}" for v in t["cli_wall_s"]))
-        print(f"{case}: samples/s watched live: " + ", ".join(f"{v:,.0f}" for v in t["watched_samples_per_s"])
-              + "; wall s: " + ", ".join(f"{v:.1f}" for v in t["watched_wall_s"]))
+        print(
+            f"{case}: samples/s from the CLI: "
+            + ", ".join(f"{v:,.0f}" for v in t["cli_samples_per_s"])
+            + "; wall s: "
+            + ", ".join(f"{v:.1f}" for v in t["cli_wall_s"])
+        )
+        print(
+            f"{case}: samples/s watched live: "
+            + ", ".join(f"{v:,.0f}" for v in t["watched_samples_per_s"])
+            + "; wall s: "
+            + ", ".join(f"{v:.1f}" for v in t["watched_wall_s"])
+        )
         print(f"{case}: watched / CLI (samples/s): {t['watched_over_cli']:.3f}")
 
 

@@ -21,6 +21,7 @@ bench/results/methods-DATE-TIME.json (command, commit, machine).
 usage: python bench/methods.py [--settings mnist-mlp mnist-conv few-labels] [--seeds 0 1 2]
                                [--epochs-conv 10] [--methods kd kd+standardize dkd ...] [--data-dir DIR]
 """
+
 import argparse
 import json
 import os
@@ -48,8 +49,10 @@ STANDARDIZED = "kd+standardize"  # a row of its own: kd with logit standardisati
 TITLES = {STANDARDIZED: "kd + standardize"}
 SETTING_TITLES = {
     "mnist-mlp": "MNIST, mlp-512-256 -> mlp-128 (T = 8, alpha 0.9, 20 epochs a stage, batch 64, teacher jittered)",
-    "mnist-conv": "MNIST, lenet5 -> lenet5-half (T = 8, alpha 0.9, {epochs} epochs a stage, batch 64, teacher jittered)",
-    "few-labels": "digits, few labels (students on 5 %: batch 16, 60 epochs, teacher 10 epochs, lr 3e-3; T = 4, alpha 0.9)",
+    "mnist-conv": "MNIST, lenet5 -> lenet5-half (T = 8, alpha 0.9, {epochs} epochs a stage, batch 64, "
+    "teacher jittered)",
+    "few-labels": "digits, few labels (students on 5 %: batch 16, 60 epochs, teacher 10 epochs, lr 3e-3; "
+    "T = 4, alpha 0.9)",
 }
 
 
@@ -62,12 +65,22 @@ def row_keys() -> list[str]:
 
 
 def settings(epochs_conv: int, data_dir: str | None) -> dict[str, dict]:
-    mnist = dict(dataset="mnist", data_dir=data_dir, temperature=8.0, alpha=0.9, epochs=20, teacher_epochs=20,
-                 batch_size=64, augment="teacher", device="cpu")
+    mnist = dict(
+        dataset="mnist",
+        data_dir=data_dir,
+        temperature=8.0,
+        alpha=0.9,
+        epochs=20,
+        teacher_epochs=20,
+        batch_size=64,
+        augment="teacher",
+        device="cpu",
+    )
     return {
         "mnist-mlp": dict(mnist, teacher="mlp-512-256", student="mlp-128"),
-        "mnist-conv": dict(mnist, teacher="lenet5", student="lenet5-half", epochs=epochs_conv,
-                           teacher_epochs=epochs_conv),
+        "mnist-conv": dict(
+            mnist, teacher="lenet5", student="lenet5-half", epochs=epochs_conv, teacher_epochs=epochs_conv
+        ),
         "few-labels": dict(dataset="digits", teacher="mlp-512-256", student="mlp-128", device="cpu", **FEW_LABELS),
     }
 
@@ -117,12 +130,14 @@ def curve(watch: Watch, stage: str, final_test: float, epochs_done: int) -> dict
     val = watch.val[stage]
     epochs = sorted(val)
     best = max(epochs, key=lambda e: (val[e], -e)) if epochs else None  # first max of val accuracy
-    return {"epochs": epochs_done,
-            "test_error_per_epoch": [round(100 * (1 - test[e]), 4) if e in test else None for e in epochs],
-            "val_acc_per_epoch": [val[e] for e in epochs],
-            "final_test_error": 100 * (1 - final_test),
-            "val_best_epoch": best,
-            "val_best_test_error": 100 * (1 - test[best]) if best in test else None}
+    return {
+        "epochs": epochs_done,
+        "test_error_per_epoch": [round(100 * (1 - test[e]), 4) if e in test else None for e in epochs],
+        "val_acc_per_epoch": [val[e] for e in epochs],
+        "final_test_error": 100 * (1 - final_test),
+        "val_best_epoch": best,
+        "val_best_test_error": 100 * (1 - test[best]) if best in test else None,
+    }
 
 
 def run_setting(name: str, base: dict, seeds: list[int], keys: list[str]) -> dict:
@@ -140,19 +155,31 @@ def run_setting(name: str, base: dict, seeds: list[int], keys: list[str]) -> dic
         result = Trainer(cfg_none, emit=watch.emit, on_checkpoint=watch.on_checkpoint).run()
         wall = time.perf_counter() - t0
         if result.status != "done":
-            raise SystemExit(f"{name} seed {seed}: the run of method none ended {result.status}: "
-                             f"{[(k, s.message) for k, s in result.stages.items()]}")
-        finished = {s: ({k: v.detach().clone() for k, v in result.models[s].state_dict().items()}, result.stages[s])
-                    for s in ("teacher", "baseline")}
+            raise SystemExit(
+                f"{name} seed {seed}: the run of method none ended {result.status}: "
+                f"{[(k, s.message) for k, s in result.stages.items()]}"
+            )
+        finished = {
+            s: ({k: v.detach().clone() for k, v in result.models[s].state_dict().items()}, result.stages[s])
+            for s in ("teacher", "baseline")
+        }
         teacher_acc = result.metrics["teacher"]["accuracy"]
         baseline_acc = result.metrics["baseline"]["accuracy"]
-        per_seed["teacher"] = {"final_test_error": 100 * (1 - teacher_acc), "train_seconds": result.stages["teacher"].seconds}
-        per_seed["alone"] = {**curve(watch, "baseline", baseline_acc, result.stages["baseline"].epochs),
-                             "train_seconds": result.stages["baseline"].seconds}
+        per_seed["teacher"] = {
+            "final_test_error": 100 * (1 - teacher_acc),
+            "train_seconds": result.stages["teacher"].seconds,
+        }
+        per_seed["alone"] = {
+            **curve(watch, "baseline", baseline_acc, result.stages["baseline"].epochs),
+            "train_seconds": result.stages["baseline"].seconds,
+        }
         per_seed["none_run_wall_s"] = round(wall, 2)
-        log(f"[{name} seed {seed}] none run {wall:.1f} s: teacher {per_seed['teacher']['final_test_error']:.2f} %, "
-            f"alone {per_seed['alone']['final_test_error']:.2f} % (val-chosen epoch {per_seed['alone']['val_best_epoch']}: "
-            f"{per_seed['alone']['val_best_test_error']:.2f} %)")
+        log(
+            f"[{name} seed {seed}] none run {wall:.1f} s: teacher {per_seed['teacher']['final_test_error']:.2f} %, "
+            f"alone {per_seed['alone']['final_test_error']:.2f} % "
+            f"(val-chosen epoch {per_seed['alone']['val_best_epoch']}: "
+            f"{per_seed['alone']['val_best_test_error']:.2f} %)"
+        )
         for key in keys:
             method = "kd" if key == STANDARDIZED else key
             entry: dict = {}
@@ -161,8 +188,9 @@ def run_setting(name: str, base: dict, seeds: list[int], keys: list[str]) -> dic
             try:
                 cfg = RunConfig(method=method, standardize=key == STANDARDIZED, seed=seed, **base)
                 watch = Watch(cfg, ("student",), x_test, y_test, spec)
-                res = Trainer(cfg, emit=watch.emit, on_checkpoint=watch.on_checkpoint,
-                              resume=Resume(finished=dict(finished))).run()
+                res = Trainer(
+                    cfg, emit=watch.emit, on_checkpoint=watch.on_checkpoint, resume=Resume(finished=dict(finished))
+                ).run()
             except ConfigError as e:
                 entry.update(status="refused", error=str(e))
                 log(f"[{name} seed {seed}] {key}: refused: {e}")
@@ -173,17 +201,24 @@ def run_setting(name: str, base: dict, seeds: list[int], keys: list[str]) -> dic
                 continue
             wall = time.perf_counter() - t0
             stage = res.stages["student"]
-            entry.update(status=stage.status, message=stage.message, wall_s=round(wall, 2),
-                         train_seconds=round(stage.seconds, 2), test_eval_seconds=round(watch.eval_seconds, 2),
-                         retrained=[s for s in watch.started if s != "student"],
-                         teacher_same=res.metrics["teacher"]["accuracy"] == teacher_acc,
-                         alone_same=res.metrics["baseline"]["accuracy"] == baseline_acc,
-                         **curve(watch, "student", res.metrics["student"]["accuracy"], stage.epochs))
-            log(f"[{name} seed {seed}] {key}: {entry['final_test_error']:.2f} % final, "
+            entry.update(
+                status=stage.status,
+                message=stage.message,
+                wall_s=round(wall, 2),
+                train_seconds=round(stage.seconds, 2),
+                test_eval_seconds=round(watch.eval_seconds, 2),
+                retrained=[s for s in watch.started if s != "student"],
+                teacher_same=res.metrics["teacher"]["accuracy"] == teacher_acc,
+                alone_same=res.metrics["baseline"]["accuracy"] == baseline_acc,
+                **curve(watch, "student", res.metrics["student"]["accuracy"], stage.epochs),
+            )
+            log(
+                f"[{name} seed {seed}] {key}: {entry['final_test_error']:.2f} % final, "
                 f"{entry['val_best_test_error']:.2f} % at val-chosen epoch {entry['val_best_epoch']} "
                 f"({stage.status}; {wall:.1f} s wall, {stage.seconds:.1f} s training; retrained: "
                 f"{entry['retrained'] or 'nothing'}; teacher/alone accuracy unchanged: "
-                f"{entry['teacher_same']}/{entry['alone_same']})")
+                f"{entry['teacher_same']}/{entry['alone_same']})"
+            )
     return out
 
 
@@ -204,12 +239,18 @@ def table(name: str, res: dict, keys: list[str]) -> tuple[str, dict]:
     alone_val = [s["alone"]["val_best_test_error"] for s in seeds]
     t_mean, a_mean = statistics.mean(teacher), statistics.mean(alone)
     per_seed = lambda xs: " / ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-    lines = ["| model | test error %, final epoch | test error %, best-val epoch | gap closed (final) | final, per seed |",
-             "|---|---|---|---|---|",
-             f"| teacher | {fmt(teacher)} | | | {per_seed(teacher)} |",
-             f"| student alone | {fmt(alone)} | {fmt(alone_val)} | 0 % | {per_seed(alone)} |"]
-    summary = {"teacher": mean_sd(teacher), "alone": mean_sd(alone), "alone_val_chosen": mean_sd(alone_val),
-               "methods": {}}
+    lines = [
+        "| model | test error %, final epoch | test error %, best-val epoch | gap closed (final) | final, per seed |",
+        "|---|---|---|---|---|",
+        f"| teacher | {fmt(teacher)} | | | {per_seed(teacher)} |",
+        f"| student alone | {fmt(alone)} | {fmt(alone_val)} | 0 % | {per_seed(alone)} |",
+    ]
+    summary = {
+        "teacher": mean_sd(teacher),
+        "alone": mean_sd(alone),
+        "alone_val_chosen": mean_sd(alone_val),
+        "methods": {},
+    }
     for key in keys:
         entries = [s["methods"].get(key) for s in seeds]
         title = TITLES.get(key, key)
@@ -227,8 +268,12 @@ def table(name: str, res: dict, keys: list[str]) -> tuple[str, dict]:
         gap = (a_mean - statistics.mean(final)) / (a_mean - t_mean) if a_mean != t_mean else float("nan")
         note = "".join(f" ({e['status']} at epoch {e['epochs']})" for e in entries if e["status"] != "done")
         lines.append(f"| {title}{note} | {fmt(final)} | {fmt(chosen)} | {100 * gap:.0f} % | {per_seed(final)} |")
-        summary["methods"][key] = {"final": mean_sd(final), "val_chosen": mean_sd(chosen), "gap_closed": gap,
-                                   "val_best_epochs": [e["val_best_epoch"] for e in entries]}
+        summary["methods"][key] = {
+            "final": mean_sd(final),
+            "val_chosen": mean_sd(chosen),
+            "gap_closed": gap,
+            "val_best_epochs": [e["val_best_epoch"] for e in entries],
+        }
     return "\n".join(lines), summary
 
 
@@ -238,12 +283,15 @@ def git(*args: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--settings", nargs="+", default=["mnist-mlp", "mnist-conv", "few-labels"],
-                   choices=["mnist-mlp", "mnist-conv", "few-labels"])
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=["mnist-mlp", "mnist-conv", "few-labels"],
+        choices=["mnist-mlp", "mnist-conv", "few-labels"],
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs-conv", type=int, default=10, help="epochs per stage of the conv pair (teacher too)")
-    p.add_argument("--methods", nargs="+", default=None,
-                   help=f"rows to run (default: all): {', '.join(row_keys())}")
+    p.add_argument("--methods", nargs="+", default=None, help=f"rows to run (default: all): {', '.join(row_keys())}")
     p.add_argument("--data-dir", default=None, help="where MNIST is (torchvision layout); default: kd's")
     args = p.parse_args()
     keys = args.methods or row_keys()
@@ -255,15 +303,23 @@ def main() -> None:
     dirty = git("status", "--porcelain", "--untracked-files=no")
     threads = os.environ.get("OMP_NUM_THREADS")
     result = {
-        "command": (f"OMP_NUM_THREADS={threads} " if threads else "") + "python bench/methods.py " + " ".join(sys.argv[1:]),
+        "command": (f"OMP_NUM_THREADS={threads} " if threads else "")
+        + "python bench/methods.py "
+        + " ".join(sys.argv[1:]),
         "commit": git("rev-parse", "HEAD"),
         "uncommitted_changes": dirty.splitlines(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "seeds": args.seeds, "methods": keys,
-        "settings": {}, "total_s": None,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
+        "seeds": args.seeds,
+        "methods": keys,
+        "settings": {},
+        "total_s": None,
     }
     out = ROOT / "bench" / "results" / f"methods-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ real CLI, then visits each page in headless chromium.
 
 usage: python bench/screenshots.py [--out docs/screenshots]
 """
+
 import argparse
 import json
 import os
@@ -20,6 +21,7 @@ from dashboard import FLAGS, dashboard  # noqa: E402
 
 def main() -> None:
     from playwright.sync_api import sync_playwright
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = ap.parse_args()
@@ -28,13 +30,27 @@ def main() -> None:
     env = {**os.environ, "KD_RUNS_DIR": tempfile.mkdtemp(prefix="kd-shots-")}
 
     def train(*flags: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "kd", "train", *flags, "--json"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "kd", "train", *flags, "--json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(done.stdout)["run_id"]
+
     moons = train("--dataset", "moons", "--teacher", "hinton-1200", "--student", "mlp-128", "--epochs", "20")
     digits = train()
-    pages = {"home": "/", "train": "/train", "live": f"/live?run={digits}", "results": f"/results?run={digits}",
-             "results-moons": f"/results?run={moons}", "runs": "/runs", "temperature": f"/temperature?run={digits}"}
+    pages = {
+        "home": "/",
+        "train": "/train",
+        "live": f"/live?run={digits}",
+        "results": f"/results?run={digits}",
+        "results-moons": f"/results?run={moons}",
+        "runs": "/runs",
+        "temperature": f"/temperature?run={digits}",
+    }
     with dashboard(env) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         for width, height in ((1280, 800), (420, 800)):

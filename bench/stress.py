@@ -14,6 +14,7 @@ Prints a summary and writes it to bench/results/stress-DATE-TIME.json (command, 
 
 usage: python bench/stress.py [--runs 8] [--minutes 10] [--epochs 400] [--seed 0] [--json]
 """
+
 import argparse
 import json
 import os
@@ -38,19 +39,42 @@ STAGES = ("teacher", "baseline", "student")
 
 
 def cli(args: list[str], runs: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kd", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "KD_RUNS_DIR": str(runs)}, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kd", *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "KD_RUNS_DIR": str(runs)},
+        start_new_session=True,
+    )
 
 
 def train_args(cfg: RunConfig) -> list[str]:
-    return ["train", "--dataset", cfg.dataset, "--teacher", cfg.teacher, "--student", cfg.student,
-            "--epochs", str(cfg.epochs), "--teacher-epochs", str(cfg.teacher_epochs), "--device", cfg.device,
-            "--seed", str(cfg.seed), "--batch-size", str(cfg.batch_size)]
+    return [
+        "train",
+        "--dataset",
+        cfg.dataset,
+        "--teacher",
+        cfg.teacher,
+        "--student",
+        cfg.student,
+        "--epochs",
+        str(cfg.epochs),
+        "--teacher-epochs",
+        str(cfg.teacher_epochs),
+        "--device",
+        cfg.device,
+        "--seed",
+        str(cfg.seed),
+        "--batch-size",
+        str(cfg.batch_size),
+    ]
 
 
 def alive(pid) -> bool:
     from kd.lease import pid_alive
+
     return bool(pid) and pid_alive(pid)
 
 
@@ -58,6 +82,7 @@ def compare(store: Store, run_id: str, twin: Store, twin_id: str, epochs: int) -
     """What differs between a disturbed run and its twin (empty: nothing)."""
     import torch
     from safetensors.torch import load_file
+
     problems = []
     run, ref = store.get(run_id), twin.get(twin_id)
     if run.status != "done":
@@ -72,8 +97,10 @@ def compare(store: Store, run_id: str, twin: Store, twin_id: str, epochs: int) -
     steps = [(e["stage"], e["step"]) for e in events if e["kind"] == "step"]
     ref_steps = [(e["stage"], e["step"]) for e in ref_events if e["kind"] == "step"]
     if steps != ref_steps:
-        problems.append(f"steps: {len(steps)} events, {len(steps) - len(set(steps))} twice, "
-                        f"{len(set(ref_steps) - set(steps))} missing")
+        problems.append(
+            f"steps: {len(steps)} events, {len(steps) - len(set(steps))} twice, "
+            f"{len(set(ref_steps) - set(steps))} missing"
+        )
     fig = lambda evs: [(e["stage"], e["epoch"], e["train_acc"], e["val_acc"]) for e in evs if e["kind"] == "epoch"]  # noqa: E731
     if fig(events) != fig(ref_events):
         problems.append("per-epoch figures differ")
@@ -101,13 +128,16 @@ def main() -> None:
     runs, twins = work / "runs", work / "twins"
     os.environ["KD_RUNS_DIR"] = str(runs)
     store = Store(runs)
-    configs = [RunConfig(epochs=args.epochs, teacher_epochs=args.epochs, device="cpu", seed=k)
-               for k in range(args.runs)]
+    configs = [
+        RunConfig(epochs=args.epochs, teacher_epochs=args.epochs, device="cpu", seed=k) for k in range(args.runs)
+    ]
     started = time.time()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
 
     # -- start: half from the CLI, half as the dashboard does --------------------------------
     procs: list[subprocess.Popen] = []
@@ -124,8 +154,10 @@ def main() -> None:
     seed_of = {run_id: cfg.seed for run_id, cfg in zip(ids, configs)}
 
     # -- disturb ---------------------------------------------------------------------------
-    counts = {k: 0 for k in ("kill", "freeze", "stop", "resume_cli", "resume_page", "resume_refused",
-                             "resume_of_live_accepted")}
+    counts = {
+        k: 0
+        for k in ("kill", "freeze", "stop", "resume_cli", "resume_page", "resume_refused", "resume_of_live_accepted")
+    }
     frozen: dict[int, float] = {}  # pid -> when to wake it
     chaos_from = time.time()
     until = chaos_from + 60 * args.minutes
@@ -203,7 +235,7 @@ def main() -> None:
     # -- twins ------------------------------------------------------------------------------
     twin_store, twin_of = Store(twins), {}
     for k in range(0, len(configs), 2):
-        batch = [cli(train_args(cfg), twins) for cfg in configs[k:k + 2]]
+        batch = [cli(train_args(cfg), twins) for cfg in configs[k : k + 2]]
         for proc in batch:
             proc.wait()
     for r in twin_store.runs():
@@ -216,13 +248,17 @@ def main() -> None:
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
-        "runs": args.runs, "epochs_per_stage": args.epochs, "disturbed_s": round(disturbed_s, 1),
-        "total_s": round(time.time() - started, 1), "disturbances": counts,
+        "runs": args.runs,
+        "epochs_per_stage": args.epochs,
+        "disturbed_s": round(disturbed_s, 1),
+        "total_s": round(time.time() - started, 1),
+        "disturbances": counts,
         "resumed_total": sum(r.resumed for r in runs_all.values()),
         "runs_done": sum(r.status == "done" for r in runs_all.values()),
         "runs_lost": sum(r.status != "done" for r in runs_all.values()),
-        "runs_with_duplicated_or_missing_events": sum(any("epochs" in x or "steps" in x for x in v)
-                                                      for v in problems.values()),
+        "runs_with_duplicated_or_missing_events": sum(
+            any("epochs" in x or "steps" in x for x in v) for v in problems.values()
+        ),
         "runs_different_from_twin": sum(bool(v) for v in problems.values()),
         "problems": {k: v for k, v in problems.items() if v},
     }
@@ -232,21 +268,28 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.runs} runs, {args.epochs} epochs a stage, disturbed for {disturbed_s:.0f} s "
-              f"({result['total_s']:.0f} s in all)")
-        print(f"disturbances: {counts['kill']} kill -9, {counts['freeze']} freezes, {counts['stop']} stops; "
-              f"resumes asked: {counts['resume_cli']} from the CLI (some refused: another took the run first), "
-              f"{counts['resume_page']} accepted through the page's call, {counts['resume_refused']} refused "
-              f"there (the run was alive or queued), {counts['resume_of_live_accepted']} accepted while alive")
+        print(
+            f"{args.runs} runs, {args.epochs} epochs a stage, disturbed for {disturbed_s:.0f} s "
+            f"({result['total_s']:.0f} s in all)"
+        )
+        print(
+            f"disturbances: {counts['kill']} kill -9, {counts['freeze']} freezes, {counts['stop']} stops; "
+            f"resumes asked: {counts['resume_cli']} from the CLI (some refused: another took the run first), "
+            f"{counts['resume_page']} accepted through the page's call, {counts['resume_refused']} refused "
+            f"there (the run was alive or queued), {counts['resume_of_live_accepted']} accepted while alive"
+        )
         print(f"resumes that reached training (the runs' resume counters summed): {result['resumed_total']}")
-        print(f"runs done: {result['runs_done']}/{args.runs}; lost: {result['runs_lost']}; "
-              f"with duplicated or missing events: {result['runs_with_duplicated_or_missing_events']}; "
-              f"different from their twin: {result['runs_different_from_twin']}")
+        print(
+            f"runs done: {result['runs_done']}/{args.runs}; lost: {result['runs_lost']}; "
+            f"with duplicated or missing events: {result['runs_with_duplicated_or_missing_events']}; "
+            f"different from their twin: {result['runs_different_from_twin']}"
+        )
         for run_id, v in result["problems"].items():
             print(f"  {run_id}: {'; '.join(v)}")
         print(f"written to {out.relative_to(ROOT)}")
     if not args.keep:
         import shutil
+
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"runs kept in {work}")

@@ -2,4 +2,5 @@
 
 Never imports streamlit: the dashboard and the CLI are two consumers of the same events.
 """
+
 __version__ = "0.1.0"

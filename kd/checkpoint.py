@@ -7,6 +7,7 @@ states (batch order, jitter, torch's global generator for dropout). It is one sa
 temporary name and renamed, so a crash leaves the previous checkpoint or the new one, never half
 of one.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,21 +37,34 @@ def _cpu(t: Tensor) -> Tensor:
     return t.detach().to("cpu").contiguous().clone()
 
 
-def capture(stage: str, epoch: int, step: int, seconds: float, model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer, rng: dict[str, Tensor],
-            method: torch.nn.Module | None = None) -> Checkpoint:
+def capture(
+    stage: str,
+    epoch: int,
+    step: int,
+    seconds: float,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: dict[str, Tensor],
+    method: torch.nn.Module | None = None,
+) -> Checkpoint:
     """A CPU copy of everything, so training can go on while it is written."""
     opt = optimizer.state_dict()
-    opt_state = {i: {k: _cpu(v) if isinstance(v, Tensor) else v for k, v in s.items()}
-                 for i, s in opt["state"].items()}
-    return Checkpoint(stage, epoch, step, seconds, {k: _cpu(v) for k, v in model.state_dict().items()},
-                      {"state": opt_state, "param_groups": opt["param_groups"]},
-                      {k: _cpu(v) for k, v in rng.items()},
-                      {k: _cpu(v) for k, v in method.state_dict().items()} if method is not None else {})
+    opt_state = {i: {k: _cpu(v) if isinstance(v, Tensor) else v for k, v in s.items()} for i, s in opt["state"].items()}
+    return Checkpoint(
+        stage,
+        epoch,
+        step,
+        seconds,
+        {k: _cpu(v) for k, v in model.state_dict().items()},
+        {"state": opt_state, "param_groups": opt["param_groups"]},
+        {k: _cpu(v) for k, v in rng.items()},
+        {k: _cpu(v) for k, v in method.state_dict().items()} if method is not None else {},
+    )
 
 
 def save(ckpt: Checkpoint, path: Path, extra: dict | None = None) -> None:
     from safetensors.torch import save_file
+
     tensors = {f"model/{k}": v for k, v in ckpt.model.items()}
     tensors.update({f"rng/{k}": v for k, v in ckpt.rng.items()})
     tensors.update({f"method/{k}": v for k, v in ckpt.method.items()})
@@ -61,9 +75,16 @@ def save(ckpt: Checkpoint, path: Path, extra: dict | None = None) -> None:
                 tensors[f"optimizer/{i}/{k}"] = v
             else:
                 scalars.setdefault(str(i), {})[k] = v
-    meta = {"format": FORMAT, "stage": ckpt.stage, "epoch": ckpt.epoch, "step": ckpt.step,
-            "seconds": ckpt.seconds, "param_groups": ckpt.optimizer["param_groups"],
-            "optimizer_scalars": scalars, **(extra or {})}
+    meta = {
+        "format": FORMAT,
+        "stage": ckpt.stage,
+        "epoch": ckpt.epoch,
+        "step": ckpt.step,
+        "seconds": ckpt.seconds,
+        "param_groups": ckpt.optimizer["param_groups"],
+        "optimizer_scalars": scalars,
+        **(extra or {}),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -78,6 +99,7 @@ def save(ckpt: Checkpoint, path: Path, extra: dict | None = None) -> None:
 def load(path: Path) -> tuple[Checkpoint, dict]:
     """The checkpoint and its metadata (the extra keys given to save)."""
     from safetensors import safe_open
+
     with safe_open(str(path), framework="pt", device="cpu") as f:
         meta = json.loads((f.metadata() or {}).get("kd", "{}"))
         if meta.get("format") != FORMAT:
@@ -93,6 +115,14 @@ def load(path: Path) -> tuple[Checkpoint, dict]:
             state.setdefault(int(i), {})[name] = v
     for i, s in meta["optimizer_scalars"].items():
         state.setdefault(int(i), {}).update(s)
-    ckpt = Checkpoint(meta["stage"], meta["epoch"], meta["step"], meta["seconds"], model,
-                      {"state": state, "param_groups": meta["param_groups"]}, rng, method)
+    ckpt = Checkpoint(
+        meta["stage"],
+        meta["epoch"],
+        meta["step"],
+        meta["seconds"],
+        model,
+        {"state": state, "param_groups": meta["param_groups"]},
+        rng,
+        method,
+    )
     return ckpt, meta

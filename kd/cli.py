@@ -2,6 +2,7 @@
 
 Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,18 +12,32 @@ import math
 import os
 import sys
 import textwrap
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from kd.config import RunConfig, field_type, knobs
 from kd.errors import ConfigError, DataError, KDError
 
 MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
-JSON_MODEL_KEYS = ("accuracy", "params", "size_mb", "flops", "latency_ms", "latency_ms_256",
-                   "agreement", "ece", "train_seconds", "epochs", "status")
+JSON_MODEL_KEYS = (
+    "accuracy",
+    "params",
+    "size_mb",
+    "flops",
+    "latency_ms",
+    "latency_ms_256",
+    "agreement",
+    "ece",
+    "train_seconds",
+    "epochs",
+    "status",
+)
 # flag -> RunConfig field, type: one flag per field, made from its declaration (kd/config.py)
 # (the methods' own knobs, RunConfig.options, get a flag each too: _option_flags)
-TRAIN_FLAGS = {"--" + f.name.replace("_", "-"): (f.name, field_type(f)[0]) for f in dataclasses.fields(RunConfig)
-               if f.name != "options"}
+TRAIN_FLAGS = {
+    "--" + f.name.replace("_", "-"): (f.name, field_type(f)[0])
+    for f in dataclasses.fields(RunConfig)
+    if f.name != "options"
+}
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
 
 
@@ -33,11 +48,17 @@ def _flag(name: str) -> str:
 def _option_flags(train: argparse.ArgumentParser) -> None:
     """A flag for each method's own knob (kd.config.method_options), e.g. --dkd-beta 8."""
     from kd.config import method_options
+
     for name, (opt, owners) in method_options().items():
         FIELD_TO_FLAG[name] = _flag(name)
-        train.add_argument(_flag(name), dest=f"option_{name}", type=_typed(_flag(name), opt.kind), default=None,
-                           metavar=name.upper(), help=f"{', '.join(owners)} only: {opt.knob.help} "
-                           f"(default: {opt.default})".replace("%", "%%"))
+        train.add_argument(
+            _flag(name),
+            dest=f"option_{name}",
+            type=_typed(_flag(name), opt.kind),
+            default=None,
+            metavar=name.upper(),
+            help=f"{', '.join(owners)} only: {opt.knob.help} (default: {opt.default})".replace("%", "%%"),
+        )
 
 
 class UsageError(Exception):
@@ -49,7 +70,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser(argv: Optional[Sequence[str]] = None) -> Parser:
+def _parser(argv: Sequence[str] | None = None) -> Parser:
     p = Parser(prog="python -m kd", description="Distill Lab: knowledge distillation, headless.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     train = sub.add_parser("train", help="train teacher, student alone and distilled student")
@@ -60,15 +81,24 @@ def _parser(argv: Optional[Sequence[str]] = None) -> Parser:
             train.add_argument(flag, dest=field, action="store_true", default=None, help=k.help)
             continue
         choices = None if callable(k.choices) else k.choices  # registries: python -m kd list ...
-        train.add_argument(flag, dest=field, type=_typed(flag, kind), default=None, metavar=field.upper(),
-                           help=f"{k.help}" + (f"; one of {', '.join(map(str, choices))}" if choices else "")
-                           + f" (default: {getattr(defaults, field)})".replace("%", "%%"))
+        train.add_argument(
+            flag,
+            dest=field,
+            type=_typed(flag, kind),
+            default=None,
+            metavar=field.upper(),
+            help=f"{k.help}"
+            + (f"; one of {', '.join(map(str, choices))}" if choices else "")
+            + f" (default: {getattr(defaults, field)})".replace("%", "%%"),
+        )
     if not argv or argv[0] in ("train", "-h", "--help"):  # the methods import torch: only where needed
         _option_flags(train)
     train.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    train.add_argument("--dry-run", action="store_true",
-                       help="check the flags, the data set, the models and a teacher checkpoint, print the config, "
-                            "train nothing")
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the flags, the data set, the models and a teacher checkpoint, print the config, train nothing",
+    )
     resume = sub.add_parser("resume", help="go on with an interrupted or stopped run from its last checkpoint")
     resume.add_argument("run_id")
     resume.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -95,11 +125,12 @@ def _typed(flag: str, kind: type):
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         return value
+
     convert.__name__ = kind.__name__
     return convert
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
         return COMMANDS[args.command](args)
@@ -129,7 +160,7 @@ def cmd_train(args) -> int:
     from kd.trainer import build_pair, check_teacher_checkpoint, pick_device
 
     given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
-    options = {k[len("option_"):]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
+    options = {k[len("option_") :]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
     cfg = RunConfig(**given, options=options or None)
     try:
         spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
@@ -150,6 +181,7 @@ def cmd_train(args) -> int:
 def cmd_resume(args) -> int:
     from kd import runner
     from kd.store import Store
+
     store = Store()
     run = store.get(args.run_id)
     if run is None:
@@ -165,8 +197,10 @@ def _finished(store, run_id: str, result, as_json: bool) -> int:
         print(json.dumps(run_json(run)))
     else:
         print(results_table(run.models, run.summary, run.config))
-        print(f"\nrun {run_id}: {run.status}{' (' + run.message + ')' if run.message else ''}; "
-              f"weights in {store.run_dir(run_id)}")
+        print(
+            f"\nrun {run_id}: {run.status}{' (' + run.message + ')' if run.message else ''}; "
+            f"weights in {store.run_dir(run_id)}"
+        )
     return 0 if result.status == "done" else 1
 
 
@@ -182,21 +216,27 @@ class Progress:
         kind, stage = e["kind"], MODEL_TITLES.get(e.get("stage", ""), "")
         if kind == "run" and e["status"] in ("running", "resumed"):
             self.train_size = e["train_size"]
-            _err(f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
-                 f"{e['test_size']:,} test examples on {e['device']}")
+            _err(
+                f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
+                f"{e['test_size']:,} test examples on {e['device']}"
+            )
         elif kind == "stage" and e["status"] == "started":
             share = e.get("train_size", self.train_size)
-            _err(f"{stage}: {e['params']:,} parameters, {e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}"
-                 + (f", on {share:,} of the {self.train_size:,} training examples" if share != self.train_size else ""))
+            _err(
+                f"{stage}: {e['params']:,} parameters, {e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}"
+                + (f", on {share:,} of the {self.train_size:,} training examples" if share != self.train_size else "")
+            )
             if e.get("teacher_outputs"):
                 _err(f"  {e['teacher_outputs']}")
         elif kind == "step" and e.get("samples_per_s"):
             self.speed = e["samples_per_s"]
         elif kind == "epoch":
             val = f"  val {100 * e['val_acc']:5.1f}%" if e["val_acc"] is not None else ""
-            _err(f"  {stage:<17} epoch {e['epoch']:>3}/{e['epochs']}  train {100 * e['train_acc']:5.1f}%{val}"
-                 f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s"
-                 + "".join(f"  {k} {v:.3g}" for k, v in (e.get("method") or {}).items()))
+            _err(
+                f"  {stage:<17} epoch {e['epoch']:>3}/{e['epochs']}  train {100 * e['train_acc']:5.1f}%{val}"
+                f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s"
+                + "".join(f"  {k} {v:.3g}" for k, v in (e.get("method") or {}).items())
+            )
         elif kind == "stage" and e["status"] in ("loaded", "stopped", "diverged"):
             _err(f"{stage}: {e['status']} {e.get('message', '')}")
 
@@ -210,14 +250,23 @@ def _err(line: str) -> None:
 
 def run_json(run) -> dict:
     from kd.lease import state
-    return {"run_id": run.id, "status": state(run), "message": run.message, "config": run.config,
-            "models": {name: {k: m.get(k) for k in JSON_MODEL_KEYS} if m else None
-                       for name, m in ((n, run.models.get(n)) for n in MODEL_TITLES)},
-            "summary": run.summary}
+
+    return {
+        "run_id": run.id,
+        "status": state(run),
+        "message": run.message,
+        "config": run.config,
+        "models": {
+            name: {k: m.get(k) for k in JSON_MODEL_KEYS} if m else None
+            for name, m in ((n, run.models.get(n)) for n in MODEL_TITLES)
+        },
+        "summary": run.summary,
+    }
 
 
-def results_table(models: dict, summary: dict, config: Optional[dict] = None) -> str:
+def results_table(models: dict, summary: dict, config: dict | None = None) -> str:
     from kd import metrics  # torch: imported only when there are results to show
+
     head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
     rows = [head]
     for name, title in MODEL_TITLES.items():
@@ -225,13 +274,22 @@ def results_table(models: dict, summary: dict, config: Optional[dict] = None) ->
         if not m:
             rows.append((title, "-", "", "", "", "", "", "", "", ""))
             continue
-        rows.append((title, f"{100 * m['accuracy']:.2f} %", f"{m['params']:,}", f"{m['size_mb']:.3f}",
-                     f"{m['flops'] / 1e6:.3f}", f"{m['latency_ms']:.3f}", f"{m['latency_ms_256']:.2f}",
-                     "-" if m["agreement"] is None else f"{100 * m['agreement']:.1f} %",
-                     f"{m['ece']:.3f}", f"{m['train_seconds']:.1f}"))
+        rows.append(
+            (
+                title,
+                f"{100 * m['accuracy']:.2f} %",
+                f"{m['params']:,}",
+                f"{m['size_mb']:.3f}",
+                f"{m['flops'] / 1e6:.3f}",
+                f"{m['latency_ms']:.3f}",
+                f"{m['latency_ms_256']:.2f}",
+                "-" if m["agreement"] is None else f"{100 * m['agreement']:.1f} %",
+                f"{m['ece']:.3f}",
+                f"{m['train_seconds']:.1f}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     if summary and summary.get("gain") is not None:
         lines.append("")
@@ -243,15 +301,18 @@ def results_table(models: dict, summary: dict, config: Optional[dict] = None) ->
 
 
 def summary_sentence(s: dict) -> str:
-    return (f"Distilled student: {100 * s['gain']:+.2f} points over the student alone; kept "
-            f"{100 * s['kept']:.1f} % of the teacher's accuracy at {s['compression']:.1f}x fewer "
-            f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, one thread, batch 256).")
+    return (
+        f"Distilled student: {100 * s['gain']:+.2f} points over the student alone; kept "
+        f"{100 * s['kept']:.1f} % of the teacher's accuracy at {s['compression']:.1f}x fewer "
+        f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, one thread, batch 256)."
+    )
 
 
 # -- runs, show, list, worker ------------------------------------------------------------------
 def cmd_runs(args) -> int:
     from kd.lease import state
     from kd.store import Store
+
     runs = Store().runs()
     if args.json:
         print(json.dumps([run_json(r) for r in runs]))
@@ -261,15 +322,19 @@ def cmd_runs(args) -> int:
         return 0
     for r in runs:
         c = r.config
-        acc = "  ".join(f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -"
-                        for k in MODEL_TITLES)
-        print(f"{r.id}  {state(r):<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "
-              f"{c['method']} T={c['temperature']:g} a={c['alpha']:g} e={c['epochs']}  {acc}")
+        acc = "  ".join(
+            f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -" for k in MODEL_TITLES
+        )
+        print(
+            f"{r.id}  {state(r):<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "
+            f"{c['method']} T={c['temperature']:g} a={c['alpha']:g} e={c['epochs']}  {acc}"
+        )
     return 0
 
 
 def cmd_show(args) -> int:
     from kd.store import Store
+
     run = Store().get(args.run_id)
     if run is None:
         raise KDError(f"no such run: {args.run_id!r} (python -m kd runs lists them)")
@@ -277,6 +342,7 @@ def cmd_show(args) -> int:
         print(json.dumps(run_json(run)))
         return 0
     from kd.lease import state
+
     print(f"run {run.id}: {state(run)}" + (f" ({run.message})" if run.message else ""))
     print("config: " + ", ".join(f"{k}={v}" for k, v in run.config.items() if v is not None))
     print(results_table(run.models, run.summary, run.config))
@@ -287,13 +353,15 @@ def cmd_list(args) -> int:
     from kd.data import DATASETS
     from kd.methods import METHODS
     from kd.models import MODELS
+
     registry = {"models": MODELS, "datasets": DATASETS, "methods": METHODS}[args.what]
     width = max(len(k) for k in registry.keys())
     defaults = RunConfig()
     for entry in registry:
         used = getattr(entry.obj, "knobs", ()) if args.what == "methods" else ()
-        flags = [FIELD_TO_FLAG[k] + (" (off)" if getattr(defaults, k) is False else f" {getattr(defaults, k)}")
-                 for k in used]  # each with its default (a switch: off)
+        flags = [
+            FIELD_TO_FLAG[k] + (" (off)" if getattr(defaults, k) is False else f" {getattr(defaults, k)}") for k in used
+        ]  # each with its default (a switch: off)
         flags += [f"{_flag(name)} {opt.default}" for name, opt in getattr(entry.obj, "options", {}).items()]
         print(f"{entry.key:<{width}}  {entry.description}" + (f" [{', '.join(flags)}]" if flags else ""))
     if args.what == "datasets":
@@ -304,6 +372,7 @@ def cmd_list(args) -> int:
 def cmd_worker(args) -> int:
     from kd import jobs  # no torch yet: a run waiting for its turn stays a small process
     from kd.store import Store
+
     store = Store()
     if store.get(args.run_id) is None:
         raise KDError(f"no such run: {args.run_id!r}")
@@ -314,10 +383,17 @@ def cmd_worker(args) -> int:
     if not jobs.take_turn(store, args.run_id, lease):
         return 0
     from kd import runner  # the run has its turn (it is "running"): run_owned goes straight on
+
     # A run that has trained before goes on from what it kept, never from scratch over it.
     runner.run_owned(store, args.run_id, lease, resuming=args.resume or store.has_events(args.run_id))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "show": cmd_show, "list": cmd_list,
-            "worker": cmd_worker}
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "list": cmd_list,
+    "worker": cmd_worker,
+}

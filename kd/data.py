@@ -7,6 +7,7 @@ report. Normalisation statistics come from the train rows left after carving val
 A person's folder:PATH is held to that: at most KD_MAX_IMAGES images (100,000) and
 KD_MAX_DATA_MB decoded (4,096), both read from the environment at each call.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +16,9 @@ import io
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,6 +42,7 @@ Splits = tuple[Tensor, Tensor, Tensor, Tensor]
 @dataclass(frozen=True)
 class DataSpec:
     """What a data set looks like, known without loading it (the UI counts params from it)."""
+
     name: str
     input_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for the 2-D sets
     num_classes: int
@@ -51,6 +53,7 @@ class DataSpec:
 @dataclass(eq=False)  # eq=False: tensors have no single truth value; the cache hands out identity
 class DataBundle:
     """Normalised CPU tensors; x = (raw - mean) / std. Shared by the cache: do not modify in place."""
+
     spec: DataSpec
     x_train: Tensor  # float32 (N, *input_shape)
     y_train: Tensor  # int64 (N,)
@@ -75,30 +78,43 @@ class DataBundle:
 @dataclass(frozen=True)
 class Source:
     """A registry entry: its spec, and fetch(root) -> raw Splits (root is None unless needs_dir)."""
+
     spec: DataSpec
-    fetch: Callable[[Optional[Path]], Splits]
+    fetch: Callable[[Path | None], Splits]
     needs_dir: bool = False
 
 
 DATASETS: Registry[Source] = Registry("data set")
 
 
-def _add(key: str, shape: tuple[int, ...], classes: list[str], description: str,
-         fetch: Callable[[Optional[Path]], Splits], needs_dir: bool = False) -> None:
+def _add(
+    key: str,
+    shape: tuple[int, ...],
+    classes: list[str],
+    description: str,
+    fetch: Callable[[Path | None], Splits],
+    needs_dir: bool = False,
+) -> None:
     spec = DataSpec(key, shape, len(classes), tuple(classes), description)
     DATASETS.add(key, Source(spec, fetch, needs_dir), description)
 
 
 def _stratified(x: np.ndarray, y: np.ndarray, test_size) -> Splits:
     from sklearn.model_selection import train_test_split
+
     x_tv, x_te, y_tv, y_te = train_test_split(x, y, test_size=test_size, random_state=TEST_SEED, stratify=y)
-    return (torch.as_tensor(x_tv, dtype=torch.float32), torch.as_tensor(y_tv, dtype=torch.int64),
-            torch.as_tensor(x_te, dtype=torch.float32), torch.as_tensor(y_te, dtype=torch.int64))
+    return (
+        torch.as_tensor(x_tv, dtype=torch.float32),
+        torch.as_tensor(y_tv, dtype=torch.int64),
+        torch.as_tensor(x_te, dtype=torch.float32),
+        torch.as_tensor(y_te, dtype=torch.int64),
+    )
 
 
 # -- bundled and generated sets ---------------------------------------------------------
-def _digits(_root: Optional[Path]) -> Splits:
+def _digits(_root: Path | None) -> Splits:
     from sklearn.datasets import load_digits
+
     d = load_digits()  # (1797, 64) values 0..16
     return _stratified(d.data.reshape(-1, 1, 8, 8) / 16.0, d.target, 0.2)  # test: 360 rows
 
@@ -112,9 +128,10 @@ def _spirals(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _toy(kind: str) -> Callable[[Optional[Path]], Splits]:
-    def fetch(_root: Optional[Path]) -> Splits:
+def _toy(kind: str) -> Callable[[Path | None], Splits]:
+    def fetch(_root: Path | None) -> Splits:
         from sklearn import datasets as skd
+
         n = 3000
         if kind == "moons":
             x, y = skd.make_moons(n, noise=0.2, random_state=TEST_SEED)
@@ -123,6 +140,7 @@ def _toy(kind: str) -> Callable[[Optional[Path]], Splits]:
         else:
             x, y = _spirals(n, np.random.default_rng(TEST_SEED))
         return _stratified(x, y, 1000)  # 2000 train+val, 1000 test
+
     return fetch
 
 
@@ -135,7 +153,7 @@ def _download(cls, root: Path) -> None:
     """Let torchvision fetch the files; raise OSError fast when offline (tests replace this)."""
     url = getattr(cls, "mirrors", [getattr(cls, "url", "")])[0]
     host = urlparse(url).hostname or ""
-    result: list[Optional[BaseException]] = [TimeoutError("no answer within 3 s")]
+    result: list[BaseException | None] = [TimeoutError("no answer within 3 s")]
 
     def probe() -> None:  # DNS lookups ignore socket timeouts, so bound the whole probe in a thread
         try:
@@ -143,6 +161,7 @@ def _download(cls, root: Path) -> None:
             result[0] = None
         except OSError as e:
             result[0] = e
+
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(3)
@@ -158,9 +177,10 @@ def _download(cls, root: Path) -> None:
         socket.setdefaulttimeout(old)
 
 
-def _torchvision(key: str, cls_name: str, sub: str, files: list[str]) -> Callable[[Optional[Path]], Splits]:
-    def fetch(root: Optional[Path]) -> Splits:
+def _torchvision(key: str, cls_name: str, sub: str, files: list[str]) -> Callable[[Path | None], Splits]:
+    def fetch(root: Path | None) -> Splits:
         import torchvision.datasets as tvd
+
         assert root is not None
         cls, folder = getattr(tvd, cls_name), root / sub
         if not all((folder / f).is_file() for f in files):
@@ -181,23 +201,48 @@ def _torchvision(key: str, cls_name: str, sub: str, files: list[str]) -> Callabl
             d = torch.as_tensor(ds.data)
             d = d.unsqueeze(1) if d.dim() == 3 else d.permute(0, 3, 1, 2)
             return d.float().div_(255.0).contiguous()  # (N, C, H, W) in [0, 1]
-        return x(tr), torch.as_tensor(tr.targets, dtype=torch.int64), x(te), torch.as_tensor(te.targets, dtype=torch.int64)
+
+        return (
+            x(tr),
+            torch.as_tensor(tr.targets, dtype=torch.int64),
+            x(te),
+            torch.as_tensor(te.targets, dtype=torch.int64),
+        )
+
     return fetch
 
 
-_add("digits", (1, 8, 8), [str(i) for i in range(10)],
-     "scikit-learn's 8x8 handwritten digits (1,797 images, bundled, no download)", _digits)
-_add("mnist", (1, 28, 28), [str(i) for i in range(10)],
-     "MNIST 28x28 handwritten digits (60,000 + 10,000 images; torchvision, ~12 MB download once)",
-     _torchvision("mnist", "MNIST", "MNIST/raw", _IDX), needs_dir=True)
-_add("fashion-mnist", (1, 28, 28),
-     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-     "Fashion-MNIST 28x28 clothing images, 10 classes (60,000 + 10,000; torchvision, ~30 MB download once)",
-     _torchvision("fashion-mnist", "FashionMNIST", "FashionMNIST/raw", _IDX), needs_dir=True)
-_add("cifar10", (3, 32, 32),
-     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-     "CIFAR-10 32x32 colour photos, 10 classes (50,000 + 10,000; torchvision, ~170 MB download once)",
-     _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", _CIFAR), needs_dir=True)
+_add(
+    "digits",
+    (1, 8, 8),
+    [str(i) for i in range(10)],
+    "scikit-learn's 8x8 handwritten digits (1,797 images, bundled, no download)",
+    _digits,
+)
+_add(
+    "mnist",
+    (1, 28, 28),
+    [str(i) for i in range(10)],
+    "MNIST 28x28 handwritten digits (60,000 + 10,000 images; torchvision, ~12 MB download once)",
+    _torchvision("mnist", "MNIST", "MNIST/raw", _IDX),
+    needs_dir=True,
+)
+_add(
+    "fashion-mnist",
+    (1, 28, 28),
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "Fashion-MNIST 28x28 clothing images, 10 classes (60,000 + 10,000; torchvision, ~30 MB download once)",
+    _torchvision("fashion-mnist", "FashionMNIST", "FashionMNIST/raw", _IDX),
+    needs_dir=True,
+)
+_add(
+    "cifar10",
+    (3, 32, 32),
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "CIFAR-10 32x32 colour photos, 10 classes (50,000 + 10,000; torchvision, ~170 MB download once)",
+    _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", _CIFAR),
+    needs_dir=True,
+)
 _add("moons", (2,), ["0", "1"], "two interleaving half-moons, 2-D, 2 classes (3,000 points, generated)", _toy("moons"))
 _add("spirals", (2,), ["0", "1", "2"], "three-arm spiral, 2-D, 3 classes (3,000 points, generated)", _toy("spirals"))
 _add("circles", (2,), ["0", "1"], "a circle inside a ring, 2-D, 2 classes (3,000 points, generated)", _toy("circles"))
@@ -210,8 +255,10 @@ def _check_memory(n_images: int, size: int) -> None:
     need = n_images * 3 * size * size * (4 * 2 + 1)
     limit = env_limit("KD_MAX_DATA_MB", 4096)
     if need > limit * 1e6:
-        raise DataError(f"folder: {n_images:,} images at {size}x{size} take about {human_bytes(need)} in memory, "
-                        f"over the {num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images")
+        raise DataError(
+            f"folder: {n_images:,} images at {size}x{size} take about {human_bytes(need)} in memory, "
+            f"over the {num(limit)} MB limit (KD_MAX_DATA_MB); choose a smaller image size or fewer images"
+        )
 
 
 def _images_under(folder: Path, stop_after: float, visits: list[int]) -> list[Path]:
@@ -225,9 +272,11 @@ def _images_under(folder: Path, stop_after: float, visits: list[int]) -> list[Pa
             for e in entries:
                 visits[0] -= 1
                 if visits[0] < 0:
-                    raise DataError(f"folder: {short(folder.parent)} holds too many files and folders to be a data "
-                                    "set of images (over 10 for each image KD_MAX_IMAGES allows); name the folder "
-                                    "that holds one sub-folder of images per class")
+                    raise DataError(
+                        f"folder: {short(folder.parent)} holds too many files and folders to be a data "
+                        "set of images (over 10 for each image KD_MAX_IMAGES allows); name the folder "
+                        "that holds one sub-folder of images per class"
+                    )
                 if e.name.startswith("."):
                     continue
                 if e.is_dir(follow_symlinks=False):
@@ -249,18 +298,24 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
             raise DataError(f"folder: {short(path)} is not a folder (expected one sub-folder of images per class)")
         dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
         if len(dirs) < 2:
-            raise DataError(f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least 2, one per class")
+            raise DataError(
+                f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least 2, one per class"
+            )
         limit, n = env_limit("KD_MAX_IMAGES", 100_000), 0
         out, visits = [], [10 * int(limit) + 1_000]
         for d in dirs:
             files = _images_under(d, limit - n, visits)
             n += len(files)
             if n > limit:
-                raise DataError(f"folder: {short(path)} holds more than {num(limit)} images, the limit "
-                                "(KD_MAX_IMAGES); use fewer images or raise the limit")
+                raise DataError(
+                    f"folder: {short(path)} holds more than {num(limit)} images, the limit "
+                    "(KD_MAX_IMAGES); use fewer images or raise the limit"
+                )
             if len(files) < 2:
-                raise DataError(f"folder: class folder {short(d)} has {len(files)} image(s); each class needs at "
-                                f"least 2 (one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})")
+                raise DataError(
+                    f"folder: class folder {short(d)} has {len(files)} image(s); each class needs at "
+                    f"least 2 (one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})"
+                )
             out.append((d.name, files))
         return out
     except DataError:
@@ -273,14 +328,20 @@ def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -
     """The spec of a listed folder, refused when it would not fit KD_MAX_DATA_MB decoded."""
     n = sum(len(f) for _, f in classes)
     _check_memory(n, size)
-    return DataSpec(f"{FOLDER}{path}", (3, size, size), len(classes), tuple(c for c, _ in classes),
-                    f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}")
+    return DataSpec(
+        f"{FOLDER}{path}",
+        (3, size, size),
+        len(classes),
+        tuple(c for c, _ in classes),
+        f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}",
+    )
 
 
 def _pixels(im, size: int) -> np.ndarray:
     """One image as float32 (3, S, S), or (1, S, S) for grey, in [0, 1]. 16-bit and 32-bit images
     are scaled to [0, 1] and resized in float: convert("RGB") would clip them (most pixels white)."""
     from PIL import Image
+
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         top = float(a.max()) if a.size else 0.0
@@ -316,6 +377,7 @@ def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) 
             except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
                 raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {reason(e, f)})") from None
         return x, torch.tensor([label for _, label in rows[is_test]], dtype=torch.int64)
+
     return (*tensors(False), *tensors(True))
 
 
@@ -340,7 +402,7 @@ def _source(name: str) -> Source:
 
 
 def _folder_path(name: str) -> Path:
-    raw = name[len(FOLDER):].strip()
+    raw = name[len(FOLDER) :].strip()
     if not raw:
         raise DataError("folder: needs a path, e.g. folder:/data/my_images")
     try:
@@ -374,7 +436,7 @@ def load(name: str, data_dir: str | None = None, val_fraction: float = 0.1, imag
 
 
 @functools.lru_cache(maxsize=8)
-def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) -> DataBundle:
+def _load(name: str, root: str | None, val_fraction: float, image_size: int) -> DataBundle:
     if name == FOLDER:
         path = Path(root)  # type: ignore[arg-type]
         classes = _folder_classes(path)
@@ -396,8 +458,9 @@ def _load(name: str, root: Optional[str], val_fraction: float, image_size: int) 
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # a constant channel stays as is
     view = (1, -1) + (1,) * (x_tr.dim() - 2)
     norm = lambda x: x.sub_(mean.view(view)).div_(std.view(view))  # in place: fresh tensors  # noqa: E731
-    return DataBundle(sp, norm(x_tr), y_tr, norm(x_va), y_va, norm(x_te), y_te,
-                      tuple(mean.tolist()), tuple(std.tolist()))
+    return DataBundle(
+        sp, norm(x_tr), y_tr, norm(x_va), y_va, norm(x_te), y_te, tuple(mean.tolist()), tuple(std.tolist())
+    )
 
 
 load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
@@ -411,7 +474,7 @@ def stratified_subset(y: Tensor, fraction: float) -> Tensor:
     keep = []
     for c in torch.unique(labels).tolist():
         idx = (labels == c).nonzero().flatten()
-        keep.append(idx[torch.randperm(len(idx), generator=g)[:max(1, round(fraction * len(idx)))]])
+        keep.append(idx[torch.randperm(len(idx), generator=g)[: max(1, round(fraction * len(idx)))]])
     return torch.cat(keep).sort().values.to(y.device)
 
 

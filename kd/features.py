@@ -6,9 +6,11 @@ what those places computed in the model's last forward pass; the trainer reads i
 student step, and for the teacher either once over the whole training set (when it fits in
 KD_MAX_CACHE_MB) or per batch.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,7 @@ from kd.errors import ConfigError
 
 class Features(NamedTuple):
     """What a feature method is handed each step besides the logits."""
+
     student: dict[str, Tensor]  # tap -> (B, ...), with the graph back to the student's weights
     teacher: dict[str, Tensor]  # tap -> (B, ...), or what the method's prepare_features made of it
 
@@ -43,11 +46,13 @@ class Tap:
     def _keep_input(self, name: str):
         def hook(module, args):
             self.out[name] = args[0]
+
         return hook
 
     def _keep_output(self, name: str):
         def hook(module, args, output):
             self.out[name] = output
+
         return hook
 
     def close(self) -> None:
@@ -55,7 +60,7 @@ class Tap:
             h.remove()
         self.handles = []
 
-    def __enter__(self) -> "Tap":
+    def __enter__(self) -> Tap:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,5 +1,6 @@
 """Looking inside finished runs: load a stored model, its decision regions on a 2-D set, and
 a teacher's probabilities softened at temperature T. Used by the Results and Temperature pages."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +15,7 @@ from kd.store import Run, Store
 def load_model(store: Store, run: Run, name: str) -> nn.Module:
     """A stored model (teacher | baseline | student) in eval mode on the CPU."""
     from safetensors.torch import load_file
+
     cfg = run.config
     spec = datasets.spec(cfg["dataset"], cfg.get("data_dir"), cfg.get("image_size", 32))
     arch = cfg["teacher"] if name == "teacher" else cfg["student"]
@@ -39,9 +41,14 @@ def decision_regions(store: Store, run: Run, n: int = 150) -> dict:
         if store.weights_path(run.id, name).exists():
             logits = load_model(store, run, name)(torch.as_tensor(points, dtype=torch.float32))
             predictions[name] = logits.argmax(1).numpy()
-    return {"xx": raw_grid[:, 0].reshape(np.shape(xx)), "yy": raw_grid[:, 1].reshape(np.shape(yy)),
-            "predictions": predictions, "points": bundle.raw(bundle.x_test).numpy(),
-            "labels": bundle.y_test.numpy(), "class_names": list(bundle.spec.class_names)}
+    return {
+        "xx": raw_grid[:, 0].reshape(np.shape(xx)),
+        "yy": raw_grid[:, 1].reshape(np.shape(yy)),
+        "predictions": predictions,
+        "points": bundle.raw(bundle.x_test).numpy(),
+        "labels": bundle.y_test.numpy(),
+        "class_names": list(bundle.spec.class_names),
+    }
 
 
 def softened(logits: torch.Tensor, temperature: float) -> np.ndarray:

@@ -4,6 +4,7 @@ A run is an OS process (`python -m kd worker RUN_ID`), not a thread of the web s
 survives page changes, browser refreshes, a second tab and a restart of the dashboard. Who may
 write a run, and when it counts as interrupted, is decided in kd/lease.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from kd.config import RunConfig
 from kd.errors import KDError
@@ -27,9 +28,11 @@ def disk_needed(cfg: RunConfig) -> int:
     """Bytes a run writes at most: each model's weights, and a checkpoint (weights and two Adam
     moments) of the larger model; events are small beside them."""
     from kd import data, models
+
     spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-    params = {k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes)
-              for k in ("teacher", "student")}
+    params = {
+        k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes) for k in ("teacher", "student")
+    }
     return 4 * (params["teacher"] + 2 * params["student"] + 3 * max(params.values()))
 
 
@@ -40,8 +43,9 @@ def start(cfg: RunConfig, store: Store | None = None) -> str:
     checkpoints, is a StoreError here, before anything is written. A teacher file is copied into
     the run, which owns it from then on."""
     store = store or Store()
-    run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg),
-                              inputs={"teacher_checkpoint": TEACHER_COPY})
+    run_id = store.create_run(
+        cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg), inputs={"teacher_checkpoint": TEACHER_COPY}
+    )
     _spawn(store, run_id)
     return run_id
 
@@ -60,8 +64,18 @@ def resume(run_id: str, store: Store | None = None) -> None:
         if why:
             raise KDError(f"run {run_id} cannot be resumed: {why}")
         now = time.time()
-        return dict(status="queued", token=None, pid=os.getpid(), host=HOST, pid_start=process_start(os.getpid()),
-                    heartbeat=now, queued_at=now, stop_requested=0, message="Queued again: its worker is starting.")
+        return dict(
+            status="queued",
+            token=None,
+            pid=os.getpid(),
+            host=HOST,
+            pid_start=process_start(os.getpid()),
+            heartbeat=now,
+            queued_at=now,
+            stop_requested=0,
+            message="Queued again: its worker is starting.",
+        )
+
     store.change(run_id, queue)
     _spawn(store, run_id, "--resume")
 
@@ -71,15 +85,22 @@ def _spawn(store: Store, run_id: str, *flags: str) -> None:
     env = {**os.environ, "KD_RUNS_DIR": str(store.root.resolve())}
     try:
         with open(store.run_dir(run_id) / "worker.log", "ab") as log:  # the folder is made by create_run
-            proc = subprocess.Popen([sys.executable, "-m", "kd", "worker", run_id, *flags],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kd", "worker", run_id, *flags],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
     except OSError as e:
         store.update(run_id, status="failed", message=f"the worker process could not start ({e})")
         raise KDError(f"run {run_id}: the worker process could not start ({e})") from None
 
     def record(run: Run) -> dict:
         return {} if run.token else dict(pid=proc.pid, host=HOST, pid_start=process_start(proc.pid))
+
     store.change(run_id, record)
 
 
@@ -94,8 +115,9 @@ def status(run: Run) -> str:
 
 
 # -- the worker's side: take the run, wait for a turn, beat ----------------------------------
-def claim(store: Store, run_id: str, accept: Callable[[Run], Optional[str]], requeue: bool = False,
-          verb: str = "taken") -> str:
+def claim(
+    store: Store, run_id: str, accept: Callable[[Run], str | None], requeue: bool = False, verb: str = "taken"
+) -> str:
     """Take the run's lease in one store transaction and return its token. accept(run) says why
     this process may not own the run (None: it may); of two claimants at once, one wins and the
     other is refused. requeue: the run joins the queue again (a resume)."""
@@ -108,14 +130,19 @@ def claim(store: Store, run_id: str, accept: Callable[[Run], Optional[str]], req
         now, pid = time.time(), os.getpid()
         fields = dict(token=token, pid=pid, host=HOST, pid_start=process_start(pid), heartbeat=now)
         if requeue:  # a run queued by resume() keeps its place in line
-            fields.update(status="queued", queued_at=run.queued_at if run.status == "queued" else now,
-                          stop_requested=0, message=None)
+            fields.update(
+                status="queued",
+                queued_at=run.queued_at if run.status == "queued" else now,
+                stop_requested=0,
+                message=None,
+            )
         return fields
+
     store.change(run_id, take)
     return token
 
 
-def unclaimed_queued(run: Run) -> Optional[str]:
+def unclaimed_queued(run: Run) -> str | None:
     """accept() for `python -m kd worker RUN_ID`: only a queued run that no worker owns."""
     if run.status == "queued" and not run.token:
         return None
@@ -125,12 +152,12 @@ def unclaimed_queued(run: Run) -> Optional[str]:
     return f"it is {s}; python -m kd resume {run.id} goes on with it"
 
 
-def resumable(run: Run) -> Optional[str]:
+def resumable(run: Run) -> str | None:
     """accept() for a resume: an interrupted, stopped or failed run."""
     return why_not_resumable(run)
 
 
-def queued_or_resumable(run: Run) -> Optional[str]:
+def queued_or_resumable(run: Run) -> str | None:
     """accept() for `python -m kd worker --resume`: queued again by resume(), or resumable."""
     return unclaimed_queued(run) and resumable(run)
 
@@ -154,7 +181,7 @@ class Heartbeat:
             except Exception:  # a busy or full store must not kill the run; the next beat retries
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self.thread.start()
         return self
 
@@ -173,8 +200,9 @@ def take_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] 
     return False
 
 
-def wait_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] = lambda line: None,
-              every_s: float = 0.5) -> bool:
+def wait_turn(
+    store: Store, run_id: str, lease: str, say: Callable[[str], None] = lambda line: None, every_s: float = 0.5
+) -> bool:
     """Wait, queued, until fewer than max_runs() runs are running and the runs queued before
     this one have started; then the run is marked running. False when a stop was asked first."""
     limit, said = max_runs(), None
@@ -186,8 +214,10 @@ def wait_turn(store: Store, run_id: str, lease: str, say: Callable[[str], None] 
             return True
         if store.stop_requested(run_id):
             return False
-        line = (f"Waiting for its turn: {limit} run{'s train' if limit != 1 else ' trains'} at a time "
-                f"(KD_MAX_RUNS), and this run is {'next' if place == 1 else f'number {place}'} in line.")
+        line = (
+            f"Waiting for its turn: {limit} run{'s train' if limit != 1 else ' trains'} at a time "
+            f"(KD_MAX_RUNS), and this run is {'next' if place == 1 else f'number {place}'} in line."
+        )
         if line != said:
             store.update(run_id, lease=lease, message=line)
             say(line)

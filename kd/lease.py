@@ -17,12 +17,12 @@ An active run (queued or running) whose owner is dead is "interrupted", and only
 Stored statuses:   queued -> running -> done | stopped | diverged | failed
 Shown in addition: interrupted (an active run whose owner is dead)
 """
+
 from __future__ import annotations
 
 import os
 import socket
 import time
-from typing import Optional
 
 from kd.errors import KDError
 from kd.limits import env_limit
@@ -53,7 +53,7 @@ def max_runs() -> int:
     return int(env_limit("KD_MAX_RUNS", default, whole=True, error=KDError))
 
 
-def process_start(pid: int) -> Optional[str]:
+def process_start(pid: int) -> str | None:
     """When the process started (clock ticks since boot, from /proc), or None where unknown.
     With the pid it names one process for good: a pid the system reuses gets another start."""
     try:
@@ -63,7 +63,7 @@ def process_start(pid: int) -> Optional[str]:
         return None
 
 
-def pid_alive(pid: int, start: Optional[str] = None) -> bool:
+def pid_alive(pid: int, start: str | None = None) -> bool:
     """Whether the process `pid` (started at `start`, when given) exists on this host; a
     zombie, killed but not yet reaped, counts as gone."""
     try:
@@ -82,7 +82,7 @@ def pid_alive(pid: int, start: Optional[str] = None) -> bool:
     return start is None or fields[19] == start
 
 
-def owner_alive(run, now: Optional[float] = None) -> bool:
+def owner_alive(run, now: float | None = None) -> bool:
     """Whether the process that owns (or is starting) an active run is alive; see the module doc."""
     now = time.time() if now is None else now
     if run.pid and run.host == HOST:
@@ -92,19 +92,19 @@ def owner_alive(run, now: Optional[float] = None) -> bool:
     return now - (run.heartbeat or run.updated) <= lease_lapse_s()
 
 
-def state(run, now: Optional[float] = None) -> str:
+def state(run, now: float | None = None) -> str:
     """The status to show and act on: an active run whose owner is dead is 'interrupted'."""
     if run.status in ACTIVE and not owner_alive(run, now):
         return "interrupted"
     return run.status
 
 
-def quiet_for(run, now: Optional[float] = None) -> float:
+def quiet_for(run, now: float | None = None) -> float:
     """Seconds since the run's owner last wrote a sign of life."""
     return (time.time() if now is None else now) - (run.heartbeat or run.updated)
 
 
-def why_not_resumable(run, now: Optional[float] = None) -> Optional[str]:
+def why_not_resumable(run, now: float | None = None) -> str | None:
     """None when the run may be resumed now, else why not, in words."""
     s = state(run, now)
     if s in RESUMABLE:
@@ -112,5 +112,6 @@ def why_not_resumable(run, now: Optional[float] = None) -> Optional[str]:
     if s in ACTIVE:
         who = f"pid {run.pid} on {run.host}" if run.pid else "a process being started"
         return f"it is still {s} ({who} owns it)"
-    return {"done": "it has finished",
-            "diverged": "its loss diverged: start a new run with a lower lr"}.get(s, f"it is {s}")
+    return {"done": "it has finished", "diverged": "its loss diverged: start a new run with a lower lr"}.get(
+        s, f"it is {s}"
+    )

@@ -2,6 +2,7 @@
 
 Torch-free: the store, the leases and a worker waiting for its turn use them too.
 """
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ import os
 from kd.errors import DataError, KDError
 
 
-def env_limit(name: str, default: float, zero_ok: bool = False, whole: bool = False,
-              error: type[KDError] = DataError) -> float:
+def env_limit(
+    name: str, default: float, zero_ok: bool = False, whole: bool = False, error: type[KDError] = DataError
+) -> float:
     """A bound from the environment (KD_MAX_*, KD_MIN_FREE_MB, KD_LEASE_LAPSE_S), read at each call
     so a changed variable counts; a value that is not a positive number (or >= 0 with zero_ok, or
     whole with whole) is an `error` naming the variable."""
@@ -23,7 +25,7 @@ def env_limit(name: str, default: float, zero_ok: bool = False, whole: bool = Fa
         value = float("nan")
     ok = value >= 0 if zero_ok else value > 0  # both refuse nan
     if not ok or (whole and not value.is_integer()):
-        kind = ("number >= 0" if zero_ok else "positive " + ("whole number" if whole else "number"))
+        kind = "number >= 0" if zero_ok else "positive " + ("whole number" if whole else "number")
         raise error(f"{name}={raw!r} is not a {kind}; unset it for the default ({num(default)})")
     return value
 

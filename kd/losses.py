@@ -10,6 +10,7 @@ After kd_loss: the logit losses of other published methods (DKD, DIST, logit sta
 CTKD's learned temperature), each with its paper, formula and the reference code's defaults.
 Losses on features and embeddings (RKD, AT, FitNets) are in kd/losses_features.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,14 +37,16 @@ def soft_kl_to(student_logits: Tensor, teacher_log_probs: Tensor, temperature: f
     return kl * temperature**2
 
 
-def kd_terms(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
-             temperature: float, alpha: float) -> dict[str, Tensor]:
+def kd_terms(
+    student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, temperature: float, alpha: float
+) -> dict[str, Tensor]:
     """The two weighted terms of the KD loss; they sum to kd_loss()."""
     return kd_terms_to(student_logits, soft_targets(teacher_logits, temperature), targets, temperature, alpha)
 
 
-def kd_terms_to(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
-                temperature: float, alpha: float) -> dict[str, Tensor]:
+def kd_terms_to(
+    student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor, temperature: float, alpha: float
+) -> dict[str, Tensor]:
     """kd_terms with the teacher's side already softened by soft_targets()."""
     return {
         "ce": (1.0 - alpha) * F.cross_entropy(student_logits, targets),
@@ -57,6 +60,7 @@ def kd_terms_to(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tens
 # hands these gradients to logits.backward() and computes the terms' values once per log window
 # with the functions above. tests/test_losses.py checks them against autograd.
 
+
 def ce_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> Tensor:
     """d/ds weight * CE(s, y) (mean over the batch) = weight/B · (softmax(s) - onehot(y))."""
     grad = torch.softmax(student_logits.detach(), 1)
@@ -64,12 +68,13 @@ def ce_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> Ten
     return grad.mul_(weight / grad.shape[0])
 
 
-def kd_grad(student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor,
-            temperature: float, alpha: float) -> Tensor:
+def kd_grad(
+    student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor, temperature: float, alpha: float
+) -> Tensor:
     """The gradient in s of kd_terms_to's sum:
 
-        d/ds (1-a)·CE   = (1-a)/B · (softmax(s) - onehot(y))
-        d/ds a·T²·KL    = a·T/B  · (softmax(s/T) - p_t)
+    d/ds (1-a)·CE   = (1-a)/B · (softmax(s) - onehot(y))
+    d/ds a·T²·KL    = a·T/B  · (softmax(s/T) - p_t)
     """
     T = float(temperature)
     grad = ce_grad(student_logits, targets, 1.0 - alpha)
@@ -89,8 +94,9 @@ def _minus_ones(like: Tensor) -> Tensor:
     return column
 
 
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
-            temperature: float, alpha: float) -> Tensor:
+def kd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, temperature: float, alpha: float
+) -> Tensor:
     """(1 - alpha) * CE + alpha * T^2 * KL(softmax(t/T) || softmax(s/T)), KL batchmean."""
     terms = kd_terms(student_logits, teacher_logits, targets, temperature, alpha)
     return terms["ce"] + terms["soft"]
@@ -100,8 +106,15 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
 # Reference: mdistiller, mdistiller/distillers/DKD.py (dkd_loss; cfg.DKD: ALPHA 1.0, BETA 8.0,
 # T 4.0, WARMUP 20, CE_WEIGHT 1.0).
 
-def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
-              alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> dict[str, Tensor]:
+
+def dkd_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+) -> dict[str, Tensor]:
     """The two weighted terms of DKD; they sum to dkd_loss(). Logits (B, K), targets (B,) int.
 
     With p = softmax(z/T), b = [p_y, 1 - p_y] (target vs. all non-target mass) and p^ the
@@ -128,16 +141,25 @@ def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
         log_other = z.masked_fill(gt, float("-inf")).logsumexp(1, keepdim=True)
         return torch.cat([log_target, log_other], dim=1) - log_norm
 
-    tckd = F.kl_div(binary_log_probs(student_logits), binary_log_probs(teacher_logits),
-                    reduction="sum", log_target=True) * T**2 / batch
+    tckd = (
+        F.kl_div(binary_log_probs(student_logits), binary_log_probs(teacher_logits), reduction="sum", log_target=True)
+        * T**2
+        / batch
+    )
     log_p_student_nt = F.log_softmax(student_logits / T - 1000.0 * gt, dim=1)
     p_teacher_nt = F.softmax(teacher_logits / T - 1000.0 * gt, dim=1)
     nckd = F.kl_div(log_p_student_nt, p_teacher_nt, reduction="sum") * T**2 / batch
     return {"tckd": alpha * tckd, "nckd": beta * nckd}
 
 
-def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
-             alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> Tensor:
+def dkd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+) -> Tensor:
     """DKD = alpha * TCKD + beta * NCKD, both * T^2, summed over classes and / B (see dkd_terms).
 
     The reference adds CE(student, y) (weight 1.0) and scales this term by dkd_warmup(epoch).
@@ -155,6 +177,7 @@ def dkd_warmup(epoch: float, warmup: float = 20) -> float:
 # Reference: hunto/DIST_KD and hunto/image_classification_sota, lib/models/losses/dist_kd.py
 # (DIST(beta=1.0, gamma=1.0, tau=1.0); its first release had no tau, i.e. tau = 1).
 
+
 def _mean_row_pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     """Mean over rows of the Pearson correlation of a[i] and b[i]; eps in the denominator as in the reference."""
     a = a - a.mean(1, keepdim=True)
@@ -162,8 +185,9 @@ def _mean_row_pearson(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)).mean()
 
 
-def dist_terms(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0, gamma: float = 1.0,
-               temperature: float = 1.0) -> dict[str, Tensor]:
+def dist_terms(
+    student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0
+) -> dict[str, Tensor]:
     """The two weighted terms of DIST; they sum to dist_loss(). Logits (B, K).
 
     With Y = softmax(Z / T) row-wise (B, K) and rho the Pearson correlation:
@@ -183,8 +207,9 @@ def dist_terms(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0
     }
 
 
-def dist_loss(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0, gamma: float = 1.0,
-              temperature: float = 1.0) -> Tensor:
+def dist_loss(
+    student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0
+) -> Tensor:
     """DIST = T^2 * (beta * (1 - mean row Pearson) + gamma * (1 - mean column Pearson)); see dist_terms."""
     terms = dist_terms(student_logits, teacher_logits, beta, gamma, temperature)
     return terms["inter"] + terms["intra"]
@@ -192,6 +217,7 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0,
 
 # -- Logit standardization (Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024)
 # Reference: sunshangquan/logit-standardization-KD, mdistiller/distillers/KD.py (normalize()).
+
 
 def standardize(logits: Tensor, eps: float = 1e-7) -> Tensor:
     """Z-score each row: (z - mean(z)) / (std(z) + eps), over the last dimension. (B, K) -> (B, K).
@@ -210,6 +236,7 @@ def standardize(logits: Tensor, eps: float = 1e-7) -> Tensor:
 # -- CTKD (Li et al., "Curriculum Temperature for Knowledge Distillation", AAAI 2023) -------------
 # Reference: zhengli97/CTKD, models/temp_global.py (Global_T, GradientReversalFunction) and
 # train_student.py (CosineDecay; --t_start 1 --t_end 20 --decay_max 0 --decay_min -1 --decay_loops 10).
+
 
 class GradientReversal(torch.autograd.Function):
     """Identity forward; backward multiplies the incoming gradient by -lambda_ (Ganin & Lempitsky 2015).

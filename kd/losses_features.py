@@ -4,16 +4,17 @@ Each docstring gives the paper, the formula, the shapes, the reduction and the r
 defaults (mdistiller, megvii-research/mdistiller, mdistiller/distillers/*.py, and engine/cfg.py).
 The weights the reference puts on a whole term (its FEAT_WEIGHT) belong to the method, not here.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
 # -- RKD (Park et al., "Relational Knowledge Distillation", CVPR 2019) ---------------------------
 # Reference: mdistiller/distillers/RKD.py (cfg.RKD: DISTANCE_WEIGHT 25, ANGLE_WEIGHT 50,
 # PDIST.SQUARED False, PDIST.EPSILON 1e-12, LOSS.FEAT_WEIGHT 1.0, applied to the pooled features).
+
 
 def pairwise_distances(embed: Tensor, squared: bool = False, eps: float = 1e-12) -> Tensor:
     """(B, D) -> (B, B): |e_i - e_j| (or its square), from |e_i|^2 + |e_j|^2 - 2 <e_i, e_j> clamped
@@ -37,8 +38,14 @@ def _angle_potential(embed: Tensor) -> Tensor:
     return torch.bmm(diff, diff.transpose(1, 2)).reshape(-1)
 
 
-def rkd_terms(student_embed: Tensor, teacher_embed: Tensor, distance_weight: float = 25.0,
-              angle_weight: float = 50.0, squared: bool = False, eps: float = 1e-12) -> dict[str, Tensor]:
+def rkd_terms(
+    student_embed: Tensor,
+    teacher_embed: Tensor,
+    distance_weight: float = 25.0,
+    angle_weight: float = 50.0,
+    squared: bool = False,
+    eps: float = 1e-12,
+) -> dict[str, Tensor]:
     """The two weighted terms of RKD; they sum to rkd_loss(). Embeddings (B, ...), flattened to (B, D)
     (student and teacher D may differ: only relations among the B examples are compared).
 
@@ -61,8 +68,14 @@ def rkd_terms(student_embed: Tensor, teacher_embed: Tensor, distance_weight: flo
     return {"distance": distance_weight * loss_d, "angle": angle_weight * loss_a}
 
 
-def rkd_loss(student_embed: Tensor, teacher_embed: Tensor, distance_weight: float = 25.0,
-             angle_weight: float = 50.0, squared: bool = False, eps: float = 1e-12) -> Tensor:
+def rkd_loss(
+    student_embed: Tensor,
+    teacher_embed: Tensor,
+    distance_weight: float = 25.0,
+    angle_weight: float = 50.0,
+    squared: bool = False,
+    eps: float = 1e-12,
+) -> Tensor:
     """RKD = distance_weight * RKD-D + angle_weight * RKD-A (see rkd_terms); 25 and 50 are
     mdistiller's defaults, which adds CE(student, y) with weight 1."""
     terms = rkd_terms(student_embed, teacher_embed, distance_weight, angle_weight, squared, eps)
@@ -72,6 +85,7 @@ def rkd_loss(student_embed: Tensor, teacher_embed: Tensor, distance_weight: floa
 # -- Attention transfer (Zagoruyko & Komodakis, "Paying More Attention to Attention", ICLR 2017) ---
 # Reference: mdistiller/distillers/AT.py (single_stage_at_loss; cfg.AT: P 2, FEAT_WEIGHT 1000),
 # from szagoruyko/attention-transfer's at() / at_loss().
+
 
 def attention_map(feature: Tensor, p: float = 2) -> Tensor:
     """(B, C, H, W) -> (B, H*W): mean over channels of |F|^p, flattened, divided by its L2 norm.
@@ -92,8 +106,10 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: float = 2) -> T
     per-example L2 norm of the difference, as the paper writes). The reference sums this over the
     stages it distils (feats[1:]) and weights the sum by 1000.
     """
-    size = (min(student_feature.shape[2], teacher_feature.shape[2]),
-            min(student_feature.shape[3], teacher_feature.shape[3]))
+    size = (
+        min(student_feature.shape[2], teacher_feature.shape[2]),
+        min(student_feature.shape[3], teacher_feature.shape[3]),
+    )
     if tuple(student_feature.shape[2:]) != size:
         student_feature = F.adaptive_avg_pool2d(student_feature, size)
     if tuple(teacher_feature.shape[2:]) != size:
@@ -104,6 +120,7 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: float = 2) -> T
 # -- FitNets (Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015) ----------------------
 # Reference: mdistiller/distillers/FitNet.py (cfg.FITNET: HINT_LAYER 2, FEAT_WEIGHT 100, CE 1.0).
 
+
 def fitnet_loss(student_hint: Tensor, teacher_hint: Tensor) -> Tensor:
     """Mean squared error between the adapted student hint and the teacher hint, same shape (B, ...):
     mean over all elements (F.mse_loss), as in the reference (the paper writes 1/2 |u_h - r(v_g)|^2).
@@ -113,6 +130,8 @@ def fitnet_loss(student_hint: Tensor, teacher_hint: Tensor) -> Tensor:
     double) + BatchNorm + ReLU. Shapes must match here (no broadcasting).
     """
     if student_hint.shape != teacher_hint.shape:
-        raise ValueError(f"hint shapes differ: student {tuple(student_hint.shape)}, "
-                         f"teacher {tuple(teacher_hint.shape)}; adapt the student's hint first")
+        raise ValueError(
+            f"hint shapes differ: student {tuple(student_hint.shape)}, "
+            f"teacher {tuple(teacher_hint.shape)}; adapt the student's hint first"
+        )
     return F.mse_loss(student_hint, teacher_hint)

@@ -1,12 +1,12 @@
 """What the results page and the CLI table compare: accuracy, size, FLOPs, latency,
 teacher-student agreement and calibration, per model; and per run, what distillation bought."""
+
 from __future__ import annotations
 
 import copy
 import statistics
 import time
 from contextlib import contextmanager
-from typing import Optional
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -19,7 +19,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
     """Logits (N, K) in eval mode, computed in chunks so big test sets fit in memory."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
+    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
     model.train(was_training)
     return out.float() if out is not None else torch.empty(0)
 
@@ -57,7 +57,7 @@ def flops_per_example(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 @contextmanager
-def threads(n: Optional[int]):
+def threads(n: int | None):
     """torch's intra-op threads set to n (None: unchanged) for the block, then put back."""
     before = torch.get_num_threads()
     if n is not None:
@@ -69,8 +69,13 @@ def threads(n: Optional[int]):
 
 
 @torch.no_grad()
-def latencies_ms(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch_size: int,
-                 budget_s: float = 0.75, max_rounds: int = 50) -> dict[str, float]:
+def latencies_ms(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    budget_s: float = 0.75,
+    max_rounds: int = 50,
+) -> dict[str, float]:
     """Median CPU wall time of one forward pass on a batch, in ms, per model, after warm-up.
 
     On one thread, and the models timed in turn, round after round: a busy moment (the
@@ -111,11 +116,15 @@ def reliability_bins(logits: Tensor, targets: Tensor, n_bins: int = 15) -> list[
     for b in range(n_bins):
         mask = index == b
         count = int(mask.sum())
-        out.append({
-            "lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count,
-            "confidence": float(confidence[mask].mean()) if count else 0.0,
-            "accuracy": float(correct[mask].mean()) if count else 0.0,
-        })
+        out.append(
+            {
+                "lo": float(edges[b]),
+                "hi": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidence[mask].mean()) if count else 0.0,
+                "accuracy": float(correct[mask].mean()) if count else 0.0,
+            }
+        )
     return out
 
 
@@ -132,9 +141,15 @@ def confusion_matrix(logits: Tensor, targets: Tensor, num_classes: int) -> list[
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes).tolist()
 
 
-def model_report(model: nn.Module, test_logits: Tensor, targets: Tensor,
-                 teacher_logits: Optional[Tensor], input_shape: tuple[int, ...],
-                 num_classes: int, latency: tuple[float, float]) -> dict:
+def model_report(
+    model: nn.Module,
+    test_logits: Tensor,
+    targets: Tensor,
+    teacher_logits: Tensor | None,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    latency: tuple[float, float],
+) -> dict:
     """Every per-model figure of the results table (plain floats and lists, JSON-ready).
     `latency`: (ms at batch 1, ms at batch 256), measured with the other models (latencies_ms)."""
     return {
@@ -151,7 +166,7 @@ def model_report(model: nn.Module, test_logits: Tensor, targets: Tensor,
     }
 
 
-def run_summary(models: dict[str, dict]) -> dict[str, Optional[float]]:
+def run_summary(models: dict[str, dict]) -> dict[str, float | None]:
     """What distillation bought: gain over the student alone, share of the teacher's accuracy
     kept, and how much smaller (parameters) and faster (batch-256 CPU latency, one thread) than the teacher."""
     t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
@@ -167,7 +182,7 @@ def run_summary(models: dict[str, dict]) -> dict[str, Optional[float]]:
     }
 
 
-def no_gain_note(models: dict[str, dict], config: Optional[dict] = None) -> Optional[str]:
+def no_gain_note(models: dict[str, dict], config: dict | None = None) -> str | None:
     """When the distilled student did not beat the student alone by more than one test example:
     the difference in test examples, the teacher's lead, what a temperature above 1 costs in a
     short run, and a recipe where distillation did pay. None when distillation helped, or when a
@@ -180,30 +195,39 @@ def no_gain_note(models: dict[str, dict], config: Optional[dict] = None) -> Opti
     gain = s["accuracy"] - b["accuracy"]
     if not n or gain * n > 1.5:  # more than one example better: a gain, however small
         return None
-    note = (f"Distillation did not help in this run: {100 * gain:+.2f} points, "
-            f"{round(abs(gain) * n)} of {n:,} test examples {'fewer' if gain < 0 else 'more'} "
-            f"(one example is {100 / n:.2f} points; another seed moves results by a few examples). ")
+    note = (
+        f"Distillation did not help in this run: {100 * gain:+.2f} points, "
+        f"{round(abs(gain) * n)} of {n:,} test examples {'fewer' if gain < 0 else 'more'} "
+        f"(one example is {100 / n:.2f} points; another seed moves results by a few examples). "
+    )
     lead = t["accuracy"] - b["accuracy"]
     if lead * n < 3:
-        note += (f"The teacher is only {100 * lead:+.2f} points above the student alone: it knows little "
-                 "that the labels do not already say. ")
+        note += (
+            f"The teacher is only {100 * lead:+.2f} points above the student alone: it knows little "
+            "that the labels do not already say. "
+        )
     else:
         note += f"The teacher is {100 * lead:.2f} points above the student alone. "
     T = config.get("temperature", 1.0)
     if config.get("method") == "kd" and T > 1:
-        note += (f"At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not just "
-                 "its top class, which takes a short run longer to learn than the labels: on the bundled sets "
-                 "at 10 epochs, T\u00a0=\u00a01 did better (spirals, 3 seeds: +2.4 to +3.1 points over the "
-                 "student alone at T\u00a0=\u00a01, \u22128.7 to \u221212.9 at T\u00a0=\u00a04). ")
-    return note + ("Distillation pays where the teacher knows more than the labels say: on MNIST with "
-                   "this project's default pair, a teacher trained on jittered images (Jitter: teacher; "
-                   "--augment teacher), T\u00a0=\u00a08 and 20 epochs, it took the student's test error "
-                   "from 2.71\u00a0% to 2.24\u00a0% (mean of 3 seeds). And where the student has few examples: "
-                   "with 5\u00a0% of digits' training images for the students (the Few labels demo, about "
-                   f"10\u00a0s), the distilled student beat the student alone by {few_labels_gains()} (3 seeds).")
+        note += (
+            f"At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not just "
+            "its top class, which takes a short run longer to learn than the labels: on the bundled sets "
+            "at 10 epochs, T\u00a0=\u00a01 did better (spirals, 3 seeds: +2.4 to +3.1 points over the "
+            "student alone at T\u00a0=\u00a01, \u22128.7 to \u221212.9 at T\u00a0=\u00a04). "
+        )
+    return note + (
+        "Distillation pays where the teacher knows more than the labels say: on MNIST with "
+        "this project's default pair, a teacher trained on jittered images (Jitter: teacher; "
+        "--augment teacher), T\u00a0=\u00a08 and 20 epochs, it took the student's test error "
+        "from 2.71\u00a0% to 2.24\u00a0% (mean of 3 seeds). And where the student has few examples: "
+        "with 5\u00a0% of digits' training images for the students (the Few labels demo, about "
+        f"10\u00a0s), the distilled student beat the student alone by {few_labels_gains()} (3 seeds)."
+    )
 
 
 def few_labels_gains() -> str:
     """The few-labels demo's measured gains in words, e.g. '2.8 to 3.9 points'."""
     from kd.config import FEW_LABELS_GAINS
+
     return f"{min(FEW_LABELS_GAINS):.1f} to {max(FEW_LABELS_GAINS):.1f} points"

@@ -11,9 +11,8 @@ what skipping that saves, as measured.
 Anything else (dropout, convolutions, batch norm, a frozen layer) goes through autograd:
 `MLPStep.of(model)` returns None for it.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -22,24 +21,24 @@ from torch import Tensor, nn
 class MLPStep:
     """`forward(x)` keeps what `backward(dlogits)` needs; backward sets each parameter's .grad."""
 
-    def __init__(self, layers: list[tuple[Tensor, Optional[Tensor], bool]], flatten: bool = True):
+    def __init__(self, layers: list[tuple[Tensor, Tensor | None, bool]], flatten: bool = True):
         self.flatten = flatten  # a leading nn.Flatten: (B, *shape) -> (B, D)
         self.params = layers  # (weight, bias or None, ReLU after it): the Parameters, for .grad
         # Detached views of the same storage (the optimizer's in-place updates show through):
         # ops on them record no graph, with no no_grad() context per call; W^T made once.
-        self.layers = [(w.detach(), w.detach().t(), None if b is None else b.detach(), relu)
-                       for w, b, relu in layers]
+        self.layers = [(w.detach(), w.detach().t(), None if b is None else b.detach(), relu) for w, b, relu in layers]
         self.inputs: list[Tensor] = []  # each layer's input, from the last forward
-        self.output: Optional[Tensor] = None
+        self.output: Tensor | None = None
 
     @classmethod
-    def of(cls, model: nn.Module) -> Optional["MLPStep"]:
+    def of(cls, model: nn.Module) -> MLPStep | None:
         """An MLPStep over the model's own parameters, or None if it is not a plain MLP."""
         if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
             return None
         modules = list(model)
-        flatten = bool(modules) and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 \
-            and modules[0].end_dim == -1
+        flatten = (
+            bool(modules) and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 and modules[0].end_dim == -1
+        )
         if flatten:
             modules = modules[1:]
         layers: list[list] = []

@@ -12,9 +12,10 @@ features (an MLP's hidden layers, the stages of a CNN / LeNet / ResNet), as
 tap "embedding", the input of its last nn.Linear (the penultimate features). `taps(model)`
 lists them in order of depth; kd/features.py takes them with forward hooks.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -24,6 +25,7 @@ from kd.registry import Registry
 
 Factory = Callable[[tuple, int], nn.Module]
 MODELS: Registry[Factory] = Registry("model")
+
 
 def _shape_text(shape: tuple) -> str:
     if len(shape) == 1:
@@ -92,11 +94,17 @@ def _lenet(shape, num_classes, c1, c2, f1, f2) -> nn.Module:
         raise FitError(f"needs images of at least 12x12 pixels; this data set is {h}x{w}")
     oh, ow = (h // 2 - 4) // 2, (w // 2 - 4) // 2
     model = nn.Sequential(
-        nn.Conv2d(c, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c, c1, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
         nn.Flatten(),  # (B, c2, oh, ow) -> (B, c2*oh*ow), 16*5*5 on 28x28
-        nn.Linear(c2 * oh * ow, f1), nn.ReLU(inplace=True),
-        nn.Linear(f1, f2), nn.ReLU(inplace=True),
+        nn.Linear(c2 * oh * ow, f1),
+        nn.ReLU(inplace=True),
+        nn.Linear(f1, f2),
+        nn.ReLU(inplace=True),
         nn.Linear(f2, num_classes),
     )
     return _tapped(model, {"conv1": "2", "conv2": "5", "fc1": "8", "fc2": "10"})  # after the pools and ReLUs
@@ -132,9 +140,12 @@ def _cnn(shape, num_classes, mult: float) -> nn.Module:
 
 
 for _m in ("2", "1", "0.5", "0.25"):
-    MODELS.add(f"cnn-x{_m}", lambda s, k, m=float(_m): _cnn(s, k, m),
-               f"Small CNN, 3 conv3x3-BN-ReLU blocks of {32 * float(_m):g}/{64 * float(_m):g}/"
-               f"{128 * float(_m):g} channels, global average pool")
+    MODELS.add(
+        f"cnn-x{_m}",
+        lambda s, k, m=float(_m): _cnn(s, k, m),
+        f"Small CNN, 3 conv3x3-BN-ReLU blocks of {32 * float(_m):g}/{64 * float(_m):g}/"
+        f"{128 * float(_m):g} channels, global average pool",
+    )
 
 
 # ---------------------------------------------------------------- CIFAR ResNets (mdistiller / CRD)
@@ -201,7 +212,9 @@ for _key, (_depth, _filters, _desc) in _RESNETS.items():
 
 
 # ---------------------------------------------------------------- torchvision, adapted to small inputs
-@MODELS.register("resnet18", "torchvision ResNet-18, CIFAR stem (3x3 stride-1 conv, no max-pool), no pretrained weights")
+@MODELS.register(
+    "resnet18", "torchvision ResNet-18, CIFAR stem (3x3 stride-1 conv, no max-pool), no pretrained weights"
+)
 def resnet18(shape, num_classes):
     import torchvision  # lazily: it adds seconds to `import kd.models`
 
@@ -224,8 +237,7 @@ def mobilenet_v3_small(shape, num_classes):
     m.features[0][0] = nn.Conv2d(c, old.out_channels, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(m.features[0][0].weight, mode="fan_out")
     # the last block at each resolution (with the stride-1 first conv: 1/2, 1/4, 1/8, 1/16)
-    return _tapped(m, {"stage1": "features.1", "stage2": "features.3", "stage3": "features.8",
-                       "stage4": "features.12"})
+    return _tapped(m, {"stage1": "features.1", "stage2": "features.3", "stage3": "features.8", "stage4": "features.12"})
 
 
 # ---------------------------------------------------------------- taps

@@ -8,6 +8,7 @@ kernel directly, on the optimizer's own state, so the numbers are bit-identical 
 for checkpoints. Anything it does not cover (SGD, a torch without the kernel, a parameter
 without a gradient) goes through `optimizer.step()` itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ def make_optimizer(cfg, *modules: nn.Module) -> torch.optim.Optimizer:
     over the trainable parameters of `modules` in order (the model's, then a method's own)."""
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        make = lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                                            weight_decay=cfg.weight_decay, **kw)
+        make = lambda **kw: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **kw
+        )
     elif cfg.weight_decay:
         make = lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
     else:
@@ -64,8 +66,14 @@ class Stepper:
         group = optimizer.param_groups[0]
         name = KERNELS.get(type(optimizer))
         self.kernel = getattr(torch, name, None) if name else None
-        if (self.kernel is None or len(optimizer.param_groups) != 1 or not group.get("fused")
-                or group.get("amsgrad") or group.get("maximize") or group.get("differentiable")):
+        if (
+            self.kernel is None
+            or len(optimizer.param_groups) != 1
+            or not group.get("fused")
+            or group.get("amsgrad")
+            or group.get("maximize")
+            or group.get("differentiable")
+        ):
             self.kernel = None
             return
         for p in self.params:  # the state torch.optim.Adam(fused=True) would create on its first step
@@ -97,6 +105,18 @@ class Stepper:
             self.optimizer.step()
             return
         self.step_counts.add_(1)
-        self.kernel(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-                    lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay,
-                    eps=self.eps, amsgrad=False, maximize=False)
+        self.kernel(
+            self.params,
+            grads,
+            self.exp_avgs,
+            self.exp_avg_sqs,
+            [],
+            self.steps,
+            lr=lr,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
+        )

@@ -4,10 +4,11 @@ Shared by the dashboard pages and the reports, so nothing here imports streamlit
 its colour and its name on every chart (MODELS, LABELS, COLORS), and every axis says its unit.
 Curves are downsampled before plotting so a page with 10,000+ step events redraws quickly.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -18,9 +19,18 @@ from plotly.subplots import make_subplots
 MODELS = ("teacher", "baseline", "student")
 LABELS = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 COLORS = {"teacher": "#0072B2", "baseline": "#E69F00", "student": "#009E73"}  # Okabe-Ito: colour-blind safe
-TERM_LABELS = {"ce": "CE", "soft": "soft (T²·KL)", "tckd": "TCKD (target class)", "nckd": "NCKD (other classes)",
-               "inter": "inter-class (1 − ρ)", "intra": "intra-class (1 − ρ)", "hint": "hint (MSE)",
-               "at": "attention maps", "distance": "RKD distances", "angle": "RKD angles"}  # loss_<term> -> legend text; unknown terms keep their name
+TERM_LABELS = {
+    "ce": "CE",
+    "soft": "soft (T²·KL)",
+    "tckd": "TCKD (target class)",
+    "nckd": "NCKD (other classes)",
+    "inter": "inter-class (1 − ρ)",
+    "intra": "intra-class (1 − ρ)",
+    "hint": "hint (MSE)",
+    "at": "attention maps",
+    "distance": "RKD distances",
+    "angle": "RKD angles",
+}  # loss_<term> -> legend text; unknown terms keep their name
 TERM_DASHES = ("dot", "dash", "dashdot", "longdash")
 GREY = "#7F7F7F"
 STEP_COLUMNS = ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]  # loss_* go after "loss"
@@ -29,12 +39,15 @@ END_STATUSES = ("done", "stopped", "diverged", "loaded")
 GL_THRESHOLD = 1000  # WebGL only for long series: browsers cap live WebGL contexts (~16 per page)
 
 
-def _style(fig: go.Figure, *, unified: bool = False, top: int = 40, legend_y: float = 1.02,
-           **layout) -> go.Figure:
+def _style(fig: go.Figure, *, unified: bool = False, top: int = 40, legend_y: float = 1.02, **layout) -> go.Figure:
     """The common look: white template, compact margins, horizontal legend above the plot."""
-    fig.update_layout(template="plotly_white", margin=dict(l=10, r=10, t=top, b=10),
-                      legend=dict(orientation="h", x=0, xanchor="left", y=legend_y, yanchor="bottom"),
-                      hovermode="x unified" if unified else "closest", **layout)
+    fig.update_layout(
+        template="plotly_white",
+        margin=dict(l=10, r=10, t=top, b=10),
+        legend=dict(orientation="h", x=0, xanchor="left", y=legend_y, yanchor="bottom"),
+        hovermode="x unified" if unified else "closest",
+        **layout,
+    )
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(automargin=True)
     return fig
@@ -66,11 +79,12 @@ def events_frames(events: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return step_df, epoch_df
 
 
-def downsample(df: pd.DataFrame, max_points: int = 1500, by: Optional[str] = "stage") -> pd.DataFrame:
+def downsample(df: pd.DataFrame, max_points: int = 1500, by: str | None = "stage") -> pd.DataFrame:
     """At most max_points evenly spread rows per group (first and last always kept), order kept."""
     max_points = max(2, int(max_points))
-    groups = df.groupby(by, sort=False).indices.values() if by and by in df.columns and len(df) else [
-        np.arange(len(df))]
+    groups = (
+        df.groupby(by, sort=False).indices.values() if by and by in df.columns and len(df) else [np.arange(len(df))]
+    )
     keep = []
     for pos in groups:  # pos: positions of the group's rows, ascending
         if len(pos) > max_points:
@@ -88,17 +102,32 @@ def loss_figure(steps: pd.DataFrame, max_points: int = 1500) -> go.Figure:
         sub = data[data["stage"] == stage]
         label, color = LABELS.get(stage, stage), COLORS.get(stage, GREY)
         scatter = go.Scattergl if len(sub) > GL_THRESHOLD else go.Scatter
-        fig.add_trace(scatter(x=sub["step"], y=sub["loss"], mode="lines", name=label, legendgroup=stage,
-                              line=dict(color=color, width=2)))
+        fig.add_trace(
+            scatter(
+                x=sub["step"],
+                y=sub["loss"],
+                mode="lines",
+                name=label,
+                legendgroup=stage,
+                line=dict(color=color, width=2),
+            )
+        )
         terms = [c for c in _loss_terms(sub) if sub[c].notna().any()]
         if len(terms) < 2:  # a single term is the total itself: drawing it again only hides it
             continue
         for i, col in enumerate(terms):
             ok = sub[col].notna()
-            name = col[len("loss_"):]
-            fig.add_trace(scatter(x=sub["step"][ok], y=sub[col][ok], mode="lines", legendgroup=stage,
-                                  name=f"{label}: {TERM_LABELS.get(name, name)}",
-                                  line=dict(color=color, width=1, dash=TERM_DASHES[i % len(TERM_DASHES)])))
+            name = col[len("loss_") :]
+            fig.add_trace(
+                scatter(
+                    x=sub["step"][ok],
+                    y=sub[col][ok],
+                    mode="lines",
+                    legendgroup=stage,
+                    name=f"{label}: {TERM_LABELS.get(name, name)}",
+                    line=dict(color=color, width=1, dash=TERM_DASHES[i % len(TERM_DASHES)]),
+                )
+            )
     fig.update_xaxes(title_text="step (within stage)")
     fig.update_yaxes(title_text="loss")
     return _style(fig, unified=True)
@@ -112,9 +141,17 @@ def accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
         label, color = LABELS.get(stage, stage), COLORS.get(stage, GREY)
         for col, kind, dash in (("val_acc", "val", "solid"), ("train_acc", "train", "dash")):
             if sub[col].notna().any():  # no validation split -> no val curve
-                fig.add_trace(go.Scatter(x=sub["epoch"], y=sub[col] * 100, mode="lines+markers",
-                                         name=f"{label} ({kind})", legendgroup=stage,
-                                         line=dict(color=color, dash=dash), marker=dict(size=5)))
+                fig.add_trace(
+                    go.Scatter(
+                        x=sub["epoch"],
+                        y=sub[col] * 100,
+                        mode="lines+markers",
+                        name=f"{label} ({kind})",
+                        legendgroup=stage,
+                        line=dict(color=color, dash=dash),
+                        marker=dict(size=5),
+                    )
+                )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="accuracy (%)")
     return _style(fig, unified=True)
@@ -150,29 +187,64 @@ def metrics_frame(models: dict[str, dict]) -> pd.DataFrame:
     rows, keys = [], [k for k in MODELS if k in models]
     for k in keys:
         m = models[k]
-        rows.append({"model": LABELS[k], "accuracy": _num(m.get("accuracy")) * 100,
-                     "params": _num(m.get("params")), "size_mb": _num(m.get("size_mb")),
-                     "mflops": _num(m.get("flops")) / 1e6, "latency_ms": _num(m.get("latency_ms")),
-                     "latency_ms_256": _num(m.get("latency_ms_256")),
-                     "agreement": _num(m.get("agreement")) * 100, "ece": _num(m.get("ece")),
-                     "train_seconds": _num(m.get("train_seconds"))})
-    cols = ["model", "accuracy", "params", "size_mb", "mflops", "latency_ms", "latency_ms_256",
-            "agreement", "ece", "train_seconds"]
+        rows.append(
+            {
+                "model": LABELS[k],
+                "accuracy": _num(m.get("accuracy")) * 100,
+                "params": _num(m.get("params")),
+                "size_mb": _num(m.get("size_mb")),
+                "mflops": _num(m.get("flops")) / 1e6,
+                "latency_ms": _num(m.get("latency_ms")),
+                "latency_ms_256": _num(m.get("latency_ms_256")),
+                "agreement": _num(m.get("agreement")) * 100,
+                "ece": _num(m.get("ece")),
+                "train_seconds": _num(m.get("train_seconds")),
+            }
+        )
+    cols = [
+        "model",
+        "accuracy",
+        "params",
+        "size_mb",
+        "mflops",
+        "latency_ms",
+        "latency_ms_256",
+        "agreement",
+        "ece",
+        "train_seconds",
+    ]
     return pd.DataFrame(rows, columns=cols, index=pd.Index(keys, name="key"))
 
 
 METRIC_TITLES = {  # metrics_frame column -> table header with its unit
-    "model": "model", "accuracy": "test accuracy (%)", "params": "parameters", "size_mb": "size (MB)",
-    "mflops": "MFLOPs / example", "latency_ms": "latency (ms, batch 1)", "latency_ms_256": "latency (ms, batch 256)",
-    "agreement": "agreement with teacher (%)", "ece": "ECE", "train_seconds": "training (s)",
+    "model": "model",
+    "accuracy": "test accuracy (%)",
+    "params": "parameters",
+    "size_mb": "size (MB)",
+    "mflops": "MFLOPs / example",
+    "latency_ms": "latency (ms, batch 1)",
+    "latency_ms_256": "latency (ms, batch 256)",
+    "agreement": "agreement with teacher (%)",
+    "ece": "ECE",
+    "train_seconds": "training (s)",
 }
 
 
 def metrics_table(models: dict[str, dict]) -> pd.DataFrame:
     """metrics_frame for people: headers with units, sensible rounding, integers for counts."""
     frame = metrics_frame(models)
-    out = frame.round({"accuracy": 2, "size_mb": 3, "mflops": 3, "latency_ms": 3, "latency_ms_256": 2,
-                       "agreement": 1, "ece": 3, "train_seconds": 1})
+    out = frame.round(
+        {
+            "accuracy": 2,
+            "size_mb": 3,
+            "mflops": 3,
+            "latency_ms": 3,
+            "latency_ms_256": 2,
+            "agreement": 1,
+            "ece": 3,
+            "train_seconds": 1,
+        }
+    )
     out["params"] = out["params"].astype("Int64")
     return out.rename(columns=METRIC_TITLES)
 
@@ -199,17 +271,34 @@ COMPARISON = (  # (metrics_frame column, subplot title = axis unit, bar label fo
 def comparison_figure(models: dict[str, dict]) -> go.Figure:
     """Five small bar charts (2 x 3 grid reads better than 1 x 5 at ~600 px), one bar per model."""
     frame = metrics_frame(models)
-    fig = make_subplots(rows=2, cols=3, specs=[[{}, {}, {}], [{}, {}, None]],
-                        subplot_titles=[title for _, title, _ in COMPARISON],
-                        vertical_spacing=0.16, horizontal_spacing=0.12)
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        specs=[[{}, {}, {}], [{}, {}, None]],
+        subplot_titles=[title for _, title, _ in COMPARISON],
+        vertical_spacing=0.16,
+        horizontal_spacing=0.12,
+    )
     for i, (col, title, fmt) in enumerate(COMPARISON):
         row, c = divmod(i, 3)
         for key, value in frame[col].items():
-            fig.add_trace(go.Bar(x=[LABELS[key]], y=[value], name=LABELS[key], legendgroup=key,
-                                 showlegend=i == 0, marker_color=COLORS[key], text=[fmt(value)],
-                                 texttemplate="%{text}", textposition="outside", cliponaxis=False,
-                                 hovertemplate=f"%{{x}}<br>{title}: %{{y:,.4~g}}<extra></extra>"),
-                          row=row + 1, col=c + 1)
+            fig.add_trace(
+                go.Bar(
+                    x=[LABELS[key]],
+                    y=[value],
+                    name=LABELS[key],
+                    legendgroup=key,
+                    showlegend=i == 0,
+                    marker_color=COLORS[key],
+                    text=[fmt(value)],
+                    texttemplate="%{text}",
+                    textposition="outside",
+                    cliponaxis=False,
+                    hovertemplate=f"%{{x}}<br>{title}: %{{y:,.4~g}}<extra></extra>",
+                ),
+                row=row + 1,
+                col=c + 1,
+            )
         top = frame[col].max()
         if math.isfinite(top) and top > 0:  # headroom so the outside labels stay inside the panel
             fig.update_yaxes(range=[0, top * 1.22], row=row + 1, col=c + 1)
@@ -223,29 +312,53 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str], title: str
     """Counts[true][predicted] as a heatmap, class 0 at the top left."""
     z = np.asarray(matrix)
     names = [str(c) for c in class_names]
-    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", showscale=False,
-                               text=z, texttemplate="%{text}" if len(names) <= 20 else None,
-                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=names,
+            y=names,
+            colorscale="Blues",
+            showscale=False,
+            text=z,
+            texttemplate="%{text}" if len(names) <= 20 else None,
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
     fig.update_xaxes(title_text="predicted class", type="category", side="bottom", constrain="domain")
-    fig.update_yaxes(title_text="true class", type="category", autorange="reversed",
-                     scaleanchor="x", constrain="domain")
+    fig.update_yaxes(
+        title_text="true class", type="category", autorange="reversed", scaleanchor="x", constrain="domain"
+    )
     return _style(fig, title=dict(text=title, x=0, xanchor="left"), top=40, height=420)
 
 
 def reliability_figure(models: dict[str, dict]) -> go.Figure:
     """Accuracy vs mean confidence per non-empty bin; points on the diagonal are calibrated."""
-    fig = go.Figure(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="perfect calibration",
-                               line=dict(color=GREY, dash="dash", width=1), hoverinfo="skip"))
+    fig = go.Figure(
+        go.Scatter(
+            x=[0, 100],
+            y=[0, 100],
+            mode="lines",
+            name="perfect calibration",
+            line=dict(color=GREY, dash="dash", width=1),
+            hoverinfo="skip",
+        )
+    )
     for key in MODELS:
         bins = [b for b in (models.get(key) or {}).get("reliability") or [] if b["count"] > 0]
         if not bins:
             continue
         ece = models[key].get("ece")
-        fig.add_trace(go.Scatter(
-            x=[b["confidence"] * 100 for b in bins], y=[b["accuracy"] * 100 for b in bins],
-            customdata=[b["count"] for b in bins], mode="lines+markers", line=dict(color=COLORS[key]),
-            name=f"{LABELS[key]} (ECE {ece:.3f})" if ece is not None else LABELS[key],
-            hovertemplate="confidence %{x:.1f}%<br>accuracy %{y:.1f}%<br>%{customdata} examples"))
+        fig.add_trace(
+            go.Scatter(
+                x=[b["confidence"] * 100 for b in bins],
+                y=[b["accuracy"] * 100 for b in bins],
+                customdata=[b["count"] for b in bins],
+                mode="lines+markers",
+                line=dict(color=COLORS[key]),
+                name=f"{LABELS[key]} (ECE {ece:.3f})" if ece is not None else LABELS[key],
+                hovertemplate="confidence %{x:.1f}%<br>accuracy %{y:.1f}%<br>%{customdata} examples",
+            )
+        )
     fig.update_xaxes(title_text="confidence (%)", range=[0, 100], constrain="domain")
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], scaleanchor="x", constrain="domain")
     return _style(fig, height=480)
@@ -265,22 +378,52 @@ def boundary_figure(xx, yy, predictions: dict, points, labels, class_names) -> g
     colors = _class_colors(k)
     # Discrete colour scale: class i owns the band [i - 0.5, i + 0.5] of z.
     scale = [[edge, colors[i]] for i in range(k) for edge in (i / k, (i + 1) / k)]
-    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[LABELS.get(m, m) for m in keys],
-                        horizontal_spacing=0.04)
+    fig = make_subplots(
+        rows=1, cols=len(keys), subplot_titles=[LABELS.get(m, m) for m in keys], horizontal_spacing=0.04
+    )
     for j, key in enumerate(keys, start=1):
         z = np.asarray(predictions[key]).reshape(xx.shape)
-        fig.add_trace(go.Heatmap(x=xx[0], y=yy[:, 0], z=z, colorscale=scale, zmin=-0.5, zmax=k - 0.5,
-                                 opacity=0.35, showscale=False, hoverinfo="skip"), row=1, col=j)
+        fig.add_trace(
+            go.Heatmap(
+                x=xx[0],
+                y=yy[:, 0],
+                z=z,
+                colorscale=scale,
+                zmin=-0.5,
+                zmax=k - 0.5,
+                opacity=0.35,
+                showscale=False,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=j,
+        )
         for c, name in enumerate(class_names):
             sel = labels == c
-            fig.add_trace(go.Scatter(x=points[sel, 0], y=points[sel, 1], mode="markers", name=f"class {name}",
-                                     legendgroup=f"class{c}", showlegend=j == 1,
-                                     marker=dict(size=5, color=colors[c], line=dict(width=0.6, color="#222"))),
-                          row=1, col=j)
+            fig.add_trace(
+                go.Scatter(
+                    x=points[sel, 0],
+                    y=points[sel, 1],
+                    mode="markers",
+                    name=f"class {name}",
+                    legendgroup=f"class{c}",
+                    showlegend=j == 1,
+                    marker=dict(size=5, color=colors[c], line=dict(width=0.6, color="#222")),
+                ),
+                row=1,
+                col=j,
+            )
         anchor = "x" if j == 1 else f"x{j}"
         fig.update_xaxes(title_text="x1", range=[xx.min(), xx.max()], constrain="domain", row=1, col=j)
-        fig.update_yaxes(title_text="x2" if j == 1 else None, range=[yy.min(), yy.max()],
-                         scaleanchor=anchor, scaleratio=1, constrain="domain", row=1, col=j)
+        fig.update_yaxes(
+            title_text="x2" if j == 1 else None,
+            range=[yy.min(), yy.max()],
+            scaleanchor=anchor,
+            scaleratio=1,
+            constrain="domain",
+            row=1,
+            col=j,
+        )
     return _style(fig, top=60, legend_y=1.1, height=360)
 
 
@@ -288,32 +431,52 @@ def boundary_figure(xx, yy, predictions: dict, points, labels, class_names) -> g
 def temperature_figure(probs: dict[float, np.ndarray], class_names) -> go.Figure:
     """The teacher's softened probabilities for one example, grouped per temperature."""
     temps = sorted(probs)
-    shades = ([COLORS["teacher"]] if len(temps) == 1
-              else sample_colorscale("Blues", list(np.linspace(0.35, 1.0, len(temps)))))  # hotter = lighter
+    shades = (
+        [COLORS["teacher"]] if len(temps) == 1 else sample_colorscale("Blues", list(np.linspace(0.35, 1.0, len(temps))))
+    )  # hotter = lighter
     names = [str(c) for c in class_names]
     fig = go.Figure()
     for t, shade in zip(temps, reversed(shades) if len(temps) > 1 else shades):
-        fig.add_trace(go.Bar(x=names, y=np.asarray(probs[t], dtype=float), name=f"T = {t:g}",
-                             marker_color=shade, hovertemplate="class %{x}: %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=np.asarray(probs[t], dtype=float),
+                name=f"T = {t:g}",
+                marker_color=shade,
+                hovertemplate="class %{x}: %{y:.3f}<extra></extra>",
+            )
+        )
     fig.update_xaxes(title_text="class", type="category")
     fig.update_yaxes(title_text="probability", range=[0, 1])
     return _style(fig, barmode="group", showlegend=len(temps) > 1)
 
 
-def entropy_figure(temps: np.ndarray, entropy: np.ndarray, current_T: Optional[float] = None,
-                   num_classes: Optional[int] = None) -> go.Figure:
+def entropy_figure(
+    temps: np.ndarray, entropy: np.ndarray, current_T: float | None = None, num_classes: int | None = None
+) -> go.Figure:
     """Entropy of the softened distribution vs T; it climbs towards log2(K) (uniform) as T grows."""
     temps, entropy = np.asarray(temps, dtype=float), np.asarray(entropy, dtype=float)
-    fig = go.Figure(go.Scatter(x=temps, y=entropy, mode="lines", name="entropy",
-                               line=dict(color=COLORS["teacher"], width=2)))
+    fig = go.Figure(
+        go.Scatter(x=temps, y=entropy, mode="lines", name="entropy", line=dict(color=COLORS["teacher"], width=2))
+    )
     if num_classes:
-        fig.add_hline(y=math.log2(num_classes), line=dict(color=GREY, dash="dash", width=1),
-                      annotation_text=f"uniform ({math.log2(num_classes):.2f} bits)",
-                      annotation_position="bottom right")
+        fig.add_hline(
+            y=math.log2(num_classes),
+            line=dict(color=GREY, dash="dash", width=1),
+            annotation_text=f"uniform ({math.log2(num_classes):.2f} bits)",
+            annotation_position="bottom right",
+        )
     if current_T is not None:
         fig.add_vline(x=current_T, line=dict(color=GREY, dash="dot", width=1))
-        fig.add_trace(go.Scatter(x=[current_T], y=[np.interp(current_T, temps, entropy)], mode="markers",
-                                 name=f"T = {current_T:g}", marker=dict(color=COLORS["teacher"], size=10)))
+        fig.add_trace(
+            go.Scatter(
+                x=[current_T],
+                y=[np.interp(current_T, temps, entropy)],
+                mode="markers",
+                name=f"T = {current_T:g}",
+                marker=dict(color=COLORS["teacher"], size=10),
+            )
+        )
     fig.update_xaxes(title_text="temperature T")
     fig.update_yaxes(title_text="entropy (bits)", rangemode="tozero")
     return _style(fig, unified=True, showlegend=False)

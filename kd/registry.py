@@ -3,10 +3,12 @@
 Fails loudly on an unknown key (listing the valid ones) and on a duplicate key,
 so the UI's drop-downs (built from keys()) and the core cannot disagree.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 from kd.errors import UnknownKeyError
 

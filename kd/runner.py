@@ -4,18 +4,19 @@ Used in-process by `python -m kd train` and in a background process by `python -
 (the dashboard's runs). Events are buffered and written in batches, so the store costs the
 training loop almost nothing; stage and epoch boundaries are written at once.
 """
+
 from __future__ import annotations
 
 import errno
 import secrets
 import time
 import traceback
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from kd import checkpoint, jobs
-from kd.jobs import TEACHER_COPY, disk_needed
 from kd.config import RunConfig
 from kd.errors import KDError
+from kd.jobs import TEACHER_COPY, disk_needed
 from kd.lease import LeaseLost
 from kd.metrics import state_dict_for_saving
 from kd.store import DiskFull, Store
@@ -27,7 +28,7 @@ FLUSH_EVERY_S = 0.5  # the live view polls about once a second
 class EventWriter:
     """Collects events; writes them to the store every FLUSH_EVERY_S and at boundaries."""
 
-    def __init__(self, store: Store, run_id: str, lease: str, also: Optional[Callable[[dict], None]] = None):
+    def __init__(self, store: Store, run_id: str, lease: str, also: Callable[[dict], None] | None = None):
         self.store, self.run_id, self.lease, self.also = store, run_id, lease, also
         self.buffer: list[dict] = []
         self.last_flush = time.monotonic()
@@ -66,17 +67,32 @@ class StopFlag:
         return self.value
 
 
-def train_new(store: Store, cfg: RunConfig, progress: Optional[Callable[[dict], None]] = None,
-              say: Callable[[str], None] = lambda line: None) -> tuple[str, RunResult]:
+def train_new(
+    store: Store,
+    cfg: RunConfig,
+    progress: Callable[[dict], None] | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> tuple[str, RunResult]:
     """Create a run owned by this process from the start and train it here (the CLI's `train`)."""
     lease = secrets.token_hex(8)
-    run_id = store.create_run(cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg), lease=lease,
-                              inputs={"teacher_checkpoint": TEACHER_COPY})
+    run_id = store.create_run(
+        cfg.to_dict(),
+        status="queued",
+        needed_bytes=disk_needed(cfg),
+        lease=lease,
+        inputs={"teacher_checkpoint": TEACHER_COPY},
+    )
     return run_id, run_owned(store, run_id, lease, progress, say=say)
 
 
-def run_owned(store: Store, run_id: str, lease: str, progress: Optional[Callable[[dict], None]] = None,
-              resuming: bool = False, say: Callable[[str], None] = lambda line: None) -> RunResult:
+def run_owned(
+    store: Store,
+    run_id: str,
+    lease: str,
+    progress: Callable[[dict], None] | None = None,
+    resuming: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> RunResult:
     """Wait for a turn, then train the run this process owns (from what it kept, when resuming)."""
     if not jobs.take_turn(store, run_id, lease, say):
         return RunResult(status="stopped")
@@ -88,8 +104,15 @@ def run_owned(store: Store, run_id: str, lease: str, progress: Optional[Callable
         return execute(store, run_id, cfg, lease, beat, progress=progress, resume=resume)
 
 
-def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.Heartbeat,
-            progress: Optional[Callable[[dict], None]] = None, resume: Optional[Resume] = None) -> RunResult:
+def execute(
+    store: Store,
+    run_id: str,
+    cfg: RunConfig,
+    lease: str,
+    beat: jobs.Heartbeat,
+    progress: Callable[[dict], None] | None = None,
+    resume: Resume | None = None,
+) -> RunResult:
     """Train, save each stage's weights as it ends and a checkpoint at each epoch's end, store
     the final metrics and status; every write carries the lease, so a worker that lost the run
     writes nothing more (LeaseLost).
@@ -115,8 +138,9 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
         stop.refresh()
 
     try:
-        result = Trainer(cfg, emit=writer, should_stop=stop, on_stage_end=save,
-                         on_checkpoint=save_checkpoint, resume=resume).run()
+        result = Trainer(
+            cfg, emit=writer, should_stop=stop, on_stage_end=save, on_checkpoint=save_checkpoint, resume=resume
+        ).run()
     except LeaseLost:
         raise  # not ours any more: write nothing
     except BaseException as e:
@@ -133,8 +157,12 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
             store.release_reserve()
         try:
             writer.flush()
-            store.update(run_id, lease=lease, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                         message=message)
+            store.update(
+                run_id,
+                lease=lease,
+                status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                message=message,
+            )
         except LeaseLost:
             raise
         except Exception:  # the store cannot take it either (full disk): this process ends, and
@@ -144,22 +172,31 @@ def execute(store: Store, run_id: str, cfg: RunConfig, lease: str, beat: jobs.He
         raise
     writer.flush()
     messages = [f"{name}: {s.message}" for name, s in result.stages.items() if s.message and s.status != "loaded"]
-    store.update(run_id, lease=lease, status=result.status, message="; ".join(messages) or None,
-                 results={"models": result.metrics, "summary": result.summary})
+    store.update(
+        run_id,
+        lease=lease,
+        status=result.status,
+        message="; ".join(messages) or None,
+        results={"models": result.metrics, "summary": result.summary},
+    )
     if result.status in ("done", "diverged"):  # nothing left to go on from
         store.checkpoint_path(run_id).unlink(missing_ok=True)
     return result
 
 
-def _disk_full(e: BaseException) -> Optional[str]:
+def _disk_full(e: BaseException) -> str | None:
     """What ran out of space, when `e` (or an exception it came from) is a full disk; else None."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, DiskFull):  # the store said so in its own words
             return str(e)
-        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-                or "No space left on device" in str(e) or "StorageFull" in str(e)):  # safetensors' wording
+        if (
+            isinstance(e, OSError)
+            and e.errno in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in str(e)
+            or "StorageFull" in str(e)
+        ):  # safetensors' wording
             where = getattr(e, "filename", None)
             return "no space left on the device" + (f" writing {where}" if where else "")
         e = e.__cause__ or e.__context__
@@ -189,8 +226,10 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
         except Exception as e:  # missing or unreadable: redo that stage
             print(f"weights of {stage} not used: {e}", flush=True)
             break
-        resume.finished[stage] = (weights, StageResult(e["status"], e["epochs"], e.get("seconds", 0.0),
-                                                       e.get("message", "")))
+        resume.finished[stage] = (
+            weights,
+            StageResult(e["status"], e["epochs"], e.get("seconds", 0.0), e.get("message", "")),
+        )
         keep = seq
     path = store.checkpoint_path(run_id)
     next_stage = next((s for s in STAGES if s not in resume.finished), None)
@@ -200,8 +239,14 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
             ckpt, _ = checkpoint.load(path)
         except Exception as e:  # unreadable: that stage starts over rather than the resume failing
             print(f"checkpoint {path} not used: {e}", flush=True)
-        epoch_seq = next((seq for seq, e in events if ckpt is not None and e["kind"] == "epoch"
-                          and e["stage"] == ckpt.stage and e["epoch"] == ckpt.epoch), None)
+        epoch_seq = next(
+            (
+                seq
+                for seq, e in events
+                if ckpt is not None and e["kind"] == "epoch" and e["stage"] == ckpt.stage and e["epoch"] == ckpt.epoch
+            ),
+            None,
+        )
         if ckpt is not None and ckpt.stage == next_stage and epoch_seq is not None:
             resume.partial, keep = ckpt, epoch_seq
     store.truncate_events(run_id, keep, lease=lease)
@@ -211,15 +256,22 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
 
 def _load_weights(path) -> dict:
     from safetensors.torch import load_file
+
     return load_file(str(path), device="cpu")
 
 
-def resume_run(store: Store, run_id: str, progress: Optional[Callable[[dict], None]] = None,
-               queued: bool = False, say: Callable[[str], None] = lambda line: None) -> RunResult:
+def resume_run(
+    store: Store,
+    run_id: str,
+    progress: Callable[[dict], None] | None = None,
+    queued: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> RunResult:
     """Take an interrupted, stopped or failed run (queued: one that resume() queued again) and go
     on with it from what it kept, to the end."""
     if store.get(run_id) is None:
         raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
-    lease = jobs.claim(store, run_id, jobs.queued_or_resumable if queued else jobs.resumable,
-                       requeue=True, verb="resumed")
+    lease = jobs.claim(
+        store, run_id, jobs.queued_or_resumable if queued else jobs.resumable, requeue=True, verb="resumed"
+    )
     return run_owned(store, run_id, lease, progress, resuming=True, say=say)

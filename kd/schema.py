@@ -3,11 +3,13 @@
 A leaf module (it imports nothing of kd but the errors): RunConfig's fields (kd/config.py) and
 each method's own knobs (kd/methods/*.py) are declared with it.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from kd.errors import ConfigError
 
@@ -16,14 +18,15 @@ from kd.errors import ConfigError
 class Knob:
     """One RunConfig field, declared once: its validation, its CLI flag (--name-with-dashes) and
     its widget on the Train page are all made from this."""
+
     label: str  # the Train page's label
     help: str  # what it does: the CLI's help, the page's tooltip
-    lo: Optional[float] = None  # allowed range (numbers)
-    hi: Optional[float] = None
+    lo: float | None = None  # allowed range (numbers)
+    hi: float | None = None
     lo_open: bool = False  # lo itself is not allowed
     choices: Any = None  # the allowed values: a tuple, or a function returning them (registries)
-    check: Optional[Callable[[Any], Optional[str]]] = None  # a further check: what is wrong, or None
-    options: Optional[tuple] = None  # the page offers these values to pick from
+    check: Callable[[Any], str | None] | None = None  # a further check: what is wrong, or None
+    options: tuple | None = None  # the page offers these values to pick from
     share: bool = False  # the page shows the value as a percentage
     section: str = "training"  # where the Train page draws it: data | models | method | training | teacher
 
@@ -37,16 +40,17 @@ class Option:
     """A method's own knob, declared in the method's file: its default and its Knob. Its value
     lives in RunConfig.options; its CLI flag is --name-with-dashes; the page shows it when the
     method is chosen."""
+
     default: Any
     knob: Knob
-    tap_of: Optional[str] = None  # "student" | "teacher": its values are that model's taps (kd/features.py)
+    tap_of: str | None = None  # "student" | "teacher": its values are that model's taps (kd/features.py)
 
     @property
     def kind(self) -> type:
         return type(self.default)
 
 
-def option(default: Any, label: str, help: str, tap_of: Optional[str] = None, **kw: Any) -> Option:
+def option(default: Any, label: str, help: str, tap_of: str | None = None, **kw: Any) -> Option:
     return Option(default, Knob(label, help, section="method", **kw), tap_of)
 
 

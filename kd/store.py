@@ -9,6 +9,7 @@ takes an exclusive lock to fold the WAL back into the database; a process frozen
 close (a suspended laptop, SIGSTOP) would lock every reader out until it woke. With a held
 connection, a per-call close is never the last, so a frozen worker never blocks the dashboard.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,11 @@ import secrets
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from kd.errors import KDError
 from kd.lease import HOST, LeaseLost, owner_alive, process_start
@@ -57,10 +59,30 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-COLUMNS = ("id", "created", "updated", "status", "config", "results", "message", "pid", "heartbeat",
-           "stop_requested", "host", "resumed", "token", "pid_start", "queued_at")
-ADDED_COLUMNS = {"host": "TEXT", "resumed": "INTEGER NOT NULL DEFAULT 0",  # absent from older stores
-                 "token": "TEXT", "pid_start": "TEXT", "queued_at": "REAL"}
+COLUMNS = (
+    "id",
+    "created",
+    "updated",
+    "status",
+    "config",
+    "results",
+    "message",
+    "pid",
+    "heartbeat",
+    "stop_requested",
+    "host",
+    "resumed",
+    "token",
+    "pid_start",
+    "queued_at",
+)
+ADDED_COLUMNS = {
+    "host": "TEXT",
+    "resumed": "INTEGER NOT NULL DEFAULT 0",  # absent from older stores
+    "token": "TEXT",
+    "pid_start": "TEXT",
+    "queued_at": "REAL",
+}
 MIN_FREE_MB = 50  # below this much free disk a run is refused at start ($KD_MIN_FREE_MB)
 RESERVE_BYTES = 1 << 20  # kept on disk, given up when the disk fills so a run can record why it ended
 
@@ -80,16 +102,16 @@ class Run:
     updated: float
     status: str
     config: dict
-    results: Optional[dict]
-    message: Optional[str]
-    pid: Optional[int]
-    heartbeat: Optional[float]
+    results: dict | None
+    message: str | None
+    pid: int | None
+    heartbeat: float | None
     stop_requested: bool
-    host: Optional[str] = None
+    host: str | None = None
     resumed: int = 0
-    token: Optional[str] = None
-    pid_start: Optional[str] = None
-    queued_at: Optional[float] = None
+    token: str | None = None
+    pid_start: str | None = None
+    queued_at: float | None = None
 
     @property
     def models(self) -> dict[str, dict]:
@@ -130,8 +152,9 @@ class Store:
         except StoreError:
             raise
         except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e}); "
-                             "set KD_RUNS_DIR to a writable folder") from None
+            raise StoreError(
+                f"runs folder {self.root.resolve()}: cannot be used ({e}); set KD_RUNS_DIR to a writable folder"
+            ) from None
 
     def _keep_reserve(self) -> None:
         """A file of RESERVE_BYTES in the runs folder, made when there is room for it."""
@@ -166,10 +189,12 @@ class Store:
 
     def _damaged(self, why: str) -> str:
         path = (self.root / "runs.db").resolve()
-        return (f"The run store {path} is damaged ({why[:200]}), so runs cannot be listed; nothing was "
-                f"changed. To start again with an empty store, move the file aside: mv {path} {path}.damaged "
-                f"(the next start makes a new one; each run's weights stay in its folder). To try to rescue "
-                f"the old records: sqlite3 {path}.damaged .recover")
+        return (
+            f"The run store {path} is damaged ({why[:200]}), so runs cannot be listed; nothing was "
+            f"changed. To start again with an empty store, move the file aside: mv {path} {path}.damaged "
+            f"(the next start makes a new one; each run's weights stay in its folder). To try to rescue "
+            f"the old records: sqlite3 {path}.damaged .recover"
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -184,8 +209,10 @@ class Store:
             if any(w in text for w in ("malformed", "not a database", "corrupt", "unsupported file format")):
                 raise StoreError(self._damaged(str(e))) from None
             if "disk is full" in text or "disk i/o error" in text:
-                raise DiskFull(f"runs folder {self.root.resolve()}: the run store cannot write ({e}); "
-                               "free some space, then resume the run") from None
+                raise DiskFull(
+                    f"runs folder {self.root.resolve()}: the run store cannot write ({e}); "
+                    "free some space, then resume the run"
+                ) from None
             raise
         finally:
             db.close()
@@ -199,9 +226,11 @@ class Store:
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise
-                raise StoreError(f"runs folder {self.root.resolve()}: the run store stayed busy for "
-                                 f"{self.busy_timeout_s:g} s (another process is writing to it, or is "
-                                 "suspended in the middle of a write); nothing was changed; try again") from None
+                raise StoreError(
+                    f"runs folder {self.root.resolve()}: the run store stayed busy for "
+                    f"{self.busy_timeout_s:g} s (another process is writing to it, or is "
+                    "suspended in the middle of a write); nothing was changed; try again"
+                ) from None
             try:
                 yield db
                 db.execute("COMMIT")
@@ -210,7 +239,7 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
 
-    def _lease(self, db: sqlite3.Connection, run_id: str, lease: Optional[str]) -> None:
+    def _lease(self, db: sqlite3.Connection, run_id: str, lease: str | None) -> None:
         """Inside a write: refuse it unless `lease` still owns the run (None: an owner-less write)."""
         if lease is None:
             return
@@ -218,8 +247,10 @@ class Store:
         if row is None:
             raise LeaseLost(f"run {run_id} was deleted; this worker stops")
         if row[0] != lease:
-            raise LeaseLost(f"run {run_id} is owned by another worker now (pid {row[1]} on {row[2]}); "
-                            "this one stops without writing")
+            raise LeaseLost(
+                f"run {run_id} is owned by another worker now (pid {row[1]} on {row[2]}); "
+                "this one stops without writing"
+            )
 
     def check_lease(self, run_id: str, lease: str) -> None:
         """LeaseLost unless `lease` owns the run: asked before a worker writes a file of the run."""
@@ -235,13 +266,21 @@ class Store:
         except OSError as e:
             raise StoreError(f"runs folder {self.root.resolve()}: cannot be used ({e})") from None
         if free < needed_bytes + min_free:
-            raise StoreError(f"runs folder {self.root.resolve()}: the disk is full or nearly "
-                             f"({free / 1e6:,.0f} MB free; a run needs {needed_bytes / 1e6:,.0f} MB for its "
-                             f"weights and checkpoints, plus {min_free / 1e6:,.0f} MB to spare); "
-                             "free some space or set KD_RUNS_DIR to another disk")
+            raise StoreError(
+                f"runs folder {self.root.resolve()}: the disk is full or nearly "
+                f"({free / 1e6:,.0f} MB free; a run needs {needed_bytes / 1e6:,.0f} MB for its "
+                f"weights and checkpoints, plus {min_free / 1e6:,.0f} MB to spare); "
+                "free some space or set KD_RUNS_DIR to another disk"
+            )
 
-    def create_run(self, config: dict, status: str = "queued", needed_bytes: int = 0,
-                   lease: Optional[str] = None, inputs: Optional[dict[str, str]] = None) -> str:
+    def create_run(
+        self,
+        config: dict,
+        status: str = "queued",
+        needed_bytes: int = 0,
+        lease: str | None = None,
+        inputs: dict[str, str] | None = None,
+    ) -> str:
         """A new run with its folder and config.json, or a StoreError and nothing at all.
 
         The creating process is recorded as its owner until a worker claims it (or, with `lease`,
@@ -262,20 +301,35 @@ class Store:
             _write_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True))
             with self._write() as db:
                 pid = os.getpid()
-                db.execute("INSERT INTO runs (id, created, updated, status, config, pid, host, pid_start, heartbeat, "
-                           "queued_at, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (run_id, now, now, status, json.dumps(config, sort_keys=True), pid, HOST,
-                            process_start(pid), now, now, lease))
+                db.execute(
+                    "INSERT INTO runs (id, created, updated, status, config, pid, host, pid_start, heartbeat, "
+                    "queued_at, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        now,
+                        now,
+                        status,
+                        json.dumps(config, sort_keys=True),
+                        pid,
+                        HOST,
+                        process_start(pid),
+                        now,
+                        now,
+                        lease,
+                    ),
+                )
         except (OSError, sqlite3.Error) as e:
             shutil.rmtree(folder, ignore_errors=True)  # no half-made run: no folder without a row
-            raise StoreError(f"runs folder {self.root.resolve()}: cannot create a run ({e}); "
-                             "free some space or set KD_RUNS_DIR to a writable folder") from None
+            raise StoreError(
+                f"runs folder {self.root.resolve()}: cannot create a run ({e}); "
+                "free some space or set KD_RUNS_DIR to a writable folder"
+            ) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return run_id
 
-    def update(self, run_id: str, lease: Optional[str] = None, **fields: Any) -> None:
+    def update(self, run_id: str, lease: str | None = None, **fields: Any) -> None:
         """Set columns (status, message, pid, heartbeat, results) of one run; with `lease`, only
         while that lease owns the run (else LeaseLost, and nothing is written)."""
         if "results" in fields:
@@ -294,19 +348,22 @@ class Store:
             if row is None:
                 raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
             fields = {**decide(_run(row)), "updated": time.time()}
-            db.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
-                       (*fields.values(), run_id))
+            db.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", (*fields.values(), run_id)
+            )
             return _run(db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone())
 
-    def take_slot(self, run_id: str, lease: str, limit: int, fresh_s: float = 30.0) -> Optional[int]:
+    def take_slot(self, run_id: str, lease: str, limit: int, fresh_s: float = 30.0) -> int | None:
         """Mark a queued run running when fewer than `limit` runs with a live owner are running
         and no run queued before it is waiting (queued runs start in turn, a worker still starting
         keeps its place; one whose owner has been silent for `fresh_s` loses it). None when it
         did; else its place in line."""
         with self._write() as db:
             self._lease(db, run_id, lease)
-            active = [_run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs "
-                                                  "WHERE status IN ('queued', 'running')")]
+            active = [
+                _run(r)
+                for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE status IN ('queued', 'running')")
+            ]
             me = next((r for r in active if r.id == run_id), None)
             if me is None:
                 raise KDError(f"run {run_id} is no longer queued")
@@ -314,15 +371,23 @@ class Store:
                 return None
             now = time.time()
             running = [r for r in active if r.status == "running" and r.id != run_id and owner_alive(r, now)]
-            ahead = [r for r in active if r.status == "queued" and r.id != run_id
-                     and (r.queued_at or r.created, r.id) < (me.queued_at or me.created, me.id)
-                     and (not r.token or now - (r.heartbeat or r.updated) < fresh_s) and owner_alive(r, now)]
+            ahead = [
+                r
+                for r in active
+                if r.status == "queued"
+                and r.id != run_id
+                and (r.queued_at or r.created, r.id) < (me.queued_at or me.created, me.id)
+                and (not r.token or now - (r.heartbeat or r.updated) < fresh_s)
+                and owner_alive(r, now)
+            ]
             if len(running) + len(ahead) >= limit:
                 return len(ahead) + 1
-            db.execute("UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE id = ?", (now, now, run_id))
+            db.execute(
+                "UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE id = ?", (now, now, run_id)
+            )
             return None
 
-    def get(self, run_id: str) -> Optional[Run]:
+    def get(self, run_id: str) -> Run | None:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):
             return None
         with self._connect() as db:
@@ -332,8 +397,9 @@ class Store:
     def runs(self) -> list[Run]:
         """Every run, newest first."""
         with self._connect() as db:
-            return [_run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs "
-                                                "ORDER BY created DESC, id DESC")]
+            return [
+                _run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY created DESC, id DESC")
+            ]
 
     def delete(self, run_id: str) -> None:
         if self.get(run_id) is None:
@@ -352,18 +418,20 @@ class Store:
         return bool(row and row[0])
 
     # -- events ---------------------------------------------------------------------------
-    def append_events(self, run_id: str, events: list[dict], lease: Optional[str] = None) -> None:
+    def append_events(self, run_id: str, events: list[dict], lease: str | None = None) -> None:
         if not events:
             return
         now = time.time()
         with self._write() as db:
             self._lease(db, run_id, lease)
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
-            db.executemany("INSERT INTO events (run_id, seq, t, data) VALUES (?, ?, ?, ?)",
-                           [(run_id, last + i, now, json.dumps(e)) for i, e in enumerate(events, 1)])
+            db.executemany(
+                "INSERT INTO events (run_id, seq, t, data) VALUES (?, ?, ?, ?)",
+                [(run_id, last + i, now, json.dumps(e)) for i, e in enumerate(events, 1)],
+            )
             db.execute("UPDATE runs SET heartbeat = ?, updated = ? WHERE id = ?", (now, now, run_id))
 
-    def truncate_events(self, run_id: str, keep_through: int, lease: Optional[str] = None) -> None:
+    def truncate_events(self, run_id: str, keep_through: int, lease: str | None = None) -> None:
         """Forget the events after seq `keep_through` (what a resumed run will redo)."""
         with self._write() as db:
             self._lease(db, run_id, lease)
@@ -376,8 +444,9 @@ class Store:
     def events(self, run_id: str, since: int = 0) -> list[tuple[int, dict]]:
         """(seq, event) with seq > since, in order: a page polls with the last seq it saw."""
         with self._connect() as db:
-            rows = db.execute("SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-                              (run_id, since)).fetchall()
+            rows = db.execute(
+                "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, since)
+            ).fetchall()
         return [(seq, json.loads(data)) for seq, data in rows]
 
     # -- weights --------------------------------------------------------------------------
@@ -398,12 +467,21 @@ class Store:
     def save_weights(self, run_id: str, model_name: str, state: dict, config: dict, arch: str) -> Path:
         """Write to a temporary file, then rename: a crash never leaves a half-written file."""
         from safetensors.torch import save_file
+
         path = self.weights_path(run_id, model_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         try:
-            save_file(state, str(tmp), metadata={"config": json.dumps(config, sort_keys=True),
-                                                 "model": model_name, "arch": arch, "run_id": run_id})
+            save_file(
+                state,
+                str(tmp),
+                metadata={
+                    "config": json.dumps(config, sort_keys=True),
+                    "model": model_name,
+                    "arch": arch,
+                    "run_id": run_id,
+                },
+            )
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -420,7 +498,37 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _run(row: tuple) -> Run:
-    (id_, created, updated, status, config, results, message, pid, heartbeat, stop, host, resumed,
-     token, pid_start, queued_at) = row
-    return Run(id_, created, updated, status, json.loads(config), json.loads(results) if results else None,
-               message, pid, heartbeat, bool(stop), host, resumed or 0, token, pid_start, queued_at)
+    (
+        id_,
+        created,
+        updated,
+        status,
+        config,
+        results,
+        message,
+        pid,
+        heartbeat,
+        stop,
+        host,
+        resumed,
+        token,
+        pid_start,
+        queued_at,
+    ) = row
+    return Run(
+        id_,
+        created,
+        updated,
+        status,
+        json.loads(config),
+        json.loads(results) if results else None,
+        message,
+        pid,
+        heartbeat,
+        bool(stop),
+        host,
+        resumed or 0,
+        token,
+        pid_start,
+        queued_at,
+    )

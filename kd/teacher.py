@@ -7,9 +7,8 @@ augmentation that is done once, in chunks, and kept on the device, if the featur
 KD_MAX_CACHE_MB; otherwise (and for inputs shifted anew each batch) the teacher runs on each
 batch. `note` says which, and how big the kept outputs are.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -45,8 +44,8 @@ class TeacherSide:
     def __init__(self, method, teacher: nn.Module):
         self.method, self.teacher = method, teacher
         self.taps = tuple(getattr(method, "taps", {}).get("teacher", ()))
-        self.logits: Optional[Tensor] = None  # (N, ...) for every training example, when cached
-        self.features: Optional[dict[str, Tensor]] = None  # tap -> (N, ...), when cached
+        self.logits: Tensor | None = None  # (N, ...) for every training example, when cached
+        self.features: dict[str, Tensor] | None = None  # tap -> (N, ...), when cached
         self.note = ""
 
     def batch(self, x: Tensor):
@@ -67,14 +66,16 @@ class TeacherSide:
         logits, feats = [], []
         keep_features = bool(self.taps)
         for i in range(0, n, CHUNK):
-            side, f = self.batch(x[i:i + CHUNK])
+            side, f = self.batch(x[i : i + CHUNK])
             logits.append(side)
             if keep_features:
                 if i == 0 and _bytes(f) * n / len(side) > budget:
                     keep_features = False
                     per_example = _bytes(f) // len(side)
-                    self.note = (f"; features at {', '.join(self.taps)} ({human_bytes(per_example * n)} for all "
-                                 f"{n:,}) exceed KD_MAX_CACHE_MB ({budget / 2**20:g}): the teacher runs on each batch")
+                    self.note = (
+                        f"; features at {', '.join(self.taps)} ({human_bytes(per_example * n)} for all "
+                        f"{n:,}) exceed KD_MAX_CACHE_MB ({budget / 2**20:g}): the teacher runs on each batch"
+                    )
                     feats = []
                 else:
                     feats.append(f)

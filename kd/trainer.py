@@ -7,13 +7,14 @@ computed once and sliced per batch; plain MLPs step without autograd (kd/mlp_ste
 device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
 run go on exactly; `Resume` says what a run already has.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -21,10 +22,10 @@ from torch import Tensor, nn
 from kd import data as datasets
 from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
-from kd.features import Features, Tap
-from kd.mlp_step import MLPStep
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
+from kd.features import Features, Tap
+from kd.mlp_step import MLPStep
 from kd.optim import Stepper, cosine, make_optimizer
 from kd.teacher import TeacherSide
 
@@ -42,34 +43,45 @@ STAGE_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "d
 
 def pick_device(name: str) -> torch.device:
     """auto: cuda, then mps, then cpu. An explicit device that is absent is a ConfigError."""
-    has = {"cuda": torch.cuda.is_available(),
-           "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-           "cpu": True}
+    has = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
     if name == "auto":
         return torch.device(next(d for d in ("cuda", "mps", "cpu") if has[d]))
     if not has.get(name, False):
-        raise ConfigError("device", f"{name} is not available here; available: auto, "
-                          + ", ".join(d for d in ("cpu", "cuda", "mps") if has[d]))
+        raise ConfigError(
+            "device",
+            f"{name} is not available here; available: auto, " + ", ".join(d for d in ("cpu", "cuda", "mps") if has[d]),
+        )
     return torch.device(name)
 
 
-def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                device: torch.device) -> Optional[int]:
+def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device) -> int | None:
     """Threads to train `model` with: 1 on a CPU when it has no convolution and a batch's forward
     pass is under SMALL_STEP_MACS multiply-adds, else None (torch's own choice, one per core).
     Convolutions split well over images: LeNet-5-half, MNIST, batch 64 trains 1.2x faster on two
     threads than on one. A thread count the user set (OMP_NUM_THREADS, MKL_NUM_THREADS) is left alone."""
-    if (device.type != "cpu" or os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
-            or any(isinstance(m, nn.Conv2d) for m in model.modules())):
+    if (
+        device.type != "cpu"
+        or os.environ.get("OMP_NUM_THREADS")
+        or os.environ.get("MKL_NUM_THREADS")
+        or any(isinstance(m, nn.Conv2d) for m in model.modules())
+    ):
         return None
     macs = metrics.flops_per_example(model, input_shape) / 2 * batch_size
     return 1 if macs < SMALL_STEP_MACS else None
 
 
 def available_devices() -> list[str]:
-    return ["auto"] + [d for d in ("cpu", "cuda", "mps")
-                       if d == "cpu" or (d == "cuda" and torch.cuda.is_available())
-                       or (d == "mps" and torch.backends.mps.is_available())]
+    return ["auto"] + [
+        d
+        for d in ("cpu", "cuda", "mps")
+        if d == "cpu"
+        or (d == "cuda" and torch.cuda.is_available())
+        or (d == "mps" and torch.backends.mps.is_available())
+    ]
 
 
 @dataclass
@@ -115,6 +127,7 @@ def load_teacher_weights(model: nn.Module, path: str, arch: str) -> str:
     stage states them ("converted float16 -> float32"), or "" when there were none."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
     try:
         state = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
@@ -141,19 +154,27 @@ def _check_tensors(state: dict[str, Tensor], expected: dict[str, Tensor], path: 
             continue
         got_dtype, want_dtype = _dtype_name(value.dtype), _dtype_name(want.dtype)
         if _kind(value.dtype) != _kind(want.dtype):
-            raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} is {got_dtype}; the teacher's is "
-                              f"{want_dtype} (quantised, or not weights: a cast would change the model); refused")
+            raise ConfigError(
+                "teacher_checkpoint",
+                f"{path}: tensor {name!r} is {got_dtype}; the teacher's is "
+                f"{want_dtype} (quantised, or not weights: a cast would change the model); refused",
+            )
         if value.is_floating_point():
             values = value if value.dtype in (torch.float32, torch.float64) else value.float()
             bad = int((~torch.isfinite(values)).sum())
             if bad:
-                raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} has {bad:,} non-finite "
-                                  f"value{'s' if bad != 1 else ''} (NaN/inf); refused")
+                raise ConfigError(
+                    "teacher_checkpoint",
+                    f"{path}: tensor {name!r} has {bad:,} non-finite value{'s' if bad != 1 else ''} (NaN/inf); refused",
+                )
             big = values.abs() > CHECKPOINT_MAX_ABS
             if big.any():
                 count, top = int(big.sum()), float(values.abs().max())
-                raise ConfigError("teacher_checkpoint", f"{path}: tensor {name!r} has {count:,} value"
-                                  f"{'s' if count != 1 else ''} with |x| > {CHECKPOINT_MAX_ABS:g} (up to {top:.2g}); refused")
+                raise ConfigError(
+                    "teacher_checkpoint",
+                    f"{path}: tensor {name!r} has {count:,} value"
+                    f"{'s' if count != 1 else ''} with |x| > {CHECKPOINT_MAX_ABS:g} (up to {top:.2g}); refused",
+                )
         if value.dtype != want.dtype and f"{got_dtype} -> {want_dtype}" not in conversions:
             conversions.append(f"{got_dtype} -> {want_dtype}")
     return conversions
@@ -189,16 +210,21 @@ def check_teacher_checkpoint(cfg: RunConfig, spec: datasets.DataSpec) -> str:
 @dataclass
 class Resume:
     """What an interrupted run already has: finished stages, and where the next one stood."""
+
     finished: dict[str, tuple[dict, StageResult]] = field(default_factory=dict)  # stage -> (weights, result)
-    partial: Optional[Checkpoint] = None  # the first unfinished stage at its last epoch end
+    partial: Checkpoint | None = None  # the first unfinished stage at its last epoch end
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, emit: Callable[[Event], None] = lambda e: None,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_stage_end: Callable[[str, nn.Module, StageResult], None] = lambda *a: None,
-                 on_checkpoint: Optional[Callable[[Callable[[], Checkpoint]], None]] = None,
-                 resume: Optional[Resume] = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        emit: Callable[[Event], None] = lambda e: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_stage_end: Callable[[str, nn.Module, StageResult], None] = lambda *a: None,
+        on_checkpoint: Callable[[Callable[[], Checkpoint]], None] | None = None,
+        resume: Resume | None = None,
+    ):
         self.cfg = cfg
         self.emit = emit
         self.should_stop = should_stop  # polled between batches; must be cheap
@@ -217,9 +243,17 @@ class Trainer:
         self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
         self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
         resuming = bool(resume.finished or resume.partial)
-        self.emit({"kind": "run", "status": "resumed" if resuming else "running", "device": str(dev),
-                   "train_size": len(self.y_train), "val_size": len(self.y_val),
-                   "test_size": len(bundle.y_test), "num_classes": spec.num_classes})
+        self.emit(
+            {
+                "kind": "run",
+                "status": "resumed" if resuming else "running",
+                "device": str(dev),
+                "train_size": len(self.y_train),
+                "val_size": len(self.y_val),
+                "test_size": len(bundle.y_test),
+                "num_classes": spec.num_classes,
+            }
+        )
         result = RunResult(status="done")
 
         teacher = self._build(cfg.teacher, spec, cfg.seed)
@@ -229,11 +263,18 @@ class Trainer:
         elif cfg.teacher_checkpoint:
             converted = load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
             teacher.to(dev)
-            stage = StageResult("loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}"
-                                + (f" ({converted})" if converted else ""))
+            stage = StageResult(
+                "loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}" + (f" ({converted})" if converted else "")
+            )
         else:
-            stage = self._fit("teacher", teacher, methods.METHODS.get("none")(cfg), cfg.teacher_epochs_resolved,
-                              None, spec.input_shape)
+            stage = self._fit(
+                "teacher",
+                teacher,
+                methods.METHODS.get("none")(cfg),
+                cfg.teacher_epochs_resolved,
+                None,
+                spec.input_shape,
+            )
         self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
         # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
         teacher.eval().requires_grad_(False)
@@ -267,20 +308,36 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         return model
 
-    def _finish_stage(self, result: RunResult, name: str, model: nn.Module, stage: StageResult,
-                      saved: bool = False) -> None:
+    def _finish_stage(
+        self, result: RunResult, name: str, model: nn.Module, stage: StageResult, saved: bool = False
+    ) -> None:
         result.models[name] = model
         result.stages[name] = stage
         if stage.status in ("stopped", "diverged"):
             result.status = stage.status
         if not saved:  # the weights first: a stage that says "done" always has them on disk
             self.on_stage_end(name, model, stage)
-            self.emit({"kind": "stage", "stage": name, "status": stage.status, "epochs": stage.epochs,
-                       "seconds": stage.seconds, "message": stage.message})
+            self.emit(
+                {
+                    "kind": "stage",
+                    "stage": name,
+                    "status": stage.status,
+                    "epochs": stage.epochs,
+                    "seconds": stage.seconds,
+                    "message": stage.message,
+                }
+            )
 
     # -- one stage ------------------------------------------------------------------------
-    def _fit(self, stage: str, model: nn.Module, method: methods.Method, epochs: int,
-             teacher: Optional[nn.Module], input_shape: tuple) -> StageResult:
+    def _fit(
+        self,
+        stage: str,
+        model: nn.Module,
+        method: methods.Method,
+        epochs: int,
+        teacher: nn.Module | None,
+        input_shape: tuple,
+    ) -> StageResult:
         """Bind the method to the pair (its taps, its own parameters), then train one stage."""
         bs = min(self.cfg.batch_size, len(self.y_train))
         if method.uses_teacher:
@@ -288,8 +345,9 @@ class Trainer:
         with metrics.threads(cpu_threads(model, tuple(self.x_train.shape[1:]), bs, self.device)):
             return self._train(stage, model, method, epochs, teacher)
 
-    def _train(self, stage: str, model: nn.Module, method: methods.Method, epochs: int,
-               teacher: Optional[nn.Module]) -> StageResult:
+    def _train(
+        self, stage: str, model: nn.Module, method: methods.Method, epochs: int, teacher: nn.Module | None
+    ) -> StageResult:
         """Train one model for `epochs` epochs (from the resume checkpoint, if it is this stage's).
 
         The hot loop issues no host sync: each step's loss terms stay on the device (for a method
@@ -335,9 +393,18 @@ class Trainer:
             else:
                 side.cache(self.x_train)  # inputs never change: once
         if start is None:
-            self.emit({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
-                       "steps_per_epoch": steps_per_epoch, "params": metrics.param_count(model),
-                       "train_size": n, **({"teacher_outputs": side.note} if side is not None else {})})
+            self.emit(
+                {
+                    "kind": "stage",
+                    "stage": stage,
+                    "status": "started",
+                    "epochs": epochs,
+                    "steps_per_epoch": steps_per_epoch,
+                    "params": metrics.param_count(model),
+                    "train_size": n,
+                    **({"teacher_outputs": side.note} if side is not None else {}),
+                }
+            )
         stepper = Stepper(optimizer)
         last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
         started = time.perf_counter() - spent
@@ -365,16 +432,17 @@ class Trainer:
                 ys = self.y_train[perm]
                 per_batch = side is not None and (shift or side.needs_teacher_per_batch)
                 ts = side.logits[perm] if side is not None and not per_batch else None
-                window: list[tuple[Tensor, Optional[Tensor], Optional[Tensor]]] = []  # (logits, t, terms)
+                window: list[tuple[Tensor, Tensor | None, Tensor | None]] = []  # (logits, t, terms)
                 names: list[str] = []
                 window_start, window_first = time.perf_counter(), 0
                 epoch_correct, epoch_seen = 0, 0
                 for i in range(steps_per_epoch):
                     if self.should_stop():
-                        return self._end(stage, model, "stopped", epoch - 1, started,
-                                         f"stopped by request in epoch {epoch}")
-                    idx = perm[i * bs:(i + 1) * bs]
-                    x, y = self.x_train.index_select(0, idx), ys[i * bs:(i + 1) * bs]
+                        return self._end(
+                            stage, model, "stopped", epoch - 1, started, f"stopped by request in epoch {epoch}"
+                        )
+                    idx = perm[i * bs : (i + 1) * bs]
+                    x, y = self.x_train.index_select(0, idx), ys[i * bs : (i + 1) * bs]
                     if shift:
                         x = datasets.random_shift(x, max_shift, jitter)
                     if on_step is not None:
@@ -384,7 +452,7 @@ class Trainer:
                     if per_batch:
                         t, t_feats = side.batch(x)
                     elif side is not None:
-                        t = ts[i * bs:(i + 1) * bs]
+                        t = ts[i * bs : (i + 1) * bs]
                         if side.features is not None:
                             t_feats = {k: v.index_select(0, idx) for k, v in side.features.items()}
                     stepper.zero_grad()
@@ -404,31 +472,59 @@ class Trainer:
                     else:
                         window.append((logits.detach(), None, torch.stack([v.detach() for v in terms.values()])))
                     if len(window) == log_every or i == steps_per_epoch - 1:
-                        seen = ys[window_first * bs:(i + 1) * bs]
+                        seen = ys[window_first * bs : (i + 1) * bs]
                         names, values = self._window_terms(method, window, seen, names)
                         total = sum(values)
                         if not math.isfinite(total):
                             model.load_state_dict(last_good)
-                            return self._end(stage, model, "diverged", epoch - 1, started,
-                                             self._diverged(method, window, seen, step, epoch, bs))
+                            return self._end(
+                                stage,
+                                model,
+                                "diverged",
+                                epoch - 1,
+                                started,
+                                self._diverged(method, window, seen, step, epoch, bs),
+                            )
                         epoch_correct += int((torch.cat([w[0] for w in window]).argmax(1) == seen).sum())
                         epoch_seen += len(seen)
                         elapsed = time.perf_counter() - window_start
-                        self.emit({"kind": "step", "stage": stage, "epoch": epoch, "step": step,
-                                   "total_steps": total_steps, "loss": total,
-                                   **{f"loss_{k}": v for k, v in zip(names, values)},
-                                   "lr": optimizer.param_groups[0]["lr"],
-                                   "samples_per_s": len(seen) / elapsed if elapsed > 0 else None})
+                        self.emit(
+                            {
+                                "kind": "step",
+                                "stage": stage,
+                                "epoch": epoch,
+                                "step": step,
+                                "total_steps": total_steps,
+                                "loss": total,
+                                **{f"loss_{k}": v for k, v in zip(names, values)},
+                                "lr": optimizer.param_groups[0]["lr"],
+                                "samples_per_s": len(seen) / elapsed if elapsed > 0 else None,
+                            }
+                        )
                         window, window_start, window_first = [], time.perf_counter(), i + 1
                 val_loss, val_acc = self._validate(model)
                 report = getattr(method, "report", None)  # e.g. ctkd's learned temperature
-                self.emit({"kind": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "step": step,
-                           "train_acc": epoch_correct / epoch_seen, "val_acc": val_acc, "val_loss": val_loss,
-                           "seconds": time.perf_counter() - started, **({"method": report()} if report else {})})
+                self.emit(
+                    {
+                        "kind": "epoch",
+                        "stage": stage,
+                        "epoch": epoch,
+                        "epochs": epochs,
+                        "step": step,
+                        "train_acc": epoch_correct / epoch_seen,
+                        "val_acc": val_acc,
+                        "val_loss": val_loss,
+                        "seconds": time.perf_counter() - started,
+                        **({"method": report()} if report else {}),
+                    }
+                )
                 last_good = {k: v.clone() for k, v in model.state_dict().items()}
                 if self.on_checkpoint is not None and epoch < epochs:
-                    self.on_checkpoint(lambda: capture(stage, epoch, step, time.perf_counter() - started,
-                                                       model, optimizer, rng(), own))
+                    self.on_checkpoint(  # called at once, with this epoch's numbers
+                        lambda epoch=epoch, step=step: capture(
+                            stage, epoch, step, time.perf_counter() - started, model, optimizer, rng(), own
+                        )
+                    )
         finally:
             if tap is not None:
                 tap.close()
@@ -441,8 +537,11 @@ class Trainer:
         gradient: the step built no loss)."""
         if window[0][2] is None:
             with torch.no_grad():
-                terms = method(torch.cat([w[0] for w in window]), seen,
-                               torch.cat([w[1] for w in window]) if window[0][1] is not None else None)
+                terms = method(
+                    torch.cat([w[0] for w in window]),
+                    seen,
+                    torch.cat([w[1] for w in window]) if window[0][1] is not None else None,
+                )
             return list(terms), torch.stack(list(terms.values())).tolist()
         sizes = torch.tensor([float(len(w[0])) for w in window], device=seen.device)
         per_step = torch.stack([w[2] for w in window])  # (steps, terms)
@@ -457,18 +556,17 @@ class Trainer:
                 value = float(kept.sum())
             else:
                 with torch.no_grad():
-                    value = float(_total(method(lg, seen[k * bs:k * bs + len(lg)], tw)))
+                    value = float(_total(method(lg, seen[k * bs : k * bs + len(lg)], tw)))
             if not math.isfinite(value):
                 break
         kept_weights = f"kept the weights of epoch {epoch - 1}" if epoch > 1 else "kept the initial weights"
         return f"loss became {value} at step {first + k} (epoch {epoch}); {kept_weights}; try a lower lr"
 
     @staticmethod
-    def _end(stage: str, model: nn.Module, status: str, epochs: int, started: float,
-             message: str = "") -> StageResult:
+    def _end(stage: str, model: nn.Module, status: str, epochs: int, started: float, message: str = "") -> StageResult:
         return StageResult(status, epochs, time.perf_counter() - started, message)
 
-    def _validate(self, model: nn.Module) -> tuple[Optional[float], Optional[float]]:
+    def _validate(self, model: nn.Module) -> tuple[float | None, float | None]:
         if not len(self.y_val):
             return None, None
         logits = metrics.predict(model, self.x_val)
@@ -484,14 +582,24 @@ class Trainer:
         latency = [metrics.latencies_ms(result.models, spec.input_shape, b) for b in (1, 256)]
         for name, model in result.models.items():
             stage = result.stages[name]
-            report = metrics.model_report(model, logits[name], y,
-                                          teacher_logits if name != "teacher" else None,
-                                          spec.input_shape, spec.num_classes,
-                                          latency=(latency[0][name], latency[1][name]))
+            report = metrics.model_report(
+                model,
+                logits[name],
+                y,
+                teacher_logits if name != "teacher" else None,
+                spec.input_shape,
+                spec.num_classes,
+                latency=(latency[0][name], latency[1][name]),
+            )
             report.update(train_seconds=stage.seconds, epochs=stage.epochs, status=stage.status)
             result.metrics[name] = report
-            self.emit({"kind": "metrics", "model": name,
-                       **{k: v for k, v in report.items() if k not in ("reliability", "confusion")}})
+            self.emit(
+                {
+                    "kind": "metrics",
+                    "model": name,
+                    **{k: v for k, v in report.items() if k not in ("reliability", "confusion")},
+                }
+            )
         result.summary = metrics.run_summary(result.metrics)
 
 

@@ -7,6 +7,7 @@ Bounds, from the environment, read at each upload:
   KD_MAX_UPLOADS_MB  (2048)     everything kept under <runs root>/uploads/
   KD_MAX_IMAGES      (100000)   files in one archive
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from kd.limits import env_limit, human_bytes, num, reason, short
 from kd.errors import ConfigError, DataError
+from kd.limits import env_limit, human_bytes, num, reason, short
 
 CHUNK = 1 << 20  # bytes read from a member at a time: memory stays flat whatever its header says
 MAX_DEPTH = 32  # folder levels in one member's path
@@ -30,8 +31,16 @@ MAX_PATH_CHARS = 1000
 COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 # what zipfile, its decompressors and the file system raise on a damaged, crafted or unwritable
 # archive (UnicodeDecodeError is a ValueError, NotImplementedError a RuntimeError)
-UNPACK_ERRORS = (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-                 struct.error)
+UNPACK_ERRORS = (
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+)
 
 
 def _limit(field: str, name: str, default: float) -> float:
@@ -61,9 +70,12 @@ def _disk_used(folder: Path) -> int:
 def _check_room(field: str, folder: Path, n_bytes: int, limit_mb: float) -> None:
     used = _disk_used(folder)
     if used + n_bytes > limit_mb * 1e6:
-        raise ConfigError(field, f"{short(folder)} holds {human_bytes(used)} of uploads and this one takes "
-                                 f"{human_bytes(n_bytes)}, over the {num(limit_mb)} MB limit for all uploads "
-                                 "(KD_MAX_UPLOADS_MB); delete old uploads there or raise the limit")
+        raise ConfigError(
+            field,
+            f"{short(folder)} holds {human_bytes(used)} of uploads and this one takes "
+            f"{human_bytes(n_bytes)}, over the {num(limit_mb)} MB limit for all uploads "
+            "(KD_MAX_UPLOADS_MB); delete old uploads there or raise the limit",
+        )
 
 
 def _members(archive: zipfile.ZipFile, max_files: float) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
@@ -80,8 +92,11 @@ def _members(archive: zipfile.ZipFile, max_files: float) -> list[tuple[zipfile.Z
         if parts and parts[0] != "__MACOSX" and not parts[-1].startswith("."):
             kept.append((m, parts))
     if len(kept) > max_files:
-        raise ConfigError("dataset", f"the archive holds {len(kept):,} files, over the limit of {num(max_files)} "
-                                     "(KD_MAX_IMAGES); upload fewer images or raise the limit")
+        raise ConfigError(
+            "dataset",
+            f"the archive holds {len(kept):,} files, over the limit of {num(max_files)} "
+            "(KD_MAX_IMAGES); upload fewer images or raise the limit",
+        )
     for m, parts in kept:
         label = repr(short(m.filename))
         longest = max(len(p.encode()) for p in parts)
@@ -92,8 +107,10 @@ def _members(archive: zipfile.ZipFile, max_files: float) -> list[tuple[zipfile.Z
         elif longest > MAX_NAME_BYTES:
             problem = f"has a name part of {longest} bytes, over {MAX_NAME_BYTES} bytes"
         elif m.compress_type not in COMPRESSIONS:
-            problem = (f"uses compression method {m.compress_type}, which is not supported "
-                       "(use stored, deflate, bzip2 or lzma)")
+            problem = (
+                f"uses compression method {m.compress_type}, which is not supported "
+                "(use stored, deflate, bzip2 or lzma)"
+            )
         elif m.flag_bits & 0x1:
             problem = "is encrypted; upload an archive without a password"
         else:
@@ -102,7 +119,9 @@ def _members(archive: zipfile.ZipFile, max_files: float) -> list[tuple[zipfile.Z
     files = {parts for _, parts in kept}
     clash = sorted(files & {parts[:i] for parts in files for i in range(1, len(parts))})
     if clash:
-        raise ConfigError("dataset", f"{short('/'.join(clash[0]))!r} is both a file and a folder in the archive; refused")
+        raise ConfigError(
+            "dataset", f"{short('/'.join(clash[0]))!r} is both a file and a folder in the archive; refused"
+        )
     return kept
 
 
@@ -114,8 +133,11 @@ def _unpack(archive: zipfile.ZipFile, m: zipfile.ZipInfo, target: Path) -> None:
         while chunk := src.read(CHUNK):
             written += len(chunk)
             if written > m.file_size:
-                raise ConfigError("dataset", f"archive member {short(m.filename)!r} unpacks to more bytes than its "
-                                             f"header says ({m.file_size:,}); the archive is corrupt or crafted")
+                raise ConfigError(
+                    "dataset",
+                    f"archive member {short(m.filename)!r} unpacks to more bytes than its "
+                    f"header says ({m.file_size:,}); the archive is corrupt or crafted",
+                )
             out.write(chunk)
 
 
@@ -140,14 +162,18 @@ def _unpack_all(archive: zipfile.ZipFile, members: list, folder: Path, dest: Pat
                 raise
             except OSError as e:
                 if e.errno is None:  # bz2 and zipfile's own OSErrors: damaged data, not the disk
-                    raise ConfigError("dataset", f"cannot unpack {short(m.filename)!r}: the archive is corrupt "
-                                                 f"({reason(e)})") from None
+                    raise ConfigError(
+                        "dataset", f"cannot unpack {short(m.filename)!r}: the archive is corrupt ({reason(e)})"
+                    ) from None
                 # the disk refused: full, read-only, permissions
-                raise ConfigError("dataset", f"cannot write {short(m.filename)!r} into {short(folder)} "
-                                             f"({reason(e, target)})") from None
+                raise ConfigError(
+                    "dataset", f"cannot write {short(m.filename)!r} into {short(folder)} ({reason(e, target)})"
+                ) from None
             except UNPACK_ERRORS as e:  # bad CRC, damaged compressed data, ...
-                raise ConfigError("dataset", f"cannot unpack {short(m.filename)!r}: the archive is corrupt "
-                                             f"({type(e).__name__}: {reason(e)})") from None
+                raise ConfigError(
+                    "dataset",
+                    f"cannot unpack {short(m.filename)!r}: the archive is corrupt ({type(e).__name__}: {reason(e)})",
+                ) from None
         try:
             os.replace(tmp, dest)
         except OSError as e:
@@ -181,8 +207,11 @@ def save_image_zip(data: bytes, root: Path) -> Path:
         members = _members(archive, max_files)
         unpacked = sum(m.file_size for m, _ in members)
         if unpacked > per_upload * 1e6:
-            raise ConfigError("dataset", f"the archive unpacks to {human_bytes(unpacked)}, over the "
-                                         f"{num(per_upload)} MB limit (KD_MAX_UPLOAD_MB)")
+            raise ConfigError(
+                "dataset",
+                f"the archive unpacks to {human_bytes(unpacked)}, over the "
+                f"{num(per_upload)} MB limit (KD_MAX_UPLOAD_MB)",
+            )
         try:
             done = dest.exists()
         except OSError as e:
@@ -202,14 +231,17 @@ def save_image_zip(data: bytes, root: Path) -> Path:
 def save_checkpoint(data: bytes, root: Path) -> Path:
     """Keep an uploaded .safetensors under root/uploads/<sha>.safetensors, after checking it is one."""
     from safetensors.torch import load as load_safetensors
+
     field = "teacher_checkpoint"
     all_uploads = _limit(field, "KD_MAX_UPLOADS_MB", 2048)
     _check_size(field, len(data), _limit(field, "KD_MAX_UPLOAD_MB", 200))
     try:
         load_safetensors(data)  # parses the header and tensors only; safetensors has no code path
     except Exception:
-        raise ConfigError(field, "the uploaded file is not a safetensors file "
-                          "(pickled .pt/.pth checkpoints are refused: they can run code)") from None
+        raise ConfigError(
+            field,
+            "the uploaded file is not a safetensors file (pickled .pt/.pth checkpoints are refused: they can run code)",
+        ) from None
     folder = root / "uploads"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.safetensors"
     tmp = None

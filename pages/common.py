@@ -1,4 +1,5 @@
 """Helpers shared by the pages (st.navigation does not scan this folder, so it is no page)."""
+
 from __future__ import annotations
 
 import re
@@ -10,6 +11,7 @@ from kd import jobs
 from kd.config import RunConfig, field_type, knobs, method_options
 from kd.errors import KDError
 from kd.store import Run, Store, StoreError, default_root
+
 
 def _hand_over_to_the_router() -> None:
     """A server that has just started runs a URL such as /live directly as pages/live.py
@@ -26,10 +28,15 @@ def _hand_over_to_the_router() -> None:
 
 _hand_over_to_the_router()
 
-STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
-                "done": ":material/check_circle:", "stopped": ":material/stop_circle:",
-                "diverged": ":material/trending_up:", "failed": ":material/error:",
-                "interrupted": ":material/warning:"}  # markdown only: st.dataframe shows plain text
+STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/directions_run:",
+    "done": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "diverged": ":material/trending_up:",
+    "failed": ":material/error:",
+    "interrupted": ":material/warning:",
+}  # markdown only: st.dataframe shows plain text
 
 
 CHECK_EVERY_S = 5.0  # a page run checks the store's integrity at most this often
@@ -85,10 +92,12 @@ def current_run() -> Run | None:
 
 def run_label(run: Run, status: bool = True) -> str:
     c = run.config
-    return (f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
-            f"T={c['temperature']:g} α={c['alpha']:g}"
-            + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
-            + (f" · {jobs.status(run)}" if status else ""))
+    return (
+        f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
+        f"T={c['temperature']:g} α={c['alpha']:g}"
+        + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
+        + (f" · {jobs.status(run)}" if status else "")
+    )
 
 
 def setting(name: str, where=st, options: list | None = None, format_func=None, disabled: bool = False):
@@ -107,25 +116,57 @@ def method_setting(name: str, where=st, options: list | None = None):
     return widget(name, opt.knob, opt.default, opt.kind, False, where, options)
 
 
-def widget(name: str, k, default, kind: type, optional: bool, where=st, options: list | None = None,
-           format_func=None, disabled: bool = False):
+def widget(
+    name: str,
+    k,
+    default,
+    kind: type,
+    optional: bool,
+    where=st,
+    options: list | None = None,
+    format_func=None,
+    disabled: bool = False,
+):
     """A selectbox for a choice, a number input for a number, a text input for text; label, help,
     range and default from the declaration."""
     choices = options or k.options or (k.choices() if callable(k.choices) else k.choices)
     if choices is not None:
         choices = list(choices)
         fmt = format_func or ((lambda v: "all of it" if v == 1 else f"{v:.0%}") if k.share else str)
-        return where.selectbox(k.label, choices, index=choices.index(default) if default in choices else 0,
-                               format_func=fmt, help=k.help, disabled=disabled, key=f"setting_{name}")
+        return where.selectbox(
+            k.label,
+            choices,
+            index=choices.index(default) if default in choices else 0,
+            format_func=fmt,
+            help=k.help,
+            disabled=disabled,
+            key=f"setting_{name}",
+        )
     if kind is bool:
         return where.checkbox(k.label, value=bool(default), help=k.help, disabled=disabled, key=f"setting_{name}")
     if kind is int:
-        return where.number_input(k.label, min_value=int(k.lo), max_value=int(k.hi), value=default, step=1,
-                                  help=k.help, disabled=disabled, key=f"setting_{name}",
-                                  placeholder="same as epochs" if optional else None)
+        return where.number_input(
+            k.label,
+            min_value=int(k.lo),
+            max_value=int(k.hi),
+            value=default,
+            step=1,
+            help=k.help,
+            disabled=disabled,
+            key=f"setting_{name}",
+            placeholder="same as epochs" if optional else None,
+        )
     if kind is float:
-        return where.number_input(k.label, min_value=float(k.lo), max_value=float(k.hi), value=float(default),
-                                  format="%.4g", help=k.help, disabled=disabled, key=f"setting_{name}")
+        return where.number_input(
+            k.label,
+            min_value=float(k.lo),
+            max_value=float(k.hi),
+            value=float(default),
+            format="%.4g",
+            help=k.help,
+            disabled=disabled,
+            key=f"setting_{name}",
+        )
     text = where.text_input(k.label, value=default or "", help=k.help, disabled=disabled, key=f"setting_{name}")
     return text or (None if optional else text)
 

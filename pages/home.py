@@ -1,4 +1,5 @@
 """Home: what distillation is, in four lines and one picture, and two one-click demos."""
+
 import streamlit as st
 
 from kd import data, jobs, models
@@ -30,12 +31,15 @@ with picture:
       y -> s [label=" CE", fontname="sans-serif", fontsize=10];
     }""")
 
-st.latex(r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(s, y) + \alpha\,T^2\,"
-         r"\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)")
+st.latex(
+    r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(s, y) + \alpha\,T^2\,"
+    r"\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big)"
+)
 cfg, few = RunConfig(), RunConfig(**FEW_LABELS)
 digits = data.spec(cfg.dataset)
-shrink = (models.param_count(cfg.teacher, digits.input_shape, digits.num_classes)
-          / models.param_count(cfg.student, digits.input_shape, digits.num_classes))
+shrink = models.param_count(cfg.teacher, digits.input_shape, digits.num_classes) / models.param_count(
+    cfg.student, digits.input_shape, digits.num_classes
+)
 st.subheader("Quick demos")
 
 
@@ -50,17 +54,21 @@ def start(demo: RunConfig) -> None:
 
 quick, scarce = st.columns(2)
 with quick:
-    st.markdown(f"**Compress.** Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, "
-                f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, {cfg.epochs} epochs each: a few seconds on a CPU. "
-                f"The student has 1/{shrink:.0f} of the teacher's parameters; with all the labels, the student "
-                "alone does about as well as the distilled one.")
+    st.markdown(
+        f"**Compress.** Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, "
+        f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, {cfg.epochs} epochs each: a few seconds on a CPU. "
+        f"The student has 1/{shrink:.0f} of the teacher's parameters; with all the labels, the student "
+        "alone does about as well as the distilled one."
+    )
     if st.button("Run the quick demo", type="primary", icon=":material/bolt:"):
         start(cfg)
 with scarce:
-    st.markdown(f"**Few labels.** The same pair, but the students learn from {few.student_fraction:.0%} of the "
-                "training images (63, about 6 a class) while the teacher saw them all: its soft targets carry "
-                "what a few labels cannot (Hinton et al. 2015, §5). About 10 s; distilled student "
-                f"{few_labels_gains()} above the student alone over 3 seeds.")
+    st.markdown(
+        f"**Few labels.** The same pair, but the students learn from {few.student_fraction:.0%} of the "
+        "training images (63, about 6 a class) while the teacher saw them all: its soft targets carry "
+        "what a few labels cannot (Hinton et al. 2015, §5). About 10 s; distilled student "
+        f"{few_labels_gains()} above the student alone over 3 seeds."
+    )
     if st.button("Run the few-labels demo", icon=":material/school:"):
         start(few)
 st.page_link("pages/train.py", label="Or choose everything yourself on the Train page", icon=":material/tune:")

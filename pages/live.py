@@ -3,6 +3,7 @@
 The run is a separate process writing to the store; this page only polls it (about once a
 second, inside a fragment), so closing or refreshing the page never touches the training.
 """
+
 import time
 
 import streamlit as st
@@ -88,13 +89,18 @@ def draw() -> None:
         else:
             st.rerun()  # redraw with the polling timer on
     if status == "interrupted":
-        st.warning("This run's process ended without finishing (killed, or the machine slept). "
-                   "Resume goes on from its last finished epoch; nothing before that is lost.")
+        st.warning(
+            "This run's process ended without finishing (killed, or the machine slept). "
+            "Resume goes on from its last finished epoch; nothing before that is lost."
+        )
     quiet = lease.quiet_for(now)
     if status in jobs.ACTIVE and now.token and quiet > QUIET_NOTE_S:
-        st.info(f"No sign of life from this run for {quiet:,.0f} s, but its process (pid {now.pid}) is alive: "
-                "the machine is busy, or the process is suspended. It goes on when it can; it can be "
-                "resumed only once its process has ended.", icon=":material/hourglass_top:")
+        st.info(
+            f"No sign of life from this run for {quiet:,.0f} s, but its process (pid {now.pid}) is alive: "
+            "the machine is busy, or the process is suspended. It goes on when it can; it can be "
+            "resumed only once its process has ended.",
+            icon=":material/hourglass_top:",
+        )
     if now.message:
         (st.error if status in ("failed", "diverged") else st.info)(plain(now.message))
     done = plots.progress(events)
@@ -102,8 +108,11 @@ def draw() -> None:
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
     if not events and status in jobs.ACTIVE:  # no axes without a point on them
-        st.caption("The curves appear here once the run's process has loaded the data and begun to train."
-                   if status == "running" or not now.message else "The curves appear here once the run has its turn.")
+        st.caption(
+            "The curves appear here once the run's process has loaded the data and begun to train."
+            if status == "running" or not now.message
+            else "The curves appear here once the run has its turn."
+        )
         speed = None
     else:
         loss, accuracy, speed = figures(run_id, len(events), events, status in jobs.ACTIVE)
@@ -117,8 +126,9 @@ def draw() -> None:
     if notes:
         st.caption(plain(" · ".join(notes)))
     if status not in jobs.ACTIVE:
-        st.page_link("pages/results.py", label="See the results", icon=":material/leaderboard:",
-                     query_params={"run": run_id})
+        st.page_link(
+            "pages/results.py", label="See the results", icon=":material/leaderboard:", query_params={"run": run_id}
+        )
         if st.session_state.get("live_was_active") == run_id:
             st.session_state.pop("live_was_active")
             st.rerun()  # the run just ended: redraw the page once without the polling timer

@@ -1,4 +1,5 @@
 """Results of one run (?run=ID): teacher vs student alone vs distilled student."""
+
 import streamlit as st
 
 from kd import data, inspect, metrics, plots
@@ -22,9 +23,11 @@ if not run.models:
 
 s = run.summary
 if s.get("gain") is not None:
-    st.success(f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
-               f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
-               f"**{100 * s['gain']:+.2f} points** against the same student trained alone.")
+    st.success(
+        f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
+        f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
+        f"**{100 * s['gain']:+.2f} points** against the same student trained alone."
+    )
     note = metrics.no_gain_note(run.models, run.config)
     if note:
         st.info(note, icon=":material/lightbulb:")
@@ -33,8 +36,10 @@ elif run.status != "done":
 
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
 st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
-st.caption("Latency: median CPU time of one forward pass on one thread, the models timed in turn; "
-           "faster is the teacher's batch-256 latency over the distilled student's.")
+st.caption(
+    "Latency: median CPU time of one forward pass on one thread, the models timed in turn; "
+    "faster is the teacher's batch-256 latency over the distilled student's."
+)
 
 st.subheader("Where they err")
 names = [n for n in plots.MODELS if n in run.models]
@@ -64,6 +69,14 @@ with right:
 if spec is not None and spec.input_shape == (2,):  # the 2-D sets: draw what each model decides where
     st.subheader("Decision boundaries")
     regions = inspect.decision_regions(store(), run)
-    st.plotly_chart(plots.boundary_figure(regions["xx"], regions["yy"], regions["predictions"],
-                                          regions["points"], regions["labels"], regions["class_names"]),
-                    key="boundaries")
+    st.plotly_chart(
+        plots.boundary_figure(
+            regions["xx"],
+            regions["yy"],
+            regions["predictions"],
+            regions["points"],
+            regions["labels"],
+            regions["class_names"],
+        ),
+        key="boundaries",
+    )

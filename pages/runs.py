@@ -1,4 +1,5 @@
 """Runs: the history. Sort, overlay several runs' curves, compare, delete, download."""
+
 import json
 
 import pandas as pd
@@ -18,9 +19,18 @@ if not runs:
 
 def row(r) -> dict:
     c, status = r.config, jobs.status(r)
-    out = {"run": r.id, "status": status, "data set": c["dataset"],
-           "teacher": c["teacher"], "student": c["student"], "method": c["method"], "T": c["temperature"],
-           "alpha": c["alpha"], "epochs": c["epochs"], "seed": c["seed"]}
+    out = {
+        "run": r.id,
+        "status": status,
+        "data set": c["dataset"],
+        "teacher": c["teacher"],
+        "student": c["student"],
+        "method": c["method"],
+        "T": c["temperature"],
+        "alpha": c["alpha"],
+        "epochs": c["epochs"],
+        "seed": c["seed"],
+    }
     for name, title in (("teacher", "teacher acc %"), ("baseline", "alone acc %"), ("student", "distilled acc %")):
         m = r.models.get(name)
         out[title] = round(100 * m["accuracy"], 2) if m else None
@@ -30,8 +40,9 @@ def row(r) -> dict:
 
 
 table = pd.DataFrame([row(r) for r in runs])
-picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                      key="history")
+picked = st.dataframe(
+    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="history"
+)
 rows = list(picked.selection.rows) if picked and picked.selection else []
 if rows:  # the choice goes into the URL (?compare=ID,ID), so a comparison can be shared
     chosen = [runs[i] for i in rows]
@@ -52,11 +63,20 @@ for i, r in enumerate(chosen):
     for name in plots.MODELS:
         part = epochs[epochs["stage"] == name]
         if len(part):
-            fig.add_scatter(x=part["epoch"], y=100 * part["val_acc"], mode="lines+markers",
-                            name=f"{r.id[-6:]} {plots.LABELS[name]}",
-                            line=dict(color=plots.COLORS[name], dash=dashes[i % len(dashes)]))
-fig.update_layout(template="plotly_white", xaxis_title="epoch", yaxis_title="validation accuracy (%)",
-                  margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+            fig.add_scatter(
+                x=part["epoch"],
+                y=100 * part["val_acc"],
+                mode="lines+markers",
+                name=f"{r.id[-6:]} {plots.LABELS[name]}",
+                line=dict(color=plots.COLORS[name], dash=dashes[i % len(dashes)]),
+            )
+fig.update_layout(
+    template="plotly_white",
+    xaxis_title="epoch",
+    yaxis_title="validation accuracy (%)",
+    margin=dict(l=10, r=10, t=30, b=10),
+    legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+)
 st.plotly_chart(fig, key="overlay")
 st.caption("Colour: the model (teacher / student alone / distilled student); line style: the run.")
 
@@ -75,10 +95,16 @@ for r in chosen:
         for col, name in zip(cols, plots.MODELS):
             path = store().weights_path(r.id, name)
             if path.exists():
-                col.download_button(f"{plots.LABELS[name]} weights", path.read_bytes(),
-                                    f"{r.id}-{name}.safetensors", "application/octet-stream", key=f"w-{r.id}-{name}")
-        cols[3].download_button("config (JSON)", json.dumps(r.config, indent=2), f"{r.id}-config.json",
-                                "application/json", key=f"c-{r.id}")
+                col.download_button(
+                    f"{plots.LABELS[name]} weights",
+                    path.read_bytes(),
+                    f"{r.id}-{name}.safetensors",
+                    "application/octet-stream",
+                    key=f"w-{r.id}-{name}",
+                )
+        cols[3].download_button(
+            "config (JSON)", json.dumps(r.config, indent=2), f"{r.id}-config.json", "application/json", key=f"c-{r.id}"
+        )
         st.page_link("pages/results.py", label="Results", icon=":material/leaderboard:", query_params={"run": r.id})
         if jobs.status(r) in jobs.ACTIVE:
             st.caption("Running: stop it on its Live page before deleting it.")

@@ -1,4 +1,5 @@
 """Temperature explorer: what a trained teacher's probabilities look like as T grows."""
+
 import numpy as np
 import streamlit as st
 import torch
@@ -7,8 +8,10 @@ from kd import inspect, plots
 from pages.common import current_run, plain, run_label, store
 
 st.title("Temperature explorer")
-st.markdown("At T = 1 a trained teacher is nearly certain; dividing its logits by a larger T "
-            "reveals how it ranks the *wrong* classes, the \"dark knowledge\" a student learns from.")
+st.markdown(
+    "At T = 1 a trained teacher is nearly certain; dividing its logits by a larger T "
+    'reveals how it ranks the *wrong* classes, the "dark knowledge" a student learns from.'
+)
 with_teacher = [r for r in store().runs() if store().weights_path(r.id, "teacher").exists()]
 if not with_teacher:
     st.info("No trained teacher yet: start a run on the Train page.")
@@ -43,12 +46,18 @@ with left:
         st.image(image if image.shape[2] == 3 else image[:, :, 0], width=160, clamp=True)
     else:
         st.write(f"point ({raw[index][0]:.2f}, {raw[index][1]:.2f})")
-    st.caption(f"true class: **{plain(class_names[labels[index]])}** · teacher says: "
-               f"**{plain(class_names[int(logits[index].argmax())])}**")
+    st.caption(
+        f"true class: **{plain(class_names[labels[index]])}** · teacher says: "
+        f"**{plain(class_names[int(logits[index].argmax())])}**"
+    )
     temperature = st.slider("Temperature T", 0.5, 20.0, 4.0, 0.5)
 with right:
     probs = {1.0: inspect.softened(logits[index], 1.0), temperature: inspect.softened(logits[index], temperature)}
     st.plotly_chart(plots.temperature_figure(probs, class_names), key="probs")
     temps = np.linspace(0.5, 20, 80)
-    st.plotly_chart(plots.entropy_figure(temps, inspect.entropy_curve(logits[index], temps), temperature,
-                                         num_classes=len(class_names)), key="entropy")
+    st.plotly_chart(
+        plots.entropy_figure(
+            temps, inspect.entropy_curve(logits[index], temps), temperature, num_classes=len(class_names)
+        ),
+        key="entropy",
+    )

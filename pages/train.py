@@ -1,11 +1,12 @@
 """Train: pick the data, the pair, the method and its numbers; start a run in the background."""
+
 import streamlit as st
 
 from kd import data, jobs, methods, models, uploads
 from kd.config import RunConfig, knobs
 from kd.errors import KDError
-from kd.methods import METHODS
 from kd.features import tap_names
+from kd.methods import METHODS
 from kd.trainer import available_devices
 from pages.common import method_setting, plain, setting, show_error, store
 
@@ -18,14 +19,22 @@ UPLOAD = "upload a .zip of my images…"
 FOLDER = "a folder of my images on this machine…"
 left, right = st.columns(2)
 with left:
-    choice = st.selectbox("Data set", data.DATASETS.keys() + [UPLOAD, FOLDER],
-                          format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {data.DATASETS.description(k)}")
+    choice = st.selectbox(
+        "Data set",
+        data.DATASETS.keys() + [UPLOAD, FOLDER],
+        format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {data.DATASETS.description(k)}",
+    )
     dataset, image_size, data_dir = choice, D.image_size, None
-    if choice not in (UPLOAD, FOLDER) and data.DATASETS.get(choice).needs_dir:  # read from a folder (downloaded when online)
+    if (
+        choice not in (UPLOAD, FOLDER) and data.DATASETS.get(choice).needs_dir
+    ):  # read from a folder (downloaded when online)
         data_dir = setting("data_dir")
     if choice == FOLDER:  # the CLI's folder:PATH
-        path = st.text_input("Folder", placeholder="/data/my_images", help="one sub-folder of images per class, "
-                             "on the machine this dashboard runs on")
+        path = st.text_input(
+            "Folder",
+            placeholder="/data/my_images",
+            help="one sub-folder of images per class, on the machine this dashboard runs on",
+        )
         image_size = setting("image_size")
         dataset = f"folder:{path.strip()}" if path.strip() else None
     if choice == UPLOAD:
@@ -47,8 +56,10 @@ if spec is None:
     st.stop()
 with right:
     shape = "×".join(map(str, spec.input_shape))
-    st.caption(f"**{spec.num_classes} classes**, inputs {shape}: {plain(', '.join(spec.class_names[:12]))}"
-               + ("…" if spec.num_classes > 12 else ""))
+    st.caption(
+        f"**{spec.num_classes} classes**, inputs {shape}: {plain(', '.join(spec.class_names[:12]))}"
+        + ("…" if spec.num_classes > 12 else "")
+    )
 
 
 # -- models ------------------------------------------------------------------------------
@@ -81,13 +92,19 @@ if fits[student] >= fits[teacher]:
 st.subheader("Distillation")
 cols = st.columns(3)
 described = knobs()
-method = cols[0].selectbox(described["method"].label, METHODS.keys(), index=METHODS.keys().index(D.method),
-                           format_func=lambda k: f"{k} — {METHODS.description(k)}", help=described["method"].help)
+method = cols[0].selectbox(
+    described["method"].label,
+    METHODS.keys(),
+    index=METHODS.keys().index(D.method),
+    format_func=lambda k: f"{k} — {METHODS.description(k)}",
+    help=described["method"].help,
+)
 uses_teacher, used = METHODS.get(method).uses_teacher, METHODS.get(method).knobs
 temperature, alpha = D.temperature, D.alpha
 if "temperature" in used:  # knobs a method does not use are not shown
-    temperature = cols[1].slider(described["temperature"].label, 0.5, 20.0, D.temperature, 0.5,
-                                 help=described["temperature"].help)
+    temperature = cols[1].slider(
+        described["temperature"].label, 0.5, 20.0, D.temperature, 0.5, help=described["temperature"].help
+    )
 if "alpha" in used:
     alpha = cols[2].slider(described["alpha"].label, 0.0, 1.0, D.alpha, 0.05, help=described["alpha"].help)
 chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
@@ -98,9 +115,13 @@ if own:
     cols = st.columns(max(3, len(own)))
     pair = {"student": student, "teacher": teacher}
     chosen["options"] = {  # a knob naming a layer offers that model's taps
-        name: method_setting(name, col, ["middle"] + tap_names(pair[opt.tap_of], spec.input_shape, spec.num_classes)
-                             if opt.tap_of else None)
-        for (name, opt), col in zip(own.items(), cols)}
+        name: method_setting(
+            name,
+            col,
+            ["middle"] + tap_names(pair[opt.tap_of], spec.input_shape, spec.num_classes) if opt.tap_of else None,
+        )
+        for (name, opt), col in zip(own.items(), cols)
+    }
 refused = None
 try:  # the chosen method's loss with the chosen numbers, right under the widgets that set them
     bound = methods.check(RunConfig(**chosen, teacher=teacher, student=student), spec.input_shape, spec.num_classes)
@@ -115,30 +136,46 @@ st.subheader("Training")
 images = len(spec.input_shape) == 3
 special = {  # fields whose widget depends on this machine or this data set
     "device": dict(options=available_devices()),
-    "augment": dict(disabled=not images, format_func={"none": "none", "teacher": "teacher only (Hinton)",
-                                                       "all": "every model"}.get),
-    "student_fraction": dict(format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set"),
+    "augment": dict(
+        disabled=not images, format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get
+    ),
+    "student_fraction": dict(
+        format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set"
+    ),
 }
 training = [name for name, k in knobs().items() if k.section == "training"]  # every other field, from its declaration
 for row in range(0, len(training), 4):
-    for col, name in zip(st.columns(4), training[row:row + 4]):
+    for col, name in zip(st.columns(4), training[row : row + 4]):
         chosen[name] = setting(name, col, **special.get(name, {}))
 if not images:
     chosen["augment"] = "none"
 
 # -- the teacher: train it, reuse one, or upload one ----------------------------------------
 st.subheader("Teacher")
-source = st.radio("Teacher weights", ["train it", "reuse a teacher from an earlier run", "upload a .safetensors file"],
-                  horizontal=True, label_visibility="collapsed")
+source = st.radio(
+    "Teacher weights",
+    ["train it", "reuse a teacher from an earlier run", "upload a .safetensors file"],
+    horizontal=True,
+    label_visibility="collapsed",
+)
 checkpoint = None
 if source.startswith("reuse"):
-    earlier = [r for r in store().runs() if r.config["dataset"] == dataset and r.config["teacher"] == teacher
-               and "teacher" in r.models and store().weights_path(r.id, "teacher").exists()]
+    earlier = [
+        r
+        for r in store().runs()
+        if r.config["dataset"] == dataset
+        and r.config["teacher"] == teacher
+        and "teacher" in r.models
+        and store().weights_path(r.id, "teacher").exists()
+    ]
     if not earlier:
         st.info(f"No earlier run has a {teacher} teacher trained on {plain(dataset)}.")
     else:
-        pick = st.selectbox("Earlier run", earlier, format_func=lambda r: (
-            f"{r.id} · teacher test accuracy {100 * r.models['teacher']['accuracy']:.2f} %"))
+        pick = st.selectbox(
+            "Earlier run",
+            earlier,
+            format_func=lambda r: f"{r.id} · teacher test accuracy {100 * r.models['teacher']['accuracy']:.2f} %",
+        )
         checkpoint = str(store().weights_path(pick.id, "teacher"))
 elif source.startswith("upload"):
     up = st.file_uploader(f"Weights for {teacher} (.safetensors)", type=["safetensors"])
@@ -151,9 +188,17 @@ elif source.startswith("upload"):
 ready = (source.startswith("train") or checkpoint is not None) and refused is None
 if st.button("Start training", type="primary", disabled=not ready):
     try:
-        cfg = RunConfig(dataset=dataset, data_dir=data_dir, image_size=int(image_size), teacher=teacher,
-                        student=student, teacher_checkpoint=checkpoint, **chosen)
+        cfg = RunConfig(
+            dataset=dataset,
+            data_dir=data_dir,
+            image_size=int(image_size),
+            teacher=teacher,
+            student=student,
+            teacher_checkpoint=checkpoint,
+            **chosen,
+        )
         from kd.trainer import build_pair, check_teacher_checkpoint
+
         build_pair(cfg, spec)  # the pair and the method with every number chosen (e.g. rkd's batch size)
         check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: refused here, not in the worker
         run_id = jobs.start(cfg, store())

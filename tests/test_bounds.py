@@ -1,6 +1,7 @@
 """Bounds on a person's data: the memory a decoded data set takes, the number of images, and the
 disk taken by uploads. Each refusal is one line naming the bound and the variable that moves it,
 read when the call is made."""
+
 import io
 import os
 import zipfile
@@ -43,6 +44,7 @@ def make_folder(root, per_class: dict[str, int]):
 def nothing_decoded(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("an image was decoded")
+
     monkeypatch.setattr(Image, "open", refuse)
 
 
@@ -50,8 +52,10 @@ def nothing_decoded(monkeypatch):
 def test_a_folder_of_20000_images_at_size_128_is_refused_before_decoding(tmp_path, monkeypatch, capsys):
     folder = make_folder(tmp_path / "shots", {"day": 10_000, "night": 10_000})
     nothing_decoded(monkeypatch)
-    expected = ("folder: 20,000 images at 128x128 take about 8.8 GB in memory, over the 4,096 MB limit "
-                "(KD_MAX_DATA_MB); choose a smaller image size or fewer images")
+    expected = (
+        "folder: 20,000 images at 128x128 take about 8.8 GB in memory, over the 4,096 MB limit "
+        "(KD_MAX_DATA_MB); choose a smaller image size or fewer images"
+    )
     with pytest.raises(DataError) as e:
         data.spec(f"folder:{folder}", image_size=128)
     assert str(e.value) == expected
@@ -71,8 +75,11 @@ def test_the_memory_bound_is_read_at_call_time(tmp_path, monkeypatch):
     # 40 images * 3 * 64 * 64 * 9 bytes = 4.4 MB
     monkeypatch.setenv("KD_MAX_DATA_MB", "4")
     nothing_decoded(monkeypatch)
-    with pytest.raises(DataError, match=r"40 images at 64x64 take about 4.42 MB in memory, over the 4 MB limit "
-                                        r"\(KD_MAX_DATA_MB\)"):
+    with pytest.raises(
+        DataError,
+        match=r"40 images at 64x64 take about 4.42 MB in memory, over the 4 MB limit "
+        r"\(KD_MAX_DATA_MB\)",
+    ):
         data.spec(f"folder:{root}", image_size=64)
     with pytest.raises(DataError, match="KD_MAX_DATA_MB"):
         data.load(f"folder:{root}", image_size=64)
@@ -106,6 +113,7 @@ def test_too_many_images_in_a_folder_stop_the_listing(tmp_path, monkeypatch):
     def counting(path):
         listed.append(str(path))
         return scandir(path)
+
     monkeypatch.setattr(os, "scandir", counting)
     with pytest.raises(DataError) as e:
         data.spec(f"folder:{root}")
@@ -145,7 +153,9 @@ def test_a_bad_upload_bound_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_too_many_members_in_a_zip_are_refused_before_unpacking(tmp_path, monkeypatch):
     blob = tiny_png()
-    archive = zip_bytes({f"set/{c}/{i}.png": blob for c in "ab" for i in range(3)} | {"__MACOSX/._x": b"", "set/.DS_Store": b""})
+    archive = zip_bytes(
+        {f"set/{c}/{i}.png": blob for c in "ab" for i in range(3)} | {"__MACOSX/._x": b"", "set/.DS_Store": b""}
+    )
     monkeypatch.setenv("KD_MAX_IMAGES", "5")
     with pytest.raises(ConfigError, match=r"the archive holds 6 files, over the limit of 5 \(KD_MAX_IMAGES\)") as e:
         uploads.save_image_zip(archive, tmp_path)

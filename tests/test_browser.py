@@ -3,6 +3,7 @@
 Start training on the defaults, watch the live chart change, leave the page and come back,
 see the run finish and the Results page show the three models; no exception box anywhere.
 """
+
 import os
 import shutil
 import sys
@@ -65,9 +66,12 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
     caption = page.get_by_text("events", exact=False).last
     caption.wait_for(timeout=60_000)
     first = caption.inner_text()
-    page.wait_for_function("(t) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-                           ".some(e => e.innerText.includes('events') && e.innerText !== t)", arg=first,
-                           timeout=60_000)
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".some(e => e.innerText.includes('events') && e.innerText !== t)",
+        arg=first,
+        timeout=60_000,
+    )
     no_exception(page)
 
     # Leave for another page and come back through the URL: the run went on without us.
@@ -101,16 +105,21 @@ def events_caption_changes(pg) -> None:
     """The Live page's event counter changes: the page is showing a run that is training."""
     caption = pg.get_by_text("events", exact=False).last
     caption.wait_for(timeout=60_000)
-    pg.wait_for_function("(t) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
-                         ".some(e => e.innerText.includes('events') && e.innerText !== t)",
-                         arg=caption.inner_text(), timeout=60_000)
+    pg.wait_for_function(
+        "(t) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+        ".some(e => e.innerText.includes('events') && e.innerText !== t)",
+        arg=caption.inner_text(),
+        timeout=60_000,
+    )
 
 
 def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(runs_dir, page):
     import signal
+
     from kd import jobs, lease
     from kd.config import RunConfig
     from kd.store import Store
+
     env = {**os.environ, "KD_RUNS_DIR": str(runs_dir)}
     store = Store(runs_dir)
     run_id = jobs.start(RunConfig(epochs=400, teacher_epochs=400, device="cpu"), store)  # what Start does

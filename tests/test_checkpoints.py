@@ -1,5 +1,6 @@
 """Teacher checkpoints: a file's values and dtypes are checked before its teacher is used, a dtype
 conversion is stated, and a refused file leaves no run behind on the command line."""
+
 import json
 import os
 import subprocess
@@ -36,16 +37,21 @@ def load(path: str, arch: str = "mlp-512-256"):
 
 
 def kd(*args):
-    return subprocess.run([sys.executable, "-m", "kd", *args], cwd=ROOT, env=dict(os.environ),
-                          timeout=300, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "kd", *args], cwd=ROOT, env=dict(os.environ), timeout=300, capture_output=True, text=True
+    )
 
 
 def test_non_finite_values_are_refused_naming_the_tensor(tmp_path):
     def poison(state):
         state["3.weight"].view(-1)[:1024] = float("nan")
         state["5.bias"][0] = float("inf")
-    with pytest.raises(ConfigError, match=r"^teacher_checkpoint: .*tensor '3\.weight' has 1,024 non-finite "
-                                          r"values \(NaN/inf\); refused$"):
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^teacher_checkpoint: .*tensor '3\.weight' has 1,024 non-finite "
+        r"values \(NaN/inf\); refused$",
+    ):
         load(teacher_file(tmp_path, poison))
     with pytest.raises(ConfigError, match=r"tensor '5\.bias' has 1 non-finite value \(NaN/inf\)"):
         load(teacher_file(tmp_path, lambda s: s["5.bias"].__setitem__(0, float("-inf"))))
@@ -73,12 +79,15 @@ def test_integer_or_bool_tensors_for_float_weights_are_refused_naming_the_dtype(
 
 
 def test_integer_buffers_that_are_integers_in_the_model_load(tmp_path):
-    path = teacher_file(tmp_path, lambda s: s.update({k: v.half() for k, v in s.items() if v.is_floating_point()}),
-                        arch="cnn-x0.25")  # BatchNorm's num_batches_tracked stays int64
+    path = teacher_file(
+        tmp_path, lambda s: s.update({k: v.half() for k, v in s.items() if v.is_floating_point()}), arch="cnn-x0.25"
+    )  # BatchNorm's num_batches_tracked stays int64
     assert load(path, "cnn-x0.25") == "converted float16 -> float32"
     with pytest.raises(ConfigError, match=r"tensor '1\.num_batches_tracked' is float32; the teacher's is int64"):
-        load(teacher_file(tmp_path, lambda s: s.update({"1.num_batches_tracked": torch.tensor(3.0)}),
-                          arch="cnn-x0.25"), "cnn-x0.25")
+        load(
+            teacher_file(tmp_path, lambda s: s.update({"1.num_batches_tracked": torch.tensor(3.0)}), arch="cnn-x0.25"),
+            "cnn-x0.25",
+        )
 
 
 def test_a_float16_teacher_trains_students_and_the_loaded_stage_says_it_was_converted(tmp_path):

@@ -1,4 +1,5 @@
 """The command line, as a script would use it: real subprocesses, real runs."""
+
 import json
 import os
 import subprocess
@@ -13,13 +14,26 @@ MODEL_KEYS = {"accuracy", "params", "size_mb", "flops", "latency_ms", "agreement
 
 def kd(*args, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "kd", *args], cwd=ROOT, env=env, timeout=timeout,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "kd", *args], cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True
+    )
 
 
 def test_tiny_run_with_json_then_runs_and_show():
-    out = kd("train", "--epochs", "1", "--teacher-epochs", "1", "--batch-size", "128", "--seed", "1",
-             "--device", "cpu", "--json")
+    out = kd(
+        "train",
+        "--epochs",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)  # exactly one JSON object on stdout
     assert set(result) >= {"run_id", "status", "config", "models"} and result["status"] == "done"
@@ -42,18 +56,25 @@ def test_progress_and_table_without_json():
     out = kd("train", "--epochs", "1", "--teacher-epochs", "1", "--device", "cpu", "--student-fraction", "0.1")
     assert out.returncode == 0, out.stderr
     assert "epoch   1/1" in out.stderr and "samples/s" in out.stderr  # progress while it trains
-    stages = {l.split(":")[0]: l for l in out.stderr.splitlines() if "parameters" in l}
+    stages = {line.split(":")[0]: line for line in out.stderr.splitlines() if "parameters" in line}
     assert "training examples" not in stages["teacher"]  # the teacher learns from all of them
     for student in ("student alone", "distilled student"):
         assert stages[student].endswith("on 130 of the 1,293 training examples"), stages[student]
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "test", "acc"]
-    assert any(l.startswith("teacher") for l in lines) and any(l.startswith("distilled student") for l in lines)
+    assert any(x.startswith("teacher") for x in lines) and any(x.startswith("distilled student") for x in lines)
     assert "kept" in out.stdout and "of the teacher's accuracy" in out.stdout
 
 
-@pytest.mark.parametrize("what,expect", [("models", "resnet32x4"), ("datasets", "folder:PATH"), ("methods", "kd"),
-                                         ("methods", "[--temperature 4.0, --alpha 0.9, --standardize (off)]")])
+@pytest.mark.parametrize(
+    "what,expect",
+    [
+        ("models", "resnet32x4"),
+        ("datasets", "folder:PATH"),
+        ("methods", "kd"),
+        ("methods", "[--temperature 4.0, --alpha 0.9, --standardize (off)]"),
+    ],
+)
 def test_list(what, expect):
     out = kd("list", what)
     assert out.returncode == 0 and expect in out.stdout

@@ -1,4 +1,5 @@
 """RunConfig: defaults, validation of every field (message names the field), JSON round-trip."""
+
 import json
 
 import pytest
@@ -17,14 +18,30 @@ def test_defaults_are_valid_and_documented():
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().alpha = 0.5
 
 
 def test_json_round_trip():
-    cfg = RunConfig(dataset="moons", teacher="hinton-1200", student="hinton-800", temperature=20.0,
-                    alpha=0.7, epochs=3, teacher_epochs=5, batch_size=128, lr=0.05, optimizer="sgd",
-                    weight_decay=5e-4, seed=7, device="cpu", val_fraction=0.0, data_dir="/tmp/x")
+    cfg = RunConfig(
+        dataset="moons",
+        teacher="hinton-1200",
+        student="hinton-800",
+        temperature=20.0,
+        alpha=0.7,
+        epochs=3,
+        teacher_epochs=5,
+        batch_size=128,
+        lr=0.05,
+        optimizer="sgd",
+        weight_decay=5e-4,
+        seed=7,
+        device="cpu",
+        val_fraction=0.0,
+        data_dir="/tmp/x",
+    )
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg
     assert json.loads(cfg.to_json())["teacher_epochs"] == 5

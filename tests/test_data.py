@@ -1,4 +1,5 @@
 """kd.data: splits, normalisation, caching, the offline path and folder:PATH errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,6 +31,7 @@ def test_digits_shapes_splits_and_normalisation():
     assert torch.bincount(b.y_test, minlength=10).min() >= 35  # stratified
     # the three splits partition the data set: same multiset of (image, label) rows as sklearn's
     from sklearn.datasets import load_digits
+
     d = load_digits()
     ours = torch.cat([b.raw(x).flatten(1) * 16 for x in (b.x_train, b.x_val, b.x_test)]).round()
     labels = torch.cat([b.y_train, b.y_val, b.y_test])
@@ -119,6 +121,7 @@ def test_mnist_from_shared_folder(monkeypatch):
 def test_missing_torchvision_data_is_one_clear_error(monkeypatch, tmp_path):
     def offline(cls, root):
         raise OSError("cannot reach ossci-datasets.s3.amazonaws.com: offline?")
+
     monkeypatch.setattr(data, "_download", offline)
     for name, expected in (("mnist", "train-images-idx3-ubyte"), ("cifar10", "data_batch_1")):
         with pytest.raises(DataError) as e:
@@ -136,6 +139,7 @@ def test_real_download_path_fails_fast_when_unreachable(monkeypatch, tmp_path, c
     import time
 
     import torchvision.datasets as tvd
+
     monkeypatch.setattr(tvd.MNIST, "mirrors", ["https://distill-lab-test.invalid/mnist/"])
     t = time.time()
     with pytest.raises(DataError, match="download failed"):
@@ -169,6 +173,7 @@ def test_2d_sets_and_grid(name, classes):
 # -- folder:PATH ---------------------------------------------------------------------------
 def _make_folder(root: Path, classes=("cat", "dog", "owl"), n=6) -> Path:
     from PIL import Image
+
     rng = np.random.default_rng(0)
     for c, cls in enumerate(classes):
         (root / cls).mkdir(parents=True)
@@ -264,6 +269,7 @@ def test_folder_paths_that_cannot_be_listed_are_one_clear_error(tmp_path):
 @pytest.mark.parametrize("error", [PermissionError, FileNotFoundError])
 def test_a_folder_failing_mid_listing_is_a_data_error(tmp_path, monkeypatch, error):
     import os
+
     root = _make_folder(tmp_path / "imgs")
     scandir = os.scandir
 
@@ -271,16 +277,19 @@ def test_a_folder_failing_mid_listing_is_a_data_error(tmp_path, monkeypatch, err
         if str(path).endswith("dog"):  # no permission, or removed while being listed
             raise error(13, "cannot list", str(path))
         return scandir(path)
+
     monkeypatch.setattr(os, "scandir", failing)
     with pytest.raises(DataError) as e:
         data.spec(f"folder:{root}")
     assert str(e.value) == f"folder: cannot list {root} (cannot list: {root / 'dog'})"
 
 
-@pytest.mark.parametrize("mode,top", [("I;16", 65535), ("I;16B", 65535), ("I", 65535), ("I", 200_000),
-                                      ("F", 65535), ("F", 1.0)])
+@pytest.mark.parametrize(
+    "mode,top", [("I;16", 65535), ("I;16B", 65535), ("I", 65535), ("I", 200_000), ("F", 65535), ("F", 1.0)]
+)
 def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path, mode, top):
     from PIL import Image
+
     grad = np.linspace(0, 1, 32 * 32).reshape(32, 32)  # the brightness each pixel should get
     if mode.startswith("I;16"):
         im = Image.fromarray((grad * 65535).round().astype(np.uint16))  # mode I;16

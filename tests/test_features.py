@@ -1,5 +1,6 @@
 """Taps and features: every architecture declares where features can be taken, forward hooks
 take them, and the teacher's side is computed once within KD_MAX_CACHE_MB or per batch."""
+
 import math
 
 import pytest
@@ -38,6 +39,7 @@ def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key
 
 def test_a_tap_keeps_what_the_layer_computed_and_closing_it_gives_the_mlp_its_fast_step_back():
     from kd.mlp_step import MLPStep
+
     torch.manual_seed(0)
     model = models.build("mlp-512-256", (64,), 10)
     x = torch.randn(5, 64)
@@ -52,10 +54,19 @@ def test_a_tap_keeps_what_the_layer_computed_and_closing_it_gives_the_mlp_its_fa
         features.Tap(model, ["layer2"], "student mlp-512-256")
 
 
-@pytest.mark.parametrize("student,teacher", [((8, 16, 16), (16, 16, 16)), ((8, 16, 16), (16, 8, 8)),
-                                             ((8, 8, 8), (16, 16, 16)), ((8, 10, 10), (16, 6, 6)),
-                                             ((8, 4, 4), (16, 12, 12)), ((128,), (16, 8, 8)),
-                                             ((8, 4, 4), (256,)), ((128,), (256,))])
+@pytest.mark.parametrize(
+    "student,teacher",
+    [
+        ((8, 16, 16), (16, 16, 16)),
+        ((8, 16, 16), (16, 8, 8)),
+        ((8, 8, 8), (16, 16, 16)),
+        ((8, 10, 10), (16, 6, 6)),
+        ((8, 4, 4), (16, 12, 12)),
+        ((128,), (16, 8, 8)),
+        ((8, 4, 4), (256,)),
+        ((128,), (256,)),
+    ],
+)
 def test_fitnets_adapter_maps_any_student_hint_onto_the_teachers_shape(student, teacher):
     r = adapter(student, teacher)
     out = r(torch.randn(4, *student))
@@ -87,12 +98,16 @@ def test_the_teachers_side_is_cached_when_it_fits_and_said_how_big(monkeypatch):
 
 
 def test_a_feature_method_trains_the_same_with_its_teacher_features_cached_or_computed_per_batch(monkeypatch):
-    cfg = RunConfig(method="fitnet", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2, teacher_epochs=1,
-                    device="cpu", seed=4)
+    cfg = RunConfig(
+        method="fitnet", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2, teacher_epochs=1, device="cpu", seed=4
+    )
     events = []
     cached = Trainer(cfg, emit=events.append).run()
-    note = next(e["teacher_outputs"] for e in events if e["kind"] == "stage" and e.get("stage") == "student"
-                and e["status"] == "started")
+    note = next(
+        e["teacher_outputs"]
+        for e in events
+        if e["kind"] == "stage" and e.get("stage") == "student" and e["status"] == "started"
+    )
     assert note.startswith("teacher outputs computed once for 1,293 examples") and "block2" in note
     monkeypatch.setenv("KD_MAX_CACHE_MB", "0")
     per_batch = Trainer(cfg).run()
@@ -101,7 +116,9 @@ def test_a_feature_method_trains_the_same_with_its_teacher_features_cached_or_co
 
 
 def test_a_method_the_pair_cannot_run_is_refused_before_training_naming_the_method_and_the_model():
-    with pytest.raises(ConfigError, match="at \\(attention transfer\\) needs convolutional feature maps; the student mlp-128 has none"):
+    with pytest.raises(
+        ConfigError, match="at \\(attention transfer\\) needs convolutional feature maps; the student mlp-128 has none"
+    ):
         check(RunConfig(method="at"), (1, 8, 8), 10)
     with pytest.raises(ConfigError, match="the teacher mlp-512-256 has none"):
         check(RunConfig(method="at", student="cnn-x0.25"), (1, 8, 8), 10)
@@ -119,6 +136,7 @@ def test_a_method_the_pair_cannot_run_is_refused_before_training_naming_the_meth
 
 def test_eight_methods_with_the_papers_in_their_docstrings():
     import importlib
+
     assert len(METHODS.keys()) >= 8
     for key in ("kd", "dkd", "dist", "ctkd", "fitnet", "at", "rkd", "none"):
         assert key in METHODS.keys()

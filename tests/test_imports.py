@@ -1,5 +1,6 @@
 """kd/ has no import cycle, counting imports inside functions too: each module can be read
 knowing only the ones below it."""
+
 import ast
 from pathlib import Path
 
@@ -7,8 +8,9 @@ KD = Path(__file__).resolve().parents[1] / "kd"
 
 
 def import_graph() -> dict[str, set[str]]:
-    files = {".".join(p.relative_to(KD.parent).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in KD.rglob("*.py")}
+    files = {
+        ".".join(p.relative_to(KD.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in KD.rglob("*.py")
+    }
     graph = {}
     for name, path in files.items():
         deps = set()
@@ -29,7 +31,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = 1
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state and (found := visit(dep, path + [dep])):
                 return found
         state[node] = 2

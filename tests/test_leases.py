@@ -1,32 +1,35 @@
 """One writer per run, enforced by the store: a lease taken in one transaction, liveness from the
 operating system (not from how fast a heartbeat comes), writes from a lost lease rejected, and
 runs that wait their turn. Real worker processes, real store."""
+
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from test_reliability import wait_for
 
 from kd import jobs, lease
 from kd.config import RunConfig
 from kd.errors import KDError
 from kd.lease import LeaseLost
 from kd.store import Store
-from test_reliability import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = RunConfig(dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=6, teacher_epochs=6,
-                device="cpu", seed=3)
+CFG = RunConfig(
+    dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=6, teacher_epochs=6, device="cpu", seed=3
+)
 
 
 def epoch_events(store: Store, run_id: str) -> dict[str, list[int]]:
     events = [e for _, e in store.events(run_id)]
-    return {s: [e["epoch"] for e in events if e["kind"] == "epoch" and e["stage"] == s]
-            for s in ("teacher", "baseline", "student")}
+    return {
+        s: [e["epoch"] for e in events if e["kind"] == "epoch" and e["stage"] == s]
+        for s in ("teacher", "baseline", "student")
+    }
 
 
 def steps(store: Store, run_id: str) -> list[tuple]:
@@ -55,11 +58,23 @@ def test_a_frozen_worker_stays_the_one_writer_and_resume_is_refused(runs_dir):
         for _ in range(3):
             with pytest.raises(KDError, match="cannot be resumed: it is still running"):
                 jobs.resume(run_id, store)
-        p = subprocess.run([sys.executable, "-m", "kd", "resume", run_id], cwd=ROOT, capture_output=True,
-                           text=True, env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "kd", "resume", run_id],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+            timeout=120,
+        )
         assert p.returncode == 2 and "cannot be resumed: it is still running" in p.stderr
-        p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True,
-                           text=True, env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "kd", "worker", run_id],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+            timeout=120,
+        )
         assert p.returncode == 2 and f"already has a worker (pid {pid}" in p.stderr
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -92,12 +107,22 @@ def test_three_resumes_at_once_one_is_accepted(runs_dir):
     store = Store(runs_dir)
     run_id = store.create_run(CFG.to_dict(), status="stopped")
     go = time.time() + 3  # each process waits for this moment, after its imports
-    code = ("import sys, time; from kd import jobs; from kd.errors import KDError; from kd.store import Store\n"
-            f"s = Store(); time.sleep(max(0, {go} - time.time()))\n"
-            f"try:\n    jobs.resume('{run_id}', s); print('accepted')\n"
-            "except KDError as e:\n    print('refused', e)\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}) for _ in range(3)]
+    code = (
+        "import sys, time; from kd import jobs; from kd.errors import KDError; from kd.store import Store\n"
+        f"s = Store(); time.sleep(max(0, {go} - time.time()))\n"
+        f"try:\n    jobs.resume('{run_id}', s); print('accepted')\n"
+        "except KDError as e:\n    print('refused', e)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert sum(o.startswith("accepted") for o in outs) == 1, outs
     assert sum("cannot be resumed" in o for o in outs) == 2, outs
@@ -166,10 +191,12 @@ def test_writes_from_a_lost_lease_are_rejected_and_change_nothing(runs_dir):
     store.update(run_id, host="another-host", heartbeat=time.time() - lease.lease_lapse_s() - 1)
     assert jobs.status(store.get(run_id)) == "interrupted"
     new = jobs.claim(store, run_id, jobs.resumable, requeue=True, verb="resumed")
-    for write in (lambda: store.append_events(run_id, [{"kind": "step", "n": 2}], lease="old"),
-                  lambda: store.update(run_id, lease="old", status="done"),
-                  lambda: store.truncate_events(run_id, 0, lease="old"),
-                  lambda: store.check_lease(run_id, "old")):
+    for write in (
+        lambda: store.append_events(run_id, [{"kind": "step", "n": 2}], lease="old"),
+        lambda: store.update(run_id, lease="old", status="done"),
+        lambda: store.truncate_events(run_id, 0, lease="old"),
+        lambda: store.check_lease(run_id, "old"),
+    ):
         with pytest.raises(LeaseLost, match="owned by another worker"):
             write()
     assert [e for _, e in store.events(run_id)] == [{"kind": "step", "n": 1}]
@@ -217,8 +244,14 @@ def test_a_reused_pid_is_not_the_owner_and_a_starting_worker_counts_as_alive(run
 def test_a_finished_run_gets_no_second_worker(runs_dir):
     store = Store(runs_dir)
     run_id = store.create_run(CFG.to_dict(), status="done")
-    p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "worker", run_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        timeout=120,
+    )
     assert p.returncode == 2 and "it is done" in p.stderr and p.stderr.count("\n") == 1
     assert store.get(run_id).status == "done" and store.get(run_id).token is None
 
@@ -227,13 +260,25 @@ def test_a_plain_worker_on_a_requeued_run_goes_on_and_never_trains_from_scratch_
     """`kd worker RUN_ID` (no --resume) on a run that Resume queued again: it takes what the run kept."""
     store = Store(runs_dir)
     run_id = store.create_run(CFG.to_dict(), status="queued")
-    p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "worker", run_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        timeout=300,
+    )
     assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
     store.update(run_id, status="stopped")  # as if stopped at the very end, then resumed
     store.change(run_id, lambda run: dict(status="queued", token=None))
-    p = subprocess.run([sys.executable, "-m", "kd", "worker", run_id], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "worker", run_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        timeout=300,
+    )
     assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
     assert store.get(run_id).resumed == 1
     assert epoch_events(store, run_id) == {s: list(range(1, 7)) for s in ("teacher", "baseline", "student")}

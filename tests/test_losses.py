@@ -1,4 +1,5 @@
 """kd_loss against numbers worked out by hand, and the T^2 factor's purpose."""
+
 import math
 
 import pytest
@@ -102,6 +103,7 @@ def test_the_cross_entropy_gradient_equals_autograd():
 
 def _with_grad() -> list[str]:
     from kd.methods import METHODS
+
     return [k for k in METHODS.keys() if hasattr(METHODS.get(k), "grad")]
 
 
@@ -111,6 +113,7 @@ def test_every_methods_grad_matches_autograd_on_its_own_terms(method):
     trusts it, so it must agree with autograd on the method's own __call__."""
     from kd.config import RunConfig
     from kd.methods import METHODS, build
+
     assert method in METHODS.keys()
     m = build(RunConfig(method=method, temperature=3.0, alpha=0.7))
     g = torch.Generator().manual_seed(6)
@@ -123,6 +126,7 @@ def test_every_methods_grad_matches_autograd_on_its_own_terms(method):
 
 def test_the_fast_path_stays_where_it_pays_and_autograd_serves_the_rest():
     from kd.methods import METHODS
+
     assert {"kd", "none"} <= set(_with_grad()) and set(_with_grad()) < set(METHODS.keys())
 
 
@@ -139,8 +143,16 @@ def test_in_float32_the_written_out_gradient_agrees_to_float_precision():
 import numpy as np  # noqa: E402
 
 from kd.losses import (  # noqa: E402
-    GlobalTemperature, GradientReversal, ctkd_lambda, ctkd_temperature, dist_loss, dist_terms,
-    dkd_loss, dkd_terms, dkd_warmup, standardize,
+    GlobalTemperature,
+    GradientReversal,
+    ctkd_lambda,
+    ctkd_temperature,
+    dist_loss,
+    dist_terms,
+    dkd_loss,
+    dkd_terms,
+    dkd_warmup,
+    standardize,
 )
 
 
@@ -198,11 +210,12 @@ def test_dkd_terms_recompose_the_kd_loss_for_each_example():
     s, te = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g, dtype=torch.float64)
     y = torch.randint(0, 6, (4,), generator=g)
     for i in range(4):
-        si, ti, yi = s[i:i + 1], te[i:i + 1], y[i:i + 1]
+        si, ti, yi = s[i : i + 1], te[i : i + 1], y[i : i + 1]
         terms = dkd_terms(si, ti, yi, 1.0, 1.0, 3.0)
         p_target = torch.softmax(ti / 3.0, 1)[0, yi].item()
         assert soft_kl(si, ti, 3.0).item() == pytest.approx(
-            terms["tckd"].item() + (1 - p_target) * terms["nckd"].item(), rel=1e-9)
+            terms["tckd"].item() + (1 - p_target) * terms["nckd"].item(), rel=1e-9
+        )
 
 
 def test_dkd_is_zero_when_student_equals_teacher_and_the_gradient_flows():

@@ -1,5 +1,6 @@
 """RKD, attention transfer and FitNets losses against numbers worked out by hand and against
 plain loop / NumPy writings of the papers' formulas."""
+
 import itertools
 import math
 
@@ -20,6 +21,7 @@ def _smooth_l1(x):
 
 def _rkd_plain(s, te, wd, wa, squared=False):
     """RKD with loops: distances over all ordered pairs (0 on the diagonal), angles at vertex i."""
+
     def dist(e):
         n = len(e)
         d = np.zeros((n, n))
@@ -56,7 +58,8 @@ def test_rkd_matches_hand_computation_on_two_triangles():
     assert terms["distance"].item() == pytest.approx(25 * 0.125 / 9, abs=1e-7)  # 0.34722222
     assert terms["angle"].item() == pytest.approx(50 * 0.35 / 27, abs=1e-7)  # 0.64814815
     assert rkd_loss(s, te, distance_weight=1.0, angle_weight=2.0).item() == pytest.approx(
-        0.125 / 9 + 0.7 / 27, abs=1e-7)
+        0.125 / 9 + 0.7 / 27, abs=1e-7
+    )
 
 
 @pytest.mark.parametrize("squared", [False, True])

@@ -1,11 +1,12 @@
 """Methods as plug-ins: each declares the RunConfig fields it uses and its own knobs; a run of
 each finishes from the CLI and from the Train page; autograd serves a method with no written-out
 gradient; a knob of another method is refused naming both."""
+
 import json
 import math
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from kd.config import RunConfig, method_options
 from kd.errors import ConfigError
-from kd.losses import dkd_terms, dist_terms
+from kd.losses import dist_terms, dkd_terms
 from kd.methods import METHODS, build
 from kd.store import Store
 
@@ -38,14 +39,24 @@ CLI_RUNS = {  # method: (flags, the loss terms it logs, the options stored with 
 @pytest.mark.parametrize("method", CLI_RUNS)
 def test_a_digits_run_of_each_method_finishes_from_the_cli(method, runs_dir):
     flags, logged, options = CLI_RUNS[method]
-    p = subprocess.run([sys.executable, "-m", "kd", "train", "--method", method, *flags, *QUICK, "--json"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "train", "--method", method, *flags, *QUICK, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["status"] == "done" and 0.5 < out["models"]["student"]["accuracy"] <= 1
     run = Store().get(out["run_id"])
-    terms = {k for _, e in Store().events(run.id) if e["kind"] == "step" and e["stage"] == "student" for k in e
-             if k.startswith("loss_")}
+    terms = {
+        k
+        for _, e in Store().events(run.id)
+        if e["kind"] == "step" and e["stage"] == "student"
+        for k in e
+        if k.startswith("loss_")
+    }
     assert terms == {f"loss_{k}" for k in logged}
     assert run.config["options"] == options
     assert run.config["standardize"] is (method == "kd")
@@ -106,6 +117,7 @@ def test_the_at_method_is_the_library_at_loss_summed_over_its_stage_pairs():
     from kd import models
     from kd.features import Features, Tap
     from kd.losses_features import at_loss
+
     torch.manual_seed(0)
     cfg = RunConfig(method="at", teacher="cnn-x1", student="lenet5-half", options={"at_p": 3.0})
     teacher, student = models.build("cnn-x1", (1, 28, 28), 10).eval(), models.build("lenet5-half", (1, 28, 28), 10)
@@ -124,6 +136,7 @@ def test_the_at_method_is_the_library_at_loss_summed_over_its_stage_pairs():
 
 def test_kd_with_standardize_is_the_papers_formula_written_plainly():
     import numpy as np
+
     g = torch.Generator().manual_seed(3)
     s, t = torch.randn(4, 5, generator=g, dtype=torch.float64) * 3, torch.randn(4, 5, generator=g, dtype=torch.float64)
     y = torch.tensor([0, 2, 4, 1])
@@ -137,6 +150,7 @@ def test_kd_with_standardize_is_the_papers_formula_written_plainly():
     def softmax(v):
         e = np.exp(v - v.max())
         return e / e.sum()
+
     ce = kl = 0.0
     for zs, zt, c in zip(s.numpy(), t.numpy(), y.numpy()):
         ce -= np.log(softmax(zs)[c])
@@ -148,10 +162,15 @@ def test_kd_with_standardize_is_the_papers_formula_written_plainly():
 
 def test_ctkd_learns_its_temperature_against_the_student_on_a_cosine_curriculum():
     from kd.losses import soft_kl
+
     m = build(RunConfig(method="ctkd", alpha=0.9))
     assert m.report()["T"] == pytest.approx(1 + 20 / (1 + math.exp(-1)))  # 15.62: the reference's start
     g = torch.Generator().manual_seed(1)
-    s, t, y = torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
+    s, t, y = (
+        torch.randn(16, 10, generator=g),
+        torch.randn(16, 10, generator=g),
+        torch.randint(0, 10, (16,), generator=g),
+    )
     for epoch, strength in ((1, (1 - math.cos(math.pi / 10)) / 2), (5, 0.5), (10, 1.0), (30, 1.0)):
         m.on_epoch(epoch, 40)
         assert m.strength == pytest.approx(strength)
@@ -174,8 +193,9 @@ def _train_page(runs_dir) -> AppTest:
 def test_the_train_page_starts_a_digits_run_of_every_method_and_refuses_at_on_an_mlp(runs_dir):
     at = _train_page(runs_dir)
     next(s for s in at.selectbox if s.label == "Method").set_value("at").run()
-    assert "method: at (attention transfer) needs convolutional feature maps; the student mlp-128 has none" in \
-        " ".join(e.value.replace("\\", "") for e in at.error)
+    assert "method: at (attention transfer) needs convolutional feature maps; the student mlp-128 has none" in " ".join(
+        e.value.replace("\\", "") for e in at.error
+    )
     assert next(b for b in at.button if b.label == "Start training").disabled
     for method in METHODS.keys():
         at = _train_page(runs_dir)
@@ -210,6 +230,7 @@ def test_a_method_sees_each_epoch_and_each_step_and_its_parameters_are_trained(m
     (the edge faked here: the method the trainer builds is ctkd with hooks that record)."""
     from kd import methods
     from kd.trainer import Trainer
+
     seen = {"epochs": [], "steps": []}
 
     class Recording(METHODS.get("ctkd")):
@@ -222,8 +243,11 @@ def test_a_method_sees_each_epoch_and_each_step_and_its_parameters_are_trained(m
 
     built = []
     real_build = methods.build
-    monkeypatch.setattr(methods, "build", lambda cfg: built.append(Recording(cfg)) or built[-1]
-                        if cfg.method == "ctkd" else real_build(cfg))
+    monkeypatch.setattr(
+        methods,
+        "build",
+        lambda cfg: built.append(Recording(cfg)) or built[-1] if cfg.method == "ctkd" else real_build(cfg),
+    )
     cfg = RunConfig(method="ctkd", epochs=3, teacher_epochs=1, device="cpu", batch_size=256)
     Trainer(cfg).run()
     m = built[-1]

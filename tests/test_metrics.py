@@ -1,4 +1,5 @@
 """Metrics against values that can be worked out by hand."""
+
 import pytest
 import torch
 from torch import nn
@@ -36,8 +37,10 @@ def test_latency_is_positive_and_larger_for_a_bigger_batch():
 
 def test_latencies_are_timed_in_turn_on_one_thread_and_the_count_is_put_back():
     calls = []
-    pair = {"big": nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 10)),
-            "small": nn.Sequential(nn.Linear(256, 16), nn.ReLU(), nn.Linear(16, 10))}
+    pair = {
+        "big": nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 10)),
+        "small": nn.Sequential(nn.Linear(256, 16), nn.ReLU(), nn.Linear(16, 10)),
+    }
     for name, m in pair.items():
         m.register_forward_pre_hook(lambda mod, args, name=name: calls.append((name, torch.get_num_threads())))
     before = torch.get_num_threads()
@@ -71,9 +74,11 @@ def test_confusion_matrix_rows_are_true_classes():
 
 
 def test_run_summary():
-    models = {"teacher": {"accuracy": 0.98, "params": 1000, "latency_ms_256": 4.0},
-              "baseline": {"accuracy": 0.90, "params": 100, "latency_ms_256": 1.0},
-              "student": {"accuracy": 0.95, "params": 100, "latency_ms_256": 1.0}}
+    models = {
+        "teacher": {"accuracy": 0.98, "params": 1000, "latency_ms_256": 4.0},
+        "baseline": {"accuracy": 0.90, "params": 100, "latency_ms_256": 1.0},
+        "student": {"accuracy": 0.95, "params": 100, "latency_ms_256": 1.0},
+    }
     s = metrics.run_summary(models)
     assert s["gain"] == pytest.approx(0.05) and s["kept"] == pytest.approx(0.95 / 0.98)
     assert s["compression"] == pytest.approx(10) and s["speedup"] == pytest.approx(4)
@@ -96,8 +101,9 @@ def test_no_gain_note_counts_test_examples_and_says_where_distillation_paid():
     hot = metrics.no_gain_note(_three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 4.0})
     assert "At T\u00a0=\u00a04 the soft term asks the student to match the teacher's logits" in hot
     assert metrics.no_gain_note(_three(0.97, 0.94, 0.94), {"method": "none"}) is None  # nothing distilled
-    assert "T\u00a0=\u00a01 did better" not in metrics.no_gain_note(_three(0.97, 0.94, 0.925),
-                                                                     {"method": "kd", "temperature": 1.0})
+    assert "T\u00a0=\u00a01 did better" not in metrics.no_gain_note(
+        _three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 1.0}
+    )
     # A teacher no better than the student alone is named as the reason.
     assert "it knows little that the labels do not already say" in metrics.no_gain_note(_three(0.945, 0.94, 0.94))
     # One example either way is no verdict of failure, but not a gain either: the note stays.

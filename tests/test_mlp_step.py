@@ -1,4 +1,5 @@
 """MLPStep, the MLP forward and backward written out, against autograd: the same bits."""
+
 import pytest
 import torch
 from torch import nn
@@ -67,15 +68,19 @@ def test_without_a_flatten_the_input_is_not_flattened():
         step.forward(torch.rand(5, 2, 3))
 
 
-@pytest.mark.parametrize("model", [
-    nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2)),
-    nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)),
-    nn.Sequential(nn.ReLU(), nn.Linear(8, 2)),
-    nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)),
-    nn.Sequential(nn.Flatten(0), nn.Linear(8, 2)),
-    nn.Sequential(),
-    nn.Linear(8, 2),
-], ids=["dropout", "relu-twice", "relu-first", "tanh", "flatten-dim0", "empty", "not-sequential"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2)),
+        nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)),
+        nn.Sequential(nn.ReLU(), nn.Linear(8, 2)),
+        nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)),
+        nn.Sequential(nn.Flatten(0), nn.Linear(8, 2)),
+        nn.Sequential(),
+        nn.Linear(8, 2),
+    ],
+    ids=["dropout", "relu-twice", "relu-first", "tanh", "flatten-dim0", "empty", "not-sequential"],
+)
 def test_anything_but_a_plain_mlp_is_left_to_autograd(model):
     assert MLPStep.of(model) is None
 
@@ -92,8 +97,16 @@ def test_a_frozen_layer_or_a_hook_is_left_to_autograd():
 
 def test_a_whole_run_by_hand_equals_the_run_through_autograd(monkeypatch):
     """The seed's pair on digits, all three stages: every loss and weight the same bits."""
-    cfg = RunConfig(dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=2, teacher_epochs=2,
-                    batch_size=64, device="cpu", seed=5)
+    cfg = RunConfig(
+        dataset="digits",
+        teacher="mlp-512-256",
+        student="mlp-128",
+        epochs=2,
+        teacher_epochs=2,
+        batch_size=64,
+        device="cpu",
+        seed=5,
+    )
     calls = []
     real_backward = MLPStep.backward
 

@@ -1,4 +1,5 @@
 """kd.models: every architecture builds, runs, or refuses a shape with a FitError naming it."""
+
 import pytest
 import torch
 
@@ -80,8 +81,9 @@ def test_dry_run_turns_runtime_error_into_fit_error():
 def test_param_counts():
     assert param_count("mlp-512-256", MNIST, 10) == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10 == 535_818
     assert param_count("mlp-128", MNIST, 10) == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
-    assert param_count("hinton-1200", (784,), 10) == (
-        784 * 1200 + 1200 + 1200 * 1200 + 1200 + 1200 * 10 + 10) == 2_395_210
+    assert (
+        param_count("hinton-1200", (784,), 10) == (784 * 1200 + 1200 + 1200 * 1200 + 1200 + 1200 * 10 + 10) == 2_395_210
+    )
     lenet = (1 * 6 * 25 + 6) + (6 * 16 * 25 + 16) + (16 * 5 * 5 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
     assert param_count("lenet5", MNIST, 10) == lenet == 61_706
     # param_count (meta device) agrees with a real build
@@ -89,11 +91,19 @@ def test_param_counts():
     assert param_count("resnet20", CIFAR, 10) == real
 
 
-@pytest.mark.parametrize("teacher,student", [
-    ("mlp-512-256", "mlp-128"), ("hinton-1200", "hinton-800"), ("lenet5", "lenet5-half"),
-    ("resnet32x4", "resnet8x4"), ("resnet56", "resnet20"), ("cnn-x1", "cnn-x0.5"),
-    ("cnn-x2", "cnn-x1"), ("cnn-x0.5", "cnn-x0.25"),
-])
+@pytest.mark.parametrize(
+    "teacher,student",
+    [
+        ("mlp-512-256", "mlp-128"),
+        ("hinton-1200", "hinton-800"),
+        ("lenet5", "lenet5-half"),
+        ("resnet32x4", "resnet8x4"),
+        ("resnet56", "resnet20"),
+        ("cnn-x1", "cnn-x0.5"),
+        ("cnn-x2", "cnn-x1"),
+        ("cnn-x0.5", "cnn-x0.25"),
+    ],
+)
 def test_teachers_bigger_than_students(teacher, student):
     shape = MNIST if teacher in MLPS | LENETS else CIFAR
     assert param_count(teacher, shape, 10) > param_count(student, shape, 10)

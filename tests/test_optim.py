@@ -1,4 +1,5 @@
 """The trainer's Stepper against torch.optim itself: the same numbers, the same state."""
+
 import copy
 
 import pytest
@@ -31,10 +32,15 @@ def _train(model, opt, stepper, steps: int = 25):
             stepper.step(lr)
 
 
-@pytest.mark.parametrize("make", [lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
-                                  lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05, fused=True),
-                                  lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True)],
-                         ids=["adam", "adamw", "sgd-fallback"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05, fused=True),
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True),
+    ],
+    ids=["adam", "adamw", "sgd-fallback"],
+)
 def test_stepper_is_bit_identical_to_optimizer_step(make):
     a, b = _model(0), _model(0)
     opt_a, opt_b = make(a.parameters()), make(b.parameters())
@@ -86,10 +92,12 @@ def test_state_loaded_into_a_channels_last_model_goes_on_exactly():
     """A checkpoint's Adam moments are contiguous; the conv weights they are loaded into are
     channels_last. Stepper gives the moments the weights' strides: the fused kernel walks memory
     in order and would otherwise pair the wrong elements (it did, before match_layout)."""
+
     def conv(seed):
         torch.manual_seed(seed)
         return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 3)).to(
-            memory_format=torch.channels_last)
+            memory_format=torch.channels_last
+        )
 
     def train(model, stepper, steps, start=0):
         g = torch.Generator().manual_seed(3)

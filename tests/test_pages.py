@@ -1,5 +1,6 @@
 """Every page renders without an exception (AppTest, no browser): real tiny runs where they are
 fast, events written straight into the store where a page only draws them."""
+
 import time
 from pathlib import Path
 
@@ -55,9 +56,9 @@ def test_train_page_offers_models_that_fit_and_shows_the_loss_with_its_numbers()
     teacher = next(s for s in at.selectbox if s.label == "Teacher")
     assert teacher.value == "mlp-512-256" and "lenet5" not in teacher.options[0]
     assert not any(o.startswith("lenet5 ") for o in teacher.options)  # lenet5 cannot take 8x8 digits
-    assert any("0.90" in l.value and "4^2" in l.value for l in at.latex)
+    assert any("0.90" in x.value and "4^2" in x.value for x in at.latex)
     next(s for s in at.slider if s.label == "Temperature T").set_value(8.0).run()
-    assert any("8^2" in l.value for l in at.latex)
+    assert any("8^2" in x.value for x in at.latex)
     assert any(b.label == "Start training" for b in at.button)
 
 
@@ -86,6 +87,7 @@ def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
     Before, the page lacked weight decay and the validation share, and capped epochs at 1,000."""
     from kd.cli import TRAIN_FLAGS
     from kd.config import knobs
+
     described = knobs()
     at = page("pages/train.py")
     shown = _labels(at)
@@ -97,6 +99,7 @@ def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
     assert not missing, missing
     assert set(described) - {name for name, _ in TRAIN_FLAGS.values()} == {"options"}  # a flag per knob instead
     from kd.config import method_options
+
     at = page("pages/train.py")
     for name, (opt, owners) in method_options().items():  # each method's own knobs, once it is chosen
         next(s for s in at.selectbox if s.label == "Method").set_value(owners[0]).run()
@@ -106,6 +109,7 @@ def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
 def test_a_folder_of_images_on_this_machine_can_be_named_on_the_train_page(runs_dir, tmp_path):
     """The CLI's folder:PATH, on the page: the classes are read from the folder before anything starts."""
     from tests.test_data import _make_folder
+
     folder = _make_folder(tmp_path / "pets")
     at = page("pages/train.py")
     at.selectbox[0].set_value("a folder of my images on this machine…").run()
@@ -142,11 +146,36 @@ def test_live_page_draws_faked_events():
     store = Store()
     run_id = store.create_run(TINY.to_dict(), status="running")
     store.update(run_id, heartbeat=time.time())
-    events = [{"kind": "stage", "stage": "teacher", "status": "started", "epochs": 2, "steps_per_epoch": 10, "params": 1}]
-    events += [{"kind": "step", "stage": "teacher", "epoch": 1 + i // 10, "step": i + 1, "total_steps": 20,
-                "loss": 2.0 / (i + 1), "loss_ce": 2.0 / (i + 1), "lr": 1e-3, "samples_per_s": 1000.0} for i in range(15)]
-    events += [{"kind": "epoch", "stage": "teacher", "epoch": 1, "epochs": 2, "step": 10, "train_acc": 0.8,
-                "val_acc": 0.85, "val_loss": 0.5, "seconds": 1.0}]
+    events = [
+        {"kind": "stage", "stage": "teacher", "status": "started", "epochs": 2, "steps_per_epoch": 10, "params": 1}
+    ]
+    events += [
+        {
+            "kind": "step",
+            "stage": "teacher",
+            "epoch": 1 + i // 10,
+            "step": i + 1,
+            "total_steps": 20,
+            "loss": 2.0 / (i + 1),
+            "loss_ce": 2.0 / (i + 1),
+            "lr": 1e-3,
+            "samples_per_s": 1000.0,
+        }
+        for i in range(15)
+    ]
+    events += [
+        {
+            "kind": "epoch",
+            "stage": "teacher",
+            "epoch": 1,
+            "epochs": 2,
+            "step": 10,
+            "train_acc": 0.8,
+            "val_acc": 0.85,
+            "val_loss": 0.5,
+            "seconds": 1.0,
+        }
+    ]
     store.append_events(run_id, events)
     at = page(None, run=run_id)
     at.switch_page("pages/live.py").run()
@@ -163,10 +192,32 @@ def test_live_charts_redraw_at_most_every_few_seconds_while_the_run_trains():
     browser) wait CHARTS_EVERY_S, and are drawn with every event once the run has ended."""
     store = Store()
     run_id = store.create_run(TINY.to_dict(), status="running")
-    step = lambda i: {"kind": "step", "stage": "teacher", "epoch": 1, "step": i, "total_steps": 100,
-                      "loss": 1.0 / i, "loss_ce": 1.0 / i, "lr": 1e-3, "samples_per_s": 1000.0}
-    store.append_events(run_id, [{"kind": "stage", "stage": "teacher", "status": "started", "epochs": 1,
-                                  "steps_per_epoch": 100, "params": 1}, step(1), step(2)])
+    step = lambda i: {
+        "kind": "step",
+        "stage": "teacher",
+        "epoch": 1,
+        "step": i,
+        "total_steps": 100,
+        "loss": 1.0 / i,
+        "loss_ce": 1.0 / i,
+        "lr": 1e-3,
+        "samples_per_s": 1000.0,
+    }
+    store.append_events(
+        run_id,
+        [
+            {
+                "kind": "stage",
+                "stage": "teacher",
+                "status": "started",
+                "epochs": 1,
+                "steps_per_epoch": 100,
+                "params": 1,
+            },
+            step(1),
+            step(2),
+        ],
+    )
     at = page("pages/live.py", run=run_id)
     spec = lambda: at.get("plotly_chart")[0].proto.spec
     counter = lambda: next(c.value for c in at.caption if "events" in c.value)
@@ -181,6 +232,7 @@ def test_live_charts_redraw_at_most_every_few_seconds_while_the_run_trains():
 
 def test_stop_on_a_store_held_by_a_stuck_writer_says_so_and_the_page_lives_on(runs_dir, monkeypatch):
     import sqlite3
+
     monkeypatch.setattr(Store, "busy_timeout_s", 0.2)
     store = Store()
     run_id = store.create_run(TINY.to_dict(), status="running")
@@ -212,6 +264,7 @@ def test_results_page_says_why_when_distillation_did_not_help(finished_run):
     """The real run's results, with the distilled student's accuracy set below and then above
     the student alone's (the page reads only the stored results)."""
     from kd import metrics
+
     store = Store()
     results = store.get(finished_run).results
     alone = results["models"]["baseline"]["accuracy"]
@@ -268,9 +321,13 @@ def test_results_page_draws_decision_boundaries_for_a_2d_set():
 def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
     import subprocess
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "kd", "train", "--epochs", "40", "--teacher-epochs", "40",
-                             "--device", "cpu", "--json"], cwd=Path(APP).parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kd", "train", "--epochs", "40", "--teacher-epochs", "40", "--device", "cpu", "--json"],
+        cwd=Path(APP).parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         store, deadline = Store(), time.time() + 60
         while time.time() < deadline and not (store.runs() and store.events(store.runs()[0].id)):
@@ -316,7 +373,9 @@ def _wait(predicate, timeout: float):
 def test_an_interrupted_run_is_resumed_from_the_live_page(runs_dir):
     import os
     import signal
+
     from kd import jobs
+
     store = Store()
     cfg = TINY.replace(epochs=12, teacher_epochs=12)
     run_id = jobs.start(cfg, store)
@@ -338,6 +397,7 @@ def test_an_interrupted_run_is_resumed_from_the_live_page(runs_dir):
 
 def test_a_stopped_run_shows_what_it_had_in_results(runs_dir):
     from kd import jobs
+
     store = Store()
     run_id = jobs.start(TINY.replace(epochs=200, teacher_epochs=200), store)
     _wait(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 60)
@@ -352,8 +412,9 @@ def test_a_stopped_run_shows_what_it_had_in_results(runs_dir):
     assert any(b.label == "Resume" for b in at.button)  # a stopped run can go on too
 
 
-@pytest.mark.parametrize("path", [None, "pages/train.py", "pages/live.py", "pages/results.py", "pages/runs.py",
-                                  "pages/temperature.py"])
+@pytest.mark.parametrize(
+    "path", [None, "pages/train.py", "pages/live.py", "pages/results.py", "pages/runs.py", "pages/temperature.py"]
+)
 def test_a_damaged_store_is_one_message_on_every_page(runs_dir, path):
     """Before: a traceback on Live, Results, Runs and Temperature."""
     runs_dir.mkdir(parents=True)
@@ -364,18 +425,24 @@ def test_a_damaged_store_is_one_message_on_every_page(runs_dir, path):
         at.switch_page(path).run()
     assert not at.exception, at.exception
     if True:  # Home and Train too: said before anything is filled in
-        assert any("is damaged" in e.value and "move the file aside" in e.value for e in at.error), [e.value for e in at.error]
+        assert any("is damaged" in e.value and "move the file aside" in e.value for e in at.error), [
+            e.value for e in at.error
+        ]
 
 
 def test_text_from_the_url_is_shown_as_text_never_as_markdown():
     """Before: ?run=[x](https://evil.example) made a link on the page, and ![](url) fetched an image."""
-    evil = ("[click me](https://evil.example/steal) ![x](https://evil.example/pixel.png) **bold** :red[red] "
-            "www.evil.example me@evil.example")
+    evil = (
+        "[click me](https://evil.example/steal) ![x](https://evil.example/pixel.png) **bold** :red[red] "
+        "www.evil.example me@evil.example"
+    )
     at = page(None, run=evil)
     at.switch_page("pages/results.py").run()
     errors = [e.value for e in at.error]
     assert errors and all("](" not in e and "**" not in e and ":red[" not in e for e in errors), errors
     # escaped, and the bare addresses the renderer would link on its own are broken by a word joiner
     j = plain.__globals__["WORD_JOINER"]
-    assert any(rf"\[click me\]\(https\:{j}//evil\.example/steal\)" in e and f"www{j}\\." in e
-               and f"me{j}@evil" in e for e in errors), errors
+    assert any(
+        rf"\[click me\]\(https\:{j}//evil\.example/steal\)" in e and f"www{j}\\." in e and f"me{j}@evil" in e
+        for e in errors
+    ), errors

@@ -1,4 +1,5 @@
 """kd.plots: frames from events, downsampling, and what each figure actually draws."""
+
 import math
 
 import numpy as np
@@ -10,12 +11,29 @@ from kd.plots import COLORS, LABELS, MODELS
 
 def fake_run(epochs=10, steps_per_epoch=1000, stop_student_at=None):
     """Events of a 3-stage run in the trainer's shapes; the distilled student has ce + soft terms."""
-    ev = [{"kind": "run", "status": "running", "device": "cpu", "train_size": 100, "val_size": 10,
-           "test_size": 10, "num_classes": 3}]
+    ev = [
+        {
+            "kind": "run",
+            "status": "running",
+            "device": "cpu",
+            "train_size": 100,
+            "val_size": 10,
+            "test_size": 10,
+            "num_classes": 3,
+        }
+    ]
     total = epochs * steps_per_epoch
     for stage in MODELS:
-        ev.append({"kind": "stage", "stage": stage, "status": "started", "epochs": epochs,
-                   "steps_per_epoch": steps_per_epoch, "params": 1000})
+        ev.append(
+            {
+                "kind": "stage",
+                "stage": stage,
+                "status": "started",
+                "epochs": epochs,
+                "steps_per_epoch": steps_per_epoch,
+                "params": 1000,
+            }
+        )
         step = 0
         for epoch in range(1, epochs + 1):
             for _ in range(steps_per_epoch):
@@ -25,13 +43,33 @@ def fake_run(epochs=10, steps_per_epoch=1000, stop_student_at=None):
                 terms = {"loss_ce": 2.0 / step}
                 if stage == "student":
                     terms = {"loss_ce": 1.0 / step, "loss_soft": 1.5 / step}
-                ev.append({"kind": "step", "stage": stage, "epoch": epoch, "step": step, "total_steps": total,
-                           "loss": sum(terms.values()), **terms, "lr": 0.1, "samples_per_s": 1e4})
-            ev.append({"kind": "epoch", "stage": stage, "epoch": epoch, "epochs": epochs, "step": step,
-                       "train_acc": 0.5 + epoch / 50, "val_acc": 0.45 + epoch / 50, "val_loss": 1 / epoch,
-                       "seconds": float(epoch)})
-        ev.append({"kind": "stage", "stage": stage, "status": "done", "epochs": epochs, "seconds": 1.0,
-                   "message": ""})
+                ev.append(
+                    {
+                        "kind": "step",
+                        "stage": stage,
+                        "epoch": epoch,
+                        "step": step,
+                        "total_steps": total,
+                        "loss": sum(terms.values()),
+                        **terms,
+                        "lr": 0.1,
+                        "samples_per_s": 1e4,
+                    }
+                )
+            ev.append(
+                {
+                    "kind": "epoch",
+                    "stage": stage,
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "step": step,
+                    "train_acc": 0.5 + epoch / 50,
+                    "val_acc": 0.45 + epoch / 50,
+                    "val_loss": 1 / epoch,
+                    "seconds": float(epoch),
+                }
+            )
+        ev.append({"kind": "stage", "stage": stage, "status": "done", "epochs": epochs, "seconds": 1.0, "message": ""})
     ev.append({"kind": "run", "status": "done", "summary": {}})
     return ev
 
@@ -43,17 +81,56 @@ def big_run():
 
 def fake_models():
     def bins(shift):
-        return [{"lo": i / 15, "hi": (i + 1) / 15, "count": 0 if i < 5 else 10 + i,
-                 "confidence": (i + 0.5) / 15, "accuracy": min(1.0, (i + 0.5) / 15 + shift)} for i in range(15)]
-    base = dict(size_mb=0.1, latency_ms=0.05, train_seconds=3.0, epochs=10, status="done",
-                confusion=[[5, 1, 0], [0, 6, 1], [2, 0, 4]])
+        return [
+            {
+                "lo": i / 15,
+                "hi": (i + 1) / 15,
+                "count": 0 if i < 5 else 10 + i,
+                "confidence": (i + 0.5) / 15,
+                "accuracy": min(1.0, (i + 0.5) / 15 + shift),
+            }
+            for i in range(15)
+        ]
+
+    base = dict(
+        size_mb=0.1,
+        latency_ms=0.05,
+        train_seconds=3.0,
+        epochs=10,
+        status="done",
+        confusion=[[5, 1, 0], [0, 6, 1], [2, 0, 4]],
+    )
     return {
-        "teacher": {**base, "accuracy": 0.98, "params": 535812, "flops": 2_140_000, "latency_ms_256": 8.0,
-                    "agreement": None, "ece": 0.031, "reliability": bins(0.02)},
-        "baseline": {**base, "accuracy": 0.90, "params": 25_000, "flops": 100_000, "latency_ms_256": 1.0,
-                     "agreement": 0.91, "ece": 0.05, "reliability": bins(-0.05)},
-        "student": {**base, "accuracy": 0.94, "params": 25_000, "flops": 100_000, "latency_ms_256": 1.1,
-                    "agreement": 0.95, "ece": 0.021, "reliability": bins(0.0)},
+        "teacher": {
+            **base,
+            "accuracy": 0.98,
+            "params": 535812,
+            "flops": 2_140_000,
+            "latency_ms_256": 8.0,
+            "agreement": None,
+            "ece": 0.031,
+            "reliability": bins(0.02),
+        },
+        "baseline": {
+            **base,
+            "accuracy": 0.90,
+            "params": 25_000,
+            "flops": 100_000,
+            "latency_ms_256": 1.0,
+            "agreement": 0.91,
+            "ece": 0.05,
+            "reliability": bins(-0.05),
+        },
+        "student": {
+            **base,
+            "accuracy": 0.94,
+            "params": 25_000,
+            "flops": 100_000,
+            "latency_ms_256": 1.1,
+            "agreement": 0.95,
+            "ece": 0.021,
+            "reliability": bins(0.0),
+        },
     }
 
 
@@ -72,9 +149,23 @@ def test_events_frames_empty_and_none_values():
     steps, epochs = plots.events_frames([{"kind": "run", "status": "running"}])
     assert steps.empty and list(steps.columns) == ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]
     assert epochs.empty and "val_acc" in epochs.columns
-    _, epochs = plots.events_frames(iter([{"kind": "epoch", "stage": "teacher", "epoch": 1, "epochs": 1,
-                                           "step": 5, "train_acc": 0.5, "val_acc": None, "val_loss": None,
-                                           "seconds": 1.0}]))
+    _, epochs = plots.events_frames(
+        iter(
+            [
+                {
+                    "kind": "epoch",
+                    "stage": "teacher",
+                    "epoch": 1,
+                    "epochs": 1,
+                    "step": 5,
+                    "train_acc": 0.5,
+                    "val_acc": None,
+                    "val_loss": None,
+                    "seconds": 1.0,
+                }
+            ]
+        )
+    )
     assert math.isnan(epochs["val_acc"].iloc[0])
 
 
@@ -131,9 +222,10 @@ def test_progress_mid_run_and_loaded_teacher():
     assert plots.progress([]) == {"teacher": 0.0, "baseline": 0.0, "student": 0.0}
     ev = fake_run(2, 10, stop_student_at=5)  # student mid-way: last step 5 of 20
     assert plots.progress(ev) == {"teacher": 1.0, "baseline": 1.0, "student": 0.25}
-    loaded = [{"kind": "stage", "stage": "teacher", "status": "loaded", "epochs": 0, "message": "x"},
-              {"kind": "stage", "stage": "baseline", "status": "started", "epochs": 1, "steps_per_epoch": 4,
-               "params": 1}]
+    loaded = [
+        {"kind": "stage", "stage": "teacher", "status": "loaded", "epochs": 0, "message": "x"},
+        {"kind": "stage", "stage": "baseline", "status": "started", "epochs": 1, "steps_per_epoch": 4, "params": 1},
+    ]
     assert plots.progress(loaded) == {"teacher": 1.0, "baseline": 0.0, "student": 0.0}
     stopped = ev + [{"kind": "stage", "stage": "student", "status": "stopped", "epochs": 0, "message": "x"}]
     assert plots.progress(stopped)["student"] == 0.25  # where it stopped, not "100 %"
@@ -148,8 +240,18 @@ def test_metrics_frame_units_and_order():
     assert frame.loc["student", "agreement"] == pytest.approx(95.0)
     assert math.isnan(frame.loc["teacher", "agreement"])
     assert frame.loc["teacher", "mflops"] == pytest.approx(2.14)
-    assert list(frame.columns) == ["model", "accuracy", "params", "size_mb", "mflops", "latency_ms",
-                                   "latency_ms_256", "agreement", "ece", "train_seconds"]
+    assert list(frame.columns) == [
+        "model",
+        "accuracy",
+        "params",
+        "size_mb",
+        "mflops",
+        "latency_ms",
+        "latency_ms_256",
+        "agreement",
+        "ece",
+        "train_seconds",
+    ]
 
 
 def test_comparison_figure_five_panels_three_bars():
@@ -161,8 +263,7 @@ def test_comparison_figure_five_panels_three_bars():
     assert len(panels) == 5 and all(len(bars) == 3 for bars in panels.values())
     assert sum(bool(t.showlegend) for t in fig.data) == 3  # one legend entry per model
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["test accuracy (%)", "parameters", "size (MB)", "MFLOPs / example",
-                      "ms / batch of 256"]
+    assert titles == ["test accuracy (%)", "parameters", "size (MB)", "MFLOPs / example", "ms / batch of 256"]
     params_teacher = next(t for t in panels["x2"] if t.legendgroup == "teacher")
     assert params_teacher.text == ("535.8k",)
 

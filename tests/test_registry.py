@@ -1,4 +1,5 @@
 """Registries fail loudly on unknown and duplicate keys; the real ones are populated."""
+
 import pytest
 
 from kd.errors import UnknownKeyError
@@ -35,8 +36,20 @@ def test_duplicate_and_undescribed_keys_are_refused():
 
 def test_project_registries():
     assert {"none", "kd"} <= set(METHODS.keys())
-    assert {"mlp-512-256", "mlp-128", "hinton-1200", "hinton-800", "lenet5", "lenet5-half",
-            "resnet8x4", "resnet32x4", "resnet20", "resnet56", "resnet18", "mobilenet_v3_small"} <= set(MODELS.keys())
+    assert {
+        "mlp-512-256",
+        "mlp-128",
+        "hinton-1200",
+        "hinton-800",
+        "lenet5",
+        "lenet5-half",
+        "resnet8x4",
+        "resnet32x4",
+        "resnet20",
+        "resnet56",
+        "resnet18",
+        "mobilenet_v3_small",
+    } <= set(MODELS.keys())
     for reg in (METHODS, MODELS):
         for entry in reg:
             assert entry.description and "\n" not in entry.description

@@ -1,5 +1,6 @@
 """Nothing lost: kill -9 and resume, four runs at once, stop within 2 s,
 a full disk or an unwritable runs folder. Real worker processes, real store, real files."""
+
 import json
 import os
 import random
@@ -21,19 +22,40 @@ from kd.store import Store, StoreError
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough to finish in seconds, long enough to be killed in every stage: 21 steps per
 # epoch on digits, one step event per step, ~400 events in all.
-CFG = RunConfig(dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=6, teacher_epochs=6,
-                device="cpu", seed=3)
+CFG = RunConfig(
+    dataset="digits", teacher="mlp-512-256", student="mlp-128", epochs=6, teacher_epochs=6, device="cpu", seed=3
+)
 
 
 def cli(*args: str, runs: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kd", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "KD_RUNS_DIR": str(runs)})
+    return subprocess.Popen(
+        [sys.executable, "-m", "kd", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs)},
+    )
 
 
 def train_args(cfg: RunConfig) -> list[str]:
-    return ["train", "--dataset", cfg.dataset, "--teacher", cfg.teacher, "--student", cfg.student,
-            "--epochs", str(cfg.epochs), "--teacher-epochs", str(cfg.teacher_epochs), "--device", cfg.device,
-            "--seed", str(cfg.seed)]
+    return [
+        "train",
+        "--dataset",
+        cfg.dataset,
+        "--teacher",
+        cfg.teacher,
+        "--student",
+        cfg.student,
+        "--epochs",
+        str(cfg.epochs),
+        "--teacher-epochs",
+        str(cfg.teacher_epochs),
+        "--device",
+        cfg.device,
+        "--seed",
+        str(cfg.seed),
+    ]
 
 
 def wait_for(predicate, timeout: float, every: float = 0.02):
@@ -51,8 +73,9 @@ def weights(store: Store, run_id: str) -> dict[str, dict]:
 
 
 def epochs_seen(store: Store, run_id: str) -> list[tuple]:
-    return [(e["stage"], e["epoch"], e["train_acc"], e["val_acc"]) for _, e in store.events(run_id)
-            if e["kind"] == "epoch"]
+    return [
+        (e["stage"], e["epoch"], e["train_acc"], e["val_acc"]) for _, e in store.events(run_id) if e["kind"] == "epoch"
+    ]
 
 
 def test_kill_9_at_random_points_then_resume_finishes_exactly_as_if_never_killed(tmp_path):
@@ -70,8 +93,13 @@ def test_kill_9_at_random_points_then_resume_finishes_exactly_as_if_never_killed
     proc, run_id, partial = cli(*train_args(CFG), runs=runs), None, 0
     for kills, target in enumerate(targets):
         run_id = run_id or wait_for(lambda: (store.runs() or [None])[0], 60).id
-        wait_for(lambda: store.get(run_id).resumed == kills, 60)  # the resumed process has taken over
-        wait_for(lambda: len(store.events(run_id)) >= target or proc.poll() is not None, 120)
+        wait_for(lambda run_id=run_id, kills=kills: store.get(run_id).resumed == kills, 60)  # the new process took over
+        wait_for(
+            lambda run_id=run_id, target=target, proc=proc: (
+                len(store.events(run_id)) >= target or proc.poll() is not None
+            ),
+            120,
+        )
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -119,8 +147,10 @@ def test_four_runs_at_once_each_keep_their_own_events_and_metrics(runs_dir):
         assert run.status == "done", log
         assert "locked" not in log and "Traceback" not in log
         events = [e for _, e in store.events(run_id)]
-        per_stage = {s: [e["epoch"] for e in events if e["kind"] == "epoch" and e["stage"] == s]
-                     for s in ("teacher", "baseline", "student")}
+        per_stage = {
+            s: [e["epoch"] for e in events if e["kind"] == "epoch" and e["stage"] == s]
+            for s in ("teacher", "baseline", "student")
+        }
         assert per_stage == {s: list(range(1, cfg.epochs + 1)) for s in per_stage}  # its own, in order
         assert {m: run.models[m]["epochs"] for m in run.models} == {m: cfg.epochs for m in run.models}
         assert RunConfig.from_dict(run.config) == cfg
@@ -170,6 +200,7 @@ def test_an_unwritable_runs_folder_is_one_clear_line_and_no_run(tmp_path):
 def test_a_full_disk_is_refused_at_start_with_the_figures_and_leaves_no_run(runs_dir, monkeypatch):
     store = Store(runs_dir)
     import shutil
+
     free_mb = shutil.disk_usage(runs_dir).free / 1e6
     monkeypatch.setenv("KD_MIN_FREE_MB", str(free_mb + 1000))  # more than this disk has left
     with pytest.raises(StoreError, match="disk is full") as e:
@@ -184,14 +215,33 @@ def test_a_full_disk_is_refused_at_start_with_the_figures_and_leaves_no_run(runs
 STOPPED_RUNS = {
     # Conv models train in channels_last on a CPU while their checkpoints are contiguous: BN
     # statistics and Adam moments must come back in the right layout.
-    "conv teacher": (RunConfig(dataset="digits", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2,
-                               teacher_epochs=4, device="cpu", seed=2), "teacher"),
+    "conv teacher": (
+        RunConfig(
+            dataset="digits", teacher="cnn-x0.5", student="cnn-x0.25", epochs=2, teacher_epochs=4, device="cpu", seed=2
+        ),
+        "teacher",
+    ),
     # Methods with parameters of their own: ctkd's learned temperature, fitnet's adapter (a conv
     # with BatchNorm): optimised, checkpointed and resumed with the student's.
-    "ctkd": (RunConfig(dataset="digits", method="ctkd", epochs=4, teacher_epochs=1, device="cpu", seed=2,
-                       options={"ctkd_ramp": 3}), "student"),
-    "fitnet": (RunConfig(dataset="digits", method="fitnet", teacher="cnn-x0.5", student="cnn-x0.25", epochs=4,
-                         teacher_epochs=1, device="cpu", seed=2), "student"),
+    "ctkd": (
+        RunConfig(
+            dataset="digits", method="ctkd", epochs=4, teacher_epochs=1, device="cpu", seed=2, options={"ctkd_ramp": 3}
+        ),
+        "student",
+    ),
+    "fitnet": (
+        RunConfig(
+            dataset="digits",
+            method="fitnet",
+            teacher="cnn-x0.5",
+            student="cnn-x0.25",
+            epochs=4,
+            teacher_epochs=1,
+            device="cpu",
+            seed=2,
+        ),
+        "student",
+    ),
 }
 
 
@@ -217,8 +267,10 @@ def test_a_stopped_run_resumes_to_the_same_bits(case, runs_dir):
         assert a[model].keys() == b[model].keys()
         for k in a[model]:
             assert torch.equal(a[model][k], b[model][k]), (model, k)
-    logged = [[(e["stage"], e["epoch"], e["val_acc"], e.get("method")) for _, e in store.events(r)
-               if e["kind"] == "epoch"] for r in (whole, stopped)]
+    logged = [
+        [(e["stage"], e["epoch"], e["val_acc"], e.get("method")) for _, e in store.events(r) if e["kind"] == "epoch"]
+        for r in (whole, stopped)
+    ]
     assert logged[0] == logged[1]
     if case == "ctkd":  # the learned temperature moved, and went on from where it stood
         temps = [m["T"] for (st, _, _, m) in logged[0] if st == "student"]
@@ -230,8 +282,10 @@ def small_disk(tmp_path):
     """A real 24 MB file system (tmpfs) for a runs folder; skipped where mounting is not allowed."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root in a machine that allows it)")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
@@ -242,8 +296,14 @@ def test_a_disk_that_fills_mid_run_fails_it_in_one_line_and_it_resumes_once_spac
     runs = small_disk / "runs"
     env = {**os.environ, "KD_RUNS_DIR": str(runs), "KD_MIN_FREE_MB": "0"}
     cfg = CFG.replace(epochs=40, teacher_epochs=40)
-    proc = subprocess.Popen([sys.executable, "-m", "kd", *train_args(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kd", *train_args(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     store = Store(runs)
     run_id = wait_for(lambda: (store.runs() or [None])[0], 120).id
     wait_for(lambda: any(e["kind"] == "epoch" for _, e in store.events(run_id)), 120)
@@ -263,12 +323,20 @@ def test_a_disk_that_fills_mid_run_fails_it_in_one_line_and_it_resumes_once_spac
     assert run.status == "failed" and run.message.startswith("disk full"), run
     assert not list(store.run_dir(run_id).glob("*.tmp"))  # no half-written file left
     filler.unlink()  # space is freed: the run goes on from its last checkpoint to the end
-    p = subprocess.run([sys.executable, "-m", "kd", "resume", run_id, "--json"], cwd=ROOT, capture_output=True,
-                       text=True, env=env, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "resume", run_id, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["status"] == "done"
-    per_stage = {s: [e["epoch"] for _, e in store.events(run_id) if e["kind"] == "epoch" and e["stage"] == s]
-                 for s in ("teacher", "baseline", "student")}
+    per_stage = {
+        s: [e["epoch"] for _, e in store.events(run_id) if e["kind"] == "epoch" and e["stage"] == s]
+        for s in ("teacher", "baseline", "student")
+    }
     assert per_stage == {s: list(range(1, 41)) for s in per_stage}
 
 

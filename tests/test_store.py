@@ -1,4 +1,5 @@
 """The SQLite run store: round trips, event order, several writer processes at once."""
+
 import multiprocessing as mp
 import os
 import random
@@ -160,8 +161,14 @@ def test_a_damaged_store_is_refused_on_open_with_what_to_do(runs_dir):
     _damage(runs_dir)
     with pytest.raises(StoreError, match=r"run store .*runs\.db is damaged .*move the file aside: mv "):
         Store(runs_dir)
-    p = subprocess.run([sys.executable, "-m", "kd", "runs"], cwd=Path(__file__).resolve().parents[1],
-                       capture_output=True, text=True, env={**os.environ, "KD_RUNS_DIR": str(runs_dir)}, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "kd", "runs"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        timeout=60,
+    )
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "is damaged" in p.stderr, p.stderr
 
 

@@ -1,15 +1,16 @@
 """The trainer's stages, events, determinism, frozen teacher, stop, divergence, checkpoints."""
+
 import math
 import re
 
 import pytest
 import torch
 
+from kd import runner
 from kd.config import RunConfig
 from kd.errors import ConfigError
 from kd.store import Store
 from kd.trainer import Trainer, pick_device
-from kd import runner
 
 TINY = dict(dataset="digits", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
 
@@ -47,17 +48,25 @@ def test_three_stages_emit_every_kind_of_event():
 def test_deterministic_on_cpu():
     cfg = RunConfig(**TINY, seed=3)
     (a, ea), (b, eb) = run(cfg), run(cfg)
-    strip = lambda evs: [{k: v for k, v in e.items() if k not in ("samples_per_s", "seconds", "latency_ms",
-                                                                    "latency_ms_256", "train_seconds")}
-                         for e in evs if e["kind"] in ("step", "epoch", "metrics")]
+    strip = lambda evs: [
+        {
+            k: v
+            for k, v in e.items()
+            if k not in ("samples_per_s", "seconds", "latency_ms", "latency_ms_256", "train_seconds")
+        }
+        for e in evs
+        if e["kind"] in ("step", "epoch", "metrics")
+    ]
     assert strip(ea) == strip(eb)
     for name in a.models:
         assert a.metrics[name]["accuracy"] == b.metrics[name]["accuracy"]
         for (k, v), (_, w) in zip(a.models[name].state_dict().items(), b.models[name].state_dict().items()):
             assert torch.equal(v, w), (name, k)
     other, _ = run(RunConfig(**TINY, seed=4))
-    assert any(not torch.equal(v, w) for v, w in zip(a.models["student"].state_dict().values(),
-                                                    other.models["student"].state_dict().values()))
+    assert any(
+        not torch.equal(v, w)
+        for v, w in zip(a.models["student"].state_dict().values(), other.models["student"].state_dict().values())
+    )
 
 
 def test_teacher_is_frozen_while_students_train():
@@ -65,6 +74,7 @@ def test_teacher_is_frozen_while_students_train():
 
     def on_stage_end(stage, model, result):
         snapshots[stage] = {k: v.clone() for k, v in model.state_dict().items()}
+
     result, _ = run(RunConfig(**TINY, teacher="hinton-1200", student="hinton-800"), on_stage_end=on_stage_end)
     teacher = result.models["teacher"]
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -89,6 +99,7 @@ def test_stop_request_between_batches_keeps_partial_results():
     def should_stop():
         calls["n"] += 1
         return calls["n"] > 25  # during the student-alone stage (teacher: 2 epochs x 12 batches)
+
     result, events = run(RunConfig(**TINY), should_stop=should_stop)
     assert result.status == "stopped"
     assert result.stages["teacher"].status == "done" and result.stages["baseline"].status == "stopped"
@@ -149,13 +160,18 @@ def test_device_choice():
 
 def test_random_shift_moves_whole_pixels_and_repeats_edges():
     from kd.data import random_shift
+
     x = torch.arange(25.0).reshape(1, 1, 5, 5).repeat(64, 1, 1, 1)
     y = random_shift(x, 1, torch.Generator().manual_seed(0))
     assert y.shape == x.shape
     values = set(torch.unique(y).tolist())
     assert values <= set(range(25))  # nearest sampling: no blurred values
-    shifted = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-               if any(torch.equal(y[i, 0, 1:4, 1:4], x[0, 0, 1 + dy:4 + dy, 1 + dx:4 + dx]) for i in range(64))]
+    shifted = [
+        (dy, dx)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if any(torch.equal(y[i, 0, 1:4, 1:4], x[0, 0, 1 + dy : 4 + dy, 1 + dx : 4 + dx]) for i in range(64))
+    ]
     assert len(shifted) == 9  # every offset in [-1, 1]^2 occurs among 64 images
     again = random_shift(x, 1, torch.Generator().manual_seed(0))
     assert torch.equal(y, again)
@@ -170,14 +186,17 @@ def test_augmenting_every_stage_asks_the_teacher_each_batch():
     # when the teacher is the only thing that changed.
     for k, v in teacher_only.models["baseline"].state_dict().items():
         assert torch.equal(v, plain.models["baseline"].state_dict()[k])
-    assert any(not torch.equal(v, plain.models["teacher"].state_dict()[k])
-               for k, v in teacher_only.models["teacher"].state_dict().items())
+    assert any(
+        not torch.equal(v, plain.models["teacher"].state_dict()[k])
+        for k, v in teacher_only.models["teacher"].state_dict().items()
+    )
 
 
 def test_the_teacher_runs_once_on_the_training_set_unless_inputs_are_augmented(monkeypatch):
     """Unaugmented: the teacher's outputs are cached before the students train, and no distillation
     step runs it. augment="all": every distillation step asks it about its own shifted batch."""
     from kd import models
+
     stage, calls = ["none"], []
     real_build = models.build
 
@@ -198,8 +217,9 @@ def test_the_teacher_runs_once_on_the_training_set_unless_inputs_are_augmented(m
     for augment in ("none", "all"):
         calls.clear()
         steps = []
-        cfg = RunConfig(**{**TINY, "epochs": 1, "teacher_epochs": 1}, teacher="mlp-512-256", student="mlp-128",
-                        augment=augment)
+        cfg = RunConfig(
+            **{**TINY, "epochs": 1, "teacher_epochs": 1}, teacher="mlp-512-256", student="mlp-128", augment=augment
+        )
         Trainer(cfg, emit=emit).run()
         during = [n for s, n in calls if s == "student"]
         if augment == "none":
@@ -228,8 +248,10 @@ def test_small_cpu_steps_train_on_one_thread_and_a_user_setting_wins(monkeypatch
     torch.set_num_threads(2)
     try:
         seen = {}
-        Trainer(RunConfig(**TINY), emit=lambda e: e["kind"] == "step" and seen.setdefault(
-            e["stage"], set()).add(torch.get_num_threads())).run()
+        Trainer(
+            RunConfig(**TINY),
+            emit=lambda e: e["kind"] == "step" and seen.setdefault(e["stage"], set()).add(torch.get_num_threads()),
+        ).run()
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -241,6 +263,7 @@ def test_students_learn_from_their_share_and_the_few_labels_demo_shows_a_gain():
     """FEW_LABELS: the teacher trains on all 1,293 training images, both students on the same
     63; with so few labels the distilled student beats the student alone (seed 0: +2.8 points)."""
     from kd.config import FEW_LABELS
+
     result, events = run(RunConfig(**FEW_LABELS, device="cpu"))
     sizes = {e["stage"]: e["train_size"] for e in events if e["kind"] == "stage" and e["status"] == "started"}
     assert sizes == {"teacher": 1293, "baseline": 63, "student": 63}

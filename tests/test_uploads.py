@@ -1,4 +1,5 @@
 """Uploaded archives and checkpoints are checked before anything uses them."""
+
 import io
 import pickle
 import zipfile
@@ -56,6 +57,7 @@ def test_a_pickle_is_refused_and_never_run(tmp_path):
     class Boom:
         def __reduce__(self):
             return (open, (str(tmp_path / "pwned"), "w"))
+
     with pytest.raises(ConfigError, match="not a safetensors file"):
         uploads.save_checkpoint(pickle.dumps(Boom()), tmp_path)
     assert not (tmp_path / "pwned").exists()
@@ -83,7 +85,7 @@ def patch_headers(blob: bytes, local: dict[int, bytes], central: dict[int, bytes
     at = blob.index(b"PK\x01\x02")
     for base, fields in ((0, local), (at, central)):
         for offset, value in fields.items():
-            out[base + offset:base + offset + len(value)] = value
+            out[base + offset : base + offset + len(value)] = value
     return bytes(out)
 
 
@@ -101,6 +103,7 @@ def lying_zip(real_mb: int, declared: int) -> bytes:
 
 def test_a_member_whose_header_lies_about_its_size_is_refused_in_bounded_memory(tmp_path):
     import tracemalloc
+
     blob = lying_zip(real_mb=40, declared=100)
     assert len(blob) < 100_000
     tracemalloc.start()
@@ -139,18 +142,23 @@ def test_broken_and_crafted_archives_are_refused(tmp_path):
     refused(bad_utf8, tmp_path, "cannot read")
 
 
-@pytest.mark.parametrize("name,match", [
-    ("/".join(["d"] * 40) + "/x.png", "41 levels deep, over 32"),
-    ("set/a/" + "n" * 300 + ".png", "over 255 bytes"),
-    ("/".join(["n" * 200] * 6) + ".png", "over 1,000 characters"),
-])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("/".join(["d"] * 40) + "/x.png", "41 levels deep, over 32"),
+        ("set/a/" + "n" * 300 + ".png", "over 255 bytes"),
+        ("/".join(["n" * 200] * 6) + ".png", "over 1,000 characters"),
+    ],
+)
 def test_very_deep_or_long_member_names_are_refused_before_unpacking(tmp_path, name, match):
     refused(zip_bytes({"set/b/1.png": png("red"), name: png("blue")}), tmp_path, match)
 
 
 def test_a_file_and_a_folder_at_the_same_path_are_refused(tmp_path):
-    for files in ({"set/a/b": png("red"), "set/a/b/c.png": png("blue")},
-                  {"set/a/b/c.png": png("blue"), "set/a/b": png("red")}):
+    for files in (
+        {"set/a/b": png("red"), "set/a/b/c.png": png("blue")},
+        {"set/a/b/c.png": png("blue"), "set/a/b": png("red")},
+    ):
         refused(zip_bytes(files), tmp_path, "'set/a/b' is both a file and a folder")
 
 
@@ -164,8 +172,13 @@ def test_an_unwritable_destination_is_a_clear_error(tmp_path):
 
 
 def test_macos_metadata_and_dot_files_are_skipped(tmp_path):
-    files = {"pets/cat/1.png": png("red"), "pets/dog/1.png": png("blue"), "__MACOSX/pets/._x": b"junk",
-             "pets/.DS_Store": b"junk", "pets/cat/._1.png": b"junk"}
+    files = {
+        "pets/cat/1.png": png("red"),
+        "pets/dog/1.png": png("blue"),
+        "__MACOSX/pets/._x": b"junk",
+        "pets/.DS_Store": b"junk",
+        "pets/cat/._1.png": b"junk",
+    }
     folder = uploads.save_image_zip(zip_bytes(files), tmp_path)
     assert folder.name == "pets" and sorted(p.name for p in folder.rglob("*")) == ["1.png", "1.png", "cat", "dog"]
     assert [p.name for p in (tmp_path / "uploads").iterdir()] == [folder.parent.name]
@@ -173,6 +186,7 @@ def test_macos_metadata_and_dot_files_are_skipped(tmp_path):
 
 def test_two_uploads_at_once_do_not_collide(tmp_path):
     import threading
+
     blob = zip_bytes({f"set/{c}/{i}.png": png(c) for c in ("red", "blue") for i in range(150)})
     results, errors = [], []
 
@@ -181,6 +195,7 @@ def test_two_uploads_at_once_do_not_collide(tmp_path):
             results.append(uploads.save_image_zip(blob, tmp_path))
         except Exception as e:  # collected to fail the test below with its message
             errors.append(e)
+
     threads = [threading.Thread(target=upload) for _ in range(3)]
     for t in threads:
         t.start()
@@ -193,6 +208,7 @@ def test_two_uploads_at_once_do_not_collide(tmp_path):
 
 def test_randomly_damaged_archives_are_refused_cleanly_or_unpacked(tmp_path):
     import random
+
     rng = random.Random(0)
     blobs = []
     for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
@@ -208,7 +224,7 @@ def test_randomly_damaged_archives_are_refused_cleanly_or_unpacked(tmp_path):
             blob[rng.randrange(len(blob))] = rng.randrange(256)
         root = tmp_path / str(k)
         try:
-            uploads.save_image_zip(bytes(blob[:rng.randrange(len(blob))] if k % 10 == 0 else blob), root)
+            uploads.save_image_zip(bytes(blob[: rng.randrange(len(blob))] if k % 10 == 0 else blob), root)
         except ConfigError as e:
             assert e.field == "dataset" and "\n" not in e.message
         assert all(not p.name.startswith(".") for p in (root / "uploads").glob("*"))  # no temporary folder left

@@ -22,12 +22,14 @@ Optional, each only where a method needs it:
   written out: a fast path the trainer then takes (kd and none have one; tests/test_losses.py
   checks it against autograd). Never required.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
 from kd.methods.base import METHODS, Method  # noqa: F401  (METHODS: where the files below register)
-from kd.methods import hinton, none, dkd, dist, ctkd, fitnet, at, rkd  # noqa: E402,F401,I001  (in this order)
+
+from kd.methods import hinton, none, dkd, dist, ctkd, fitnet, at, rkd  # noqa: F401  # isort: skip  (in this order)
 
 
 def build(cfg) -> Method:
@@ -47,8 +49,12 @@ def check(cfg, input_shape: tuple, num_classes: int) -> Method:
     cost no memory and no arithmetic. A ConfigError names the method and the model. Returns the
     method so bound (its formula then names the taps it reads)."""
     from kd import models
+
     method = build(cfg)
     if hasattr(method, "bind"):
-        method.bind(models.check_built(cfg.student, input_shape, num_classes),
-                    models.check_built(cfg.teacher, input_shape, num_classes), tuple(input_shape))
+        method.bind(
+            models.check_built(cfg.student, input_shape, num_classes),
+            models.check_built(cfg.teacher, input_shape, num_classes),
+            tuple(input_shape),
+        )
     return method

@@ -8,14 +8,15 @@ deepest up (the last k of each, k the smaller count), past the stem, as mdistill
 (distillers/AT.py, cfg.AT: P 2, FEAT_WEIGHT 1000, CE weight 1); where sizes differ, the larger map
 is average-pooled to the smaller. The teacher's maps are what is cached, not its features.
 """
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd import features
-from kd.schema import option
 from kd.errors import ConfigError
 from kd.losses_features import attention_map
 from kd.methods.base import METHODS
+from kd.schema import option
 
 
 def _pooled(feature: Tensor, size: tuple) -> Tensor:
@@ -42,24 +43,32 @@ class AT:
         for who, model in (("student", student), ("teacher", teacher)):
             found[who] = features.conv_stages(model, input_shape)
             if not found[who]:
-                raise ConfigError("method", f"at (attention transfer) needs convolutional feature maps; the "
-                                  f"{who} {self.models[who]} has none: choose a convolutional {who}, or another "
-                                  "method")
+                raise ConfigError(
+                    "method",
+                    f"at (attention transfer) needs convolutional feature maps; the "
+                    f"{who} {self.models[who]} has none: choose a convolutional {who}, or another "
+                    "method",
+                )
         k = min(len(found["student"]), len(found["teacher"]))
         self.taps = {who: tuple(found[who][-k:]) for who in found}
         s_shapes = features.shapes(student, input_shape, self.taps["student"])
         t_shapes = features.shapes(teacher, input_shape, self.taps["teacher"])
-        self.sizes = [(min(s_shapes[s][1], t_shapes[t][1]), min(s_shapes[s][2], t_shapes[t][2]))
-                      for s, t in zip(self.taps["student"], self.taps["teacher"])]
+        self.sizes = [
+            (min(s_shapes[s][1], t_shapes[t][1]), min(s_shapes[s][2], t_shapes[t][2]))
+            for s, t in zip(self.taps["student"], self.taps["teacher"])
+        ]
 
     def formula(self) -> tuple[str, str]:
         pairs = ", ".join(f"{s}↔{t}" for s, t in zip(self.taps["student"], self.taps["teacher"])) or "the conv stages"
-        return (rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.weight:g}\sum_j \mathrm{{mean}}\big(a(F^s_j) - "
-                rf"a(F^t_j)\big)^2,\quad a(F) = \frac{{\mathrm{{mean}}_c |F_c|^{{{self.p:g}}}}}{{\|\cdot\|_2}}",
-                f"F_j: the feature maps of paired stages ({pairs}); a: their spatial attention map. The default "
-                "weight, 1000, is the reference's for CIFAR's 32×32 maps; the term is a mean over map positions, "
-                "so it weighs more as the maps shrink" + (f" (here {', '.join(f'{h}×{w}' for h, w in self.sizes)})"
-                                                          if self.sizes else "") + ": small images may want less.")
+        return (
+            rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.weight:g}\sum_j \mathrm{{mean}}\big(a(F^s_j) - "
+            rf"a(F^t_j)\big)^2,\quad a(F) = \frac{{\mathrm{{mean}}_c |F_c|^{{{self.p:g}}}}}{{\|\cdot\|_2}}",
+            f"F_j: the feature maps of paired stages ({pairs}); a: their spatial attention map. The default "
+            "weight, 1000, is the reference's for CIFAR's 32×32 maps; the term is a mean over map positions, "
+            "so it weighs more as the maps shrink"
+            + (f" (here {', '.join(f'{h}×{w}' for h, w in self.sizes)})" if self.sizes else "")
+            + ": small images may want less.",
+        )
 
     def prepare(self, teacher_logits):
         return teacher_logits  # not used: only the attention maps are

@@ -1,8 +1,9 @@
 """The method interface and the registry every method file registers with (kd/methods/__init__.py
 says what each part is for)."""
+
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 from torch import Tensor, nn
 
@@ -24,14 +25,13 @@ class Method(Protocol):
 
     def prepare(self, teacher_logits: Tensor) -> Tensor: ...
 
-    def __call__(self, student_logits: Tensor, targets: Tensor,
-                 teacher: Optional[Tensor]) -> dict[str, Tensor]: ...
+    def __call__(self, student_logits: Tensor, targets: Tensor, teacher: Tensor | None) -> dict[str, Tensor]: ...
 
     # Optional: the gradient of the terms' sum in the student's logits, written out. The trainer
     # then calls logits.backward(grad) instead of building the loss's graph, and computes the
     # terms' values with __call__ once per log window; tests/test_losses.py checks every
     # registered method's grad against autograd on its own __call__.
-    def grad(self, student_logits: Tensor, targets: Tensor, teacher: Optional[Tensor]) -> Tensor: ...
+    def grad(self, student_logits: Tensor, targets: Tensor, teacher: Tensor | None) -> Tensor: ...
 
     # Optional: see kd/methods/__init__.py.
     def bind(self, student: nn.Module, teacher: nn.Module, input_shape: tuple) -> None: ...

@@ -9,13 +9,14 @@ theta is a parameter of the method, optimised, checkpointed and resumed with the
 Defaults as in the authors' code (zhengli97/CTKD, scripts/run_cifar_distill.sh: Global_T,
 --t_start 1 --t_end 20 --decay_max 0 --decay_min -1 --decay_loops 10, -r 0.1 -a 0.9: alpha 0.9).
 """
+
 import torch
 import torch.nn.functional as F
 
-from kd.schema import option
-from kd.losses import GlobalTemperature, ctkd_lambda, soft_kl
 import kd.methods.standard as standard
+from kd.losses import GlobalTemperature, ctkd_lambda, soft_kl
 from kd.methods.base import METHODS
+from kd.schema import option
 
 
 @METHODS.register("ctkd", "Li et al. 2023: Hinton's loss with a temperature learned adversarially, on a curriculum")
@@ -23,12 +24,23 @@ class CTKD:
     uses_teacher = True
     knobs = ("alpha", "standardize")
     options = {
-        "ctkd_t_start": option(1.0, "CTKD lowest temperature", "T = t_start + t_range · sigmoid(θ): the "
-                               "temperature never falls below this", lo=0.05, hi=100),
-        "ctkd_t_range": option(20.0, "CTKD temperature range", "how far above t_start the learned T can go",
-                               lo=0.1, hi=1000),
-        "ctkd_ramp": option(10, "CTKD curriculum (epochs)", "the reversal strength λ rises from 0 to 1 along a "
-                            "cosine over this many epochs, then stays at 1", lo=1, hi=10_000),
+        "ctkd_t_start": option(
+            1.0,
+            "CTKD lowest temperature",
+            "T = t_start + t_range · sigmoid(θ): the temperature never falls below this",
+            lo=0.05,
+            hi=100,
+        ),
+        "ctkd_t_range": option(
+            20.0, "CTKD temperature range", "how far above t_start the learned T can go", lo=0.1, hi=1000
+        ),
+        "ctkd_ramp": option(
+            10,
+            "CTKD curriculum (epochs)",
+            "the reversal strength λ rises from 0 to 1 along a cosine over this many epochs, then stays at 1",
+            lo=1,
+            hi=10_000,
+        ),
     }
 
     def __init__(self, cfg):
@@ -42,12 +54,14 @@ class CTKD:
 
     def formula(self) -> tuple[str, str]:
         a, m = self.alpha, self.module
-        return (rf"\mathcal{{L}} = {1 - a:.2f}\,\mathrm{{CE}}(s, y) + {a:.2f}\,T^2\,\mathrm{{KL}}\!\left("
-                rf"\mathrm{{softmax}}(t/T)\,\|\,\mathrm{{softmax}}(s/T)\right),\quad "
-                rf"T = {m.t_start:g} + {m.t_end:g}\,\sigma(\theta)",
-                f"θ is learned: it ascends the loss the student descends (gradient reversal, strength λ rising "
-                f"from 0 to 1 over {self.ramp} epochs). T starts at {self.report()['T']:.2f}."
-                + standard.caption(self.standardize))
+        return (
+            rf"\mathcal{{L}} = {1 - a:.2f}\,\mathrm{{CE}}(s, y) + {a:.2f}\,T^2\,\mathrm{{KL}}\!\left("
+            rf"\mathrm{{softmax}}(t/T)\,\|\,\mathrm{{softmax}}(s/T)\right),\quad "
+            rf"T = {m.t_start:g} + {m.t_end:g}\,\sigma(\theta)",
+            f"θ is learned: it ascends the loss the student descends (gradient reversal, strength λ rising "
+            f"from 0 to 1 over {self.ramp} epochs). T starts at {self.report()['T']:.2f}."
+            + standard.caption(self.standardize),
+        )
 
     def prepare(self, teacher_logits):
         return standard.of(teacher_logits, self.standardize)

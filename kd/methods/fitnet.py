@@ -8,16 +8,17 @@ one stage, not in the paper's two; the hint is the middle stage of each model by
 of a CIFAR ResNet). r is mdistiller's ConvReg for feature maps (a conv sized to map the student's
 map onto the teacher's, then BatchNorm and ReLU) and a Linear + BatchNorm + ReLU otherwise.
 """
+
 import math
 
 import torch.nn.functional as F
 from torch import nn
 
 from kd import features
-from kd.schema import option, option_error
 from kd.errors import ConfigError
 from kd.losses_features import fitnet_loss
 from kd.methods.base import METHODS
+from kd.schema import option, option_error
 
 MAX_ADAPTER = 20_000_000  # parameters: a hint pair needing more is refused, naming the taps
 
@@ -35,8 +36,9 @@ def adapter(student: tuple, teacher: tuple) -> nn.Module:
         else:  # smaller in some other ratio: resize, then map the channels
             conv = nn.Sequential(nn.Upsample(size=(ht, wt)), nn.Conv2d(cs, ct, 1))
         return nn.Sequential(conv, nn.BatchNorm2d(ct), nn.ReLU())
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(student), math.prod(teacher)),
-                         nn.BatchNorm1d(math.prod(teacher)), nn.ReLU())
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(math.prod(student), math.prod(teacher)), nn.BatchNorm1d(math.prod(teacher)), nn.ReLU()
+    )
 
 
 @METHODS.register("fitnet", "Romero et al. 2015: regress a student layer onto a teacher layer through an adapter")
@@ -44,13 +46,23 @@ class FitNet:
     uses_teacher = True
     knobs = ()
     options = {
-        "fitnet_weight": option(100.0, "FitNet hint weight", "weight of the hint term (mean squared error)",
-                                lo=0, hi=1e6),
-        "fitnet_student_tap": option("middle", "FitNet student hint layer", "the student's tap regressed onto the "
-                                     "teacher's: middle (its middle stage) or a tap name such as hidden1, conv2, "
-                                     "block2, layer2, embedding", tap_of="student"),
-        "fitnet_teacher_tap": option("middle", "FitNet teacher hint layer", "the teacher's tap it is regressed "
-                                     "onto: middle or a tap name", tap_of="teacher"),
+        "fitnet_weight": option(
+            100.0, "FitNet hint weight", "weight of the hint term (mean squared error)", lo=0, hi=1e6
+        ),
+        "fitnet_student_tap": option(
+            "middle",
+            "FitNet student hint layer",
+            "the student's tap regressed onto the "
+            "teacher's: middle (its middle stage) or a tap name such as hidden1, conv2, "
+            "block2, layer2, embedding",
+            tap_of="student",
+        ),
+        "fitnet_teacher_tap": option(
+            "middle",
+            "FitNet teacher hint layer",
+            "the teacher's tap it is regressed onto: middle or a tap name",
+            tap_of="teacher",
+        ),
     }
 
     def __init__(self, cfg):
@@ -74,17 +86,22 @@ class FitNet:
         self.module = adapter(s_shape, t_shape)
         size = sum(p.numel() for p in self.module.parameters())
         if size > MAX_ADAPTER:
-            raise ConfigError("method", f"fitnet: an adapter from student {self.models['student']} {s_tap} "
-                              f"({'×'.join(map(str, s_shape))}) to teacher {self.models['teacher']} {t_tap} "
-                              f"({'×'.join(map(str, t_shape))}) would have {size:,} parameters (at most "
-                              f"{MAX_ADAPTER:,}); choose other taps (--fitnet-student-tap, --fitnet-teacher-tap)")
+            raise ConfigError(
+                "method",
+                f"fitnet: an adapter from student {self.models['student']} {s_tap} "
+                f"({'×'.join(map(str, s_shape))}) to teacher {self.models['teacher']} {t_tap} "
+                f"({'×'.join(map(str, t_shape))}) would have {size:,} parameters (at most "
+                f"{MAX_ADAPTER:,}); choose other taps (--fitnet-student-tap, --fitnet-teacher-tap)",
+            )
         self.flat = len(s_shape) != 3 or len(t_shape) != 3
 
     def formula(self) -> tuple[str, str]:
         s, t = self.taps["student"] or (self.names["student"],), self.taps["teacher"] or (self.names["teacher"],)
-        return (rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.weight:g}\,\mathrm{{MSE}}\big(r(h_s), h_t\big)",
-                f"h_s: the student's {s[0]} features, h_t: the teacher's {t[0]}; r: an adapter learned with the "
-                "student (a conv + BatchNorm + ReLU for feature maps, else linear).")
+        return (
+            rf"\mathcal{{L}} = \mathrm{{CE}}(s, y) + {self.weight:g}\,\mathrm{{MSE}}\big(r(h_s), h_t\big)",
+            f"h_s: the student's {s[0]} features, h_t: the teacher's {t[0]}; r: an adapter learned with the "
+            "student (a conv + BatchNorm + ReLU for feature maps, else linear).",
+        )
 
     def prepare(self, teacher_logits):
         return teacher_logits  # not used: only the hint is

@@ -3,10 +3,11 @@
 (1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
 With --standardize both logits are z-scored before they are softened (kd.methods.standard).
 """
+
 import torch.nn.functional as F
 
-from kd.losses import kd_grad, kd_terms_to, soft_kl_to, soft_targets, standardize
 import kd.methods.standard as standard
+from kd.losses import kd_grad, kd_terms_to, soft_kl_to, soft_targets, standardize
 from kd.methods.base import METHODS
 
 
@@ -25,11 +26,13 @@ class HintonKD:
     def formula(self) -> tuple[str, str]:
         """The loss with this run's numbers, as LaTeX, and a line saying what it means."""
         a, t = self.alpha, self.temperature
-        return (rf"\mathcal{{L}} = {1 - a:.2f}\,\mathrm{{CE}}(s, y) + {a:.2f}\cdot{t:g}^2\,"
-                rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{t:g})\,\|\,\mathrm{{softmax}}(s/{t:g})\right)",
-                f"(1 − α)·CE + α·T²·KL with α = {a:.2f}, T = {t:g}; s, t: student and teacher logits. KL is "
-                "averaged over the batch; T² keeps the soft term's gradient the same size for any T."
-                + standard.caption(self.standardize))
+        return (
+            rf"\mathcal{{L}} = {1 - a:.2f}\,\mathrm{{CE}}(s, y) + {a:.2f}\cdot{t:g}^2\,"
+            rf"\mathrm{{KL}}\!\left(\mathrm{{softmax}}(t/{t:g})\,\|\,\mathrm{{softmax}}(s/{t:g})\right)",
+            f"(1 − α)·CE + α·T²·KL with α = {a:.2f}, T = {t:g}; s, t: student and teacher logits. KL is "
+            "averaged over the batch; T² keeps the soft term's gradient the same size for any T."
+            + standard.caption(self.standardize),
+        )
 
     def prepare(self, teacher_logits):
         return soft_targets(standard.of(teacher_logits, self.standardize), self.temperature)
@@ -37,8 +40,10 @@ class HintonKD:
     def __call__(self, student_logits, targets, teacher_log_probs):
         if not self.standardize:
             return kd_terms_to(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)
-        return {"ce": (1 - self.alpha) * F.cross_entropy(student_logits, targets),
-                "soft": self.alpha * soft_kl_to(standardize(student_logits), teacher_log_probs, self.temperature)}
+        return {
+            "ce": (1 - self.alpha) * F.cross_entropy(student_logits, targets),
+            "soft": self.alpha * soft_kl_to(standardize(student_logits), teacher_log_probs, self.temperature),
+        }
 
     def grad(self, student_logits, targets, teacher_log_probs):
         return kd_grad(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)

@@ -1,8 +1,8 @@
 """`none`: the student alone, trained on the labels with cross-entropy."""
+
 import torch.nn.functional as F
 
 from kd.losses import ce_grad
-
 from kd.methods.base import METHODS
 
 
@@ -15,8 +15,10 @@ class NoDistillation:
         pass
 
     def formula(self) -> tuple[str, str]:
-        return (r"\mathcal{L} = \mathrm{CE}(s, y)",
-                "No teacher: the distilled student is trained exactly like the student alone.")
+        return (
+            r"\mathcal{L} = \mathrm{CE}(s, y)",
+            "No teacher: the distilled student is trained exactly like the student alone.",
+        )
 
     def prepare(self, teacher_logits):
         return teacher_logits

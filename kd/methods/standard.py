@@ -5,6 +5,7 @@ Both the student's and the teacher's logits are z-scored per example before they
 so the student matches the shape of the teacher's logits rather than their scale; the
 cross-entropy on the labels keeps the raw logits, as in the authors' code.
 """
+
 from torch import Tensor
 
 from kd.losses import standardize
