@@ -31,11 +31,9 @@ from kd.teacher import TeacherSide
 
 Event = dict
 # Forward multiply-adds per batch below which a CPU step runs on one thread. Below it a second
-# thread gains nothing on an idle machine (bench: 784-128-10 at batch 64, 6.5 M: 1.06 ms on one
-# thread, 1.02 ms on two; 64-512-256-10, 10.6 M: 1.69 against 1.68), and when another process
-# wants a core (the dashboard's browser drawing the live charts) the threads wait on each other
-# at every op: the default digits pair, 150 epochs, watched live on 2 cores took 284 s on two
-# threads against 24 s on one (22 s unwatched).
+# thread gains nothing on an idle machine, and when another process wants a core (the
+# dashboard's browser drawing the live charts) the threads wait on each other at every op;
+# docs/benchmarks.md ("Where the time went", "Watching costs little") has the measurements.
 SMALL_STEP_MACS = 12e6
 STAGES = ("teacher", "baseline", "student")  # baseline = student alone, student = distilled
 STAGE_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
@@ -303,8 +301,8 @@ class Trainer:
         torch.manual_seed(seed)
         model = models.build(arch, spec.input_shape, spec.num_classes).to(self.device)
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-            # oneDNN's CPU convolutions and pooling run 1.2x (ResNet-20) to 2.2x (LeNet-5) faster per
-            # step in NHWC; conv outputs follow the weights' layout, so the data stay as they are.
+            # oneDNN's CPU convolutions and pooling are faster in NHWC (docs/benchmarks.md, "Where the
+            # time went"); conv outputs follow the weights' layout, so the data stay as they are.
             model = model.to(memory_format=torch.channels_last)
         return model
 
