@@ -49,12 +49,13 @@ def value_for(field: str):
         "val_fraction": st.floats(-0.2, 0.8),
         "image_size": st.integers(0, 300),
         "student_fraction": st.floats(-0.5, 1.5),
+        "standardize": st.booleans(),
         "teacher_checkpoint": st.none() | st.sampled_from(["", "w.safetensors", "w.pt", "/etc/passwd", "a\x00b"]),
         "data_dir": st.none() | st.text(max_size=10),
         "options": st.none()
         | st.dictionaries(
-            st.sampled_from(["dkd_beta", "dkd_warmup", "dist_tau", "beta"]),
-            st.floats(-1, 2000) | st.integers(-1, 20_000),
+            st.sampled_from(["dkd_beta", "dkd_warmup", "dist_tau", "beta", "ctkd_ramp", "fitnet_student_tap"]),
+            st.floats(-1, 2000) | st.integers(-1, 20_000) | st.sampled_from(["middle", "layer2", "", " "]),
             max_size=2,
         ),
     }.get(field)
@@ -97,13 +98,16 @@ def flag_value(flag: str):
         return st.integers(-5, 30).map(str) | st.sampled_from(["1.5", "1e3", "", "ten", "0x10"]) | text
     if kind is float:
         return st.floats(-2, 30).map(repr) | st.sampled_from(["nan", "inf", "-inf", "1e-3", "", "0"]) | text
+    if kind is bool:  # a switch takes no value
+        return st.none()
     if field == "teacher_checkpoint":
         return st.sampled_from(["w.safetensors", "/etc/passwd", "model.pt"]) | text
     return text  # data_dir
 
 
 argvs = st.lists(
-    st.sampled_from(list(cli.TRAIN_FLAGS)).flatmap(lambda f: flag_value(f).map(lambda v: [f, v])), max_size=6
+    st.sampled_from(list(cli.TRAIN_FLAGS)).flatmap(lambda f: flag_value(f).map(lambda v: [f] if v is None else [f, v])),
+    max_size=6,
 ).map(lambda pairs: [x for p in pairs for x in p])
 extras = st.sampled_from([[], [], [], ["--epochs"], ["--no-such-flag", "1"], ["stray"]])
 
