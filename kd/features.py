@@ -34,9 +34,11 @@ class Tap:
         available = models.taps(model)
         self.out: dict[str, Tensor] = {}
         self.handles = []
-        for name in names:
+        names = list(names)
+        for name in names:  # every name checked before any hook is added: a refusal leaves none behind
             if name not in available:
                 raise ConfigError("method", f"the {who} has no tap {name!r}; its taps: {', '.join(available)}")
+        for name in names:
             module, where = available[name]
             if where == "input":
                 self.handles.append(module.register_forward_pre_hook(self._keep_input(name)))
@@ -84,7 +86,7 @@ def shapes(model: nn.Module, input_shape: tuple, names: Iterable[str] | None = N
 
 def stages(model: nn.Module) -> list[str]:
     """The declared taps in order of depth (not "embedding")."""
-    return list(getattr(model, "taps", {}))
+    return [name for name in getattr(model, "taps", {}) if name != models.EMBEDDING]
 
 
 def conv_stages(model: nn.Module, input_shape: tuple) -> list[str]:

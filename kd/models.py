@@ -62,6 +62,8 @@ def _mlp(shape: tuple, num_classes: int, hidden: list[int], p_in=0.0, p_hidden=0
             layers.append(nn.Dropout(p_hidden))
         width = h
     layers.append(nn.Linear(width, num_classes))
+    if hidden:  # the penultimate features before any dropout, as a frozen teacher's are
+        taps[EMBEDDING] = taps[f"hidden{len(hidden)}"]
     return _tapped(nn.Sequential(*layers), taps)
 
 
@@ -237,7 +239,8 @@ def mobilenet_v3_small(shape, num_classes):
     m.features[0][0] = nn.Conv2d(c, old.out_channels, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(m.features[0][0].weight, mode="fan_out")
     # the last block at each resolution (with the stride-1 first conv: 1/2, 1/4, 1/8, 1/16)
-    return _tapped(m, {"stage1": "features.1", "stage2": "features.3", "stage3": "features.8", "stage4": "features.12"})
+    stages = {"stage1": "features.1", "stage2": "features.3", "stage3": "features.8", "stage4": "features.12"}
+    return _tapped(m, {**stages, EMBEDDING: "avgpool"})  # pooled, before the head's dropout
 
 
 # ---------------------------------------------------------------- taps
@@ -251,10 +254,15 @@ def _tapped(model: nn.Module, taps: dict[str, str]) -> nn.Module:
 
 def taps(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     """The model's taps in order of depth: name -> (submodule, "output" | "input"). The declared
-    ones take the submodule's output; "embedding" takes the input of the last nn.Linear."""
-    out = {name: (model.get_submodule(path), "output") for name, path in getattr(model, "taps", {}).items()}
+    ones take the submodule's output; "embedding", unless declared, takes the input of the last
+    nn.Linear."""
+    declared = dict(getattr(model, "taps", {}))
+    embedding = declared.pop(EMBEDDING, None)
+    out = {name: (model.get_submodule(path), "output") for name, path in declared.items()}
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if last:
+    if embedding is not None:
+        out[EMBEDDING] = (model.get_submodule(embedding), "output")
+    elif last:
         out[EMBEDDING] = (last[-1], "input")
     return out
 

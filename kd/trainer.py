@@ -338,7 +338,7 @@ class Trainer:
     ) -> StageResult:
         """Bind the method to the pair (its taps, its own parameters), then train one stage."""
         bs = min(self.cfg.batch_size, len(self.y_train))
-        if method.uses_teacher:
+        if stage == "student":  # as kd.methods.check did on meta-device copies before the run
             methods.bind(method, model, teacher, input_shape)
         with metrics.threads(cpu_threads(model, tuple(self.x_train.shape[1:]), bs, self.device)):
             return self._train(stage, model, method, epochs, teacher)
@@ -370,6 +370,7 @@ class Trainer:
         max_shift = max(1, round(self.x_train.shape[-1] / 14))  # 2 px on 28x28 (Hinton's jitter), 1 px on 8x8
         side = TeacherSide(method, teacher) if method.uses_teacher else None
         student_taps = tuple(getattr(method, "taps", {}).get("student", ()))
+        reads_features = bool(student_taps or (side is not None and side.taps))  # the call gets Features
         written_out = getattr(method, "grad", None)  # the loss's gradient written out: no graph
         by_hand = MLPStep.of(model) if written_out is not None else None  # plain MLPs: no autograd either
         first_epoch, step, spent = 1, 0, 0.0
@@ -405,6 +406,7 @@ class Trainer:
             )
         stepper = Stepper(optimizer)
         last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
+        own_good = {k: v.clone() for k, v in own.state_dict().items()} if own is not None else None
         started = time.perf_counter() - spent
 
         def rng() -> dict[str, Tensor]:
@@ -459,10 +461,12 @@ class Trainer:
                     elif written_out is not None:
                         logits.backward(written_out(logits, y, t))
                     else:
-                        feats = () if tap is None else (Features(tap.out, t_feats),)
+                        feats = (Features(tap.out if tap else {}, t_feats or {}),) if reads_features else ()
                         terms = method(logits, y, t, *feats)
                         names = list(terms)
                         _total(terms).backward()
+                        if tap is not None:
+                            tap.out.clear()  # nothing of this step is kept past it
                     stepper.step(cfg.lr * cosine(step, total_steps))
                     step += 1
                     if written_out is not None:
@@ -475,6 +479,8 @@ class Trainer:
                         total = sum(values)
                         if not math.isfinite(total):
                             model.load_state_dict(last_good)
+                            if own is not None:
+                                own.load_state_dict(own_good)
                             return self._end(
                                 stage,
                                 model,
@@ -501,6 +507,8 @@ class Trainer:
                         )
                         window, window_start, window_first = [], time.perf_counter(), i + 1
                 val_loss, val_acc = self._validate(model)
+                if tap is not None:
+                    tap.out.clear()  # the validation set's features, taken by the hooks on the way
                 report = getattr(method, "report", None)  # e.g. ctkd's learned temperature
                 self.emit(
                     {
@@ -517,6 +525,8 @@ class Trainer:
                     }
                 )
                 last_good = {k: v.clone() for k, v in model.state_dict().items()}
+                if own is not None:
+                    own_good = {k: v.clone() for k, v in own.state_dict().items()}
                 if self.on_checkpoint is not None and epoch < epochs:
                     self.on_checkpoint(  # called at once, with this epoch's numbers
                         lambda epoch=epoch, step=step: capture(

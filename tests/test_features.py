@@ -25,7 +25,10 @@ def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key
     found = features.shapes(model, shape)
     assert list(found)[-1] == models.EMBEDDING
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    assert found[models.EMBEDDING] == (last.in_features,)
+    if key == "mobilenet_v3_small":  # its pooled features, before the head's hidden layer and dropout
+        assert found[models.EMBEDDING] == (576, 1, 1)
+    else:
+        assert found[models.EMBEDDING] == (last.in_features,)
     stages = features.stages(model)
     assert len(stages) >= 1 and features.pick(model, "middle", "student") in stages
     if key.startswith(("mlp", "hinton")):
@@ -51,7 +54,8 @@ def test_a_tap_keeps_what_the_layer_computed_and_closing_it_gives_the_mlp_its_fa
         torch.testing.assert_close(tap.out["embedding"], torch.relu(model[3](want)))
     assert MLPStep.of(model) is not None
     with pytest.raises(ConfigError, match="has no tap 'layer2'; its taps: hidden1, hidden2, embedding"):
-        features.Tap(model, ["layer2"], "student mlp-512-256")
+        features.Tap(model, ["hidden1", "layer2"], "student mlp-512-256")
+    assert MLPStep.of(model) is not None  # the refusal left no hook behind
 
 
 @pytest.mark.parametrize(

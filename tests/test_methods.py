@@ -255,3 +255,15 @@ def test_a_method_sees_each_epoch_and_each_step_and_its_parameters_are_trained(m
     steps_per_epoch = -(-1293 // 256)  # digits: 1,293 training images once the validation share is out
     assert seen["steps"] == [(i, 3 * steps_per_epoch) for i in range(3 * steps_per_epoch)]
     assert m.module.raw.item() != 1.0  # the temperature's parameter was optimised
+
+
+def test_a_last_batch_of_one_example_trains_rkd_and_a_flat_fitnet_adapter(monkeypatch):
+    """1,293 digits images at batch 68 leave a last batch of one: no distances among one example,
+    no BatchNorm statistics of one; those terms are 0 for it and the run trains on."""
+    from kd.trainer import Trainer
+
+    for method in ("rkd", "fitnet"):
+        cfg = RunConfig(method=method, epochs=1, teacher_epochs=1, batch_size=68, device="cpu")
+        assert 1293 % 68 == 1
+        result = Trainer(cfg).run()
+        assert result.status == "done", (method, result.stages["student"].message)

@@ -10,7 +10,7 @@ Optional, each only where a method needs it:
 - `options`: its own knobs (kd.config.option), a CLI flag and a widget each.
 - `on_epoch(epoch, epochs)`: called at each epoch's start (from 1), for warm-ups and schedules;
   `on_step(step, total_steps)` before each optimizer step (from 0), for schedules within an epoch.
-- `bind(student, teacher, input_shape)`: called once before the distilled student trains (and
+- `bind(student, teacher, input_shape)`: called before the distilled student trains (again on resume; and
   on meta-device models before a run is accepted, so a pair it cannot run is refused first).
   It may set `taps = {"student": (...), "teacher": (...)}`, the features it reads (kd/features.py),
   and `module`, an nn.Module of parameters of its own (an adapter, a learned temperature) that the

@@ -3,10 +3,13 @@ Convolutional Neural Networks via Attention Transfer", ICLR 2017.
 
 CE(student, y) + weight * sum over stage pairs of mean (a_s - a_t)^2, a = the attention map of a
 stage's features (kd.losses_features.attention_map: mean over channels of |F|^p, normalised):
-the student learns where the teacher's stages look. Conv models only. Stages are paired from the
-deepest up (the last k of each, k the smaller count), past the stem, as mdistiller pairs feats[1:]
-(distillers/AT.py, cfg.AT: P 2, FEAT_WEIGHT 1000, CE weight 1); where sizes differ, the larger map
-is average-pooled to the smaller. The teacher's maps are what is cached, not its features.
+the student learns where the teacher's stages look. Conv models only. The stages past the stem
+are paired (mdistiller, distillers/AT.py, pairs feats[1:]; cfg.AT: P 2, FEAT_WEIGHT 1000, CE
+weight 1); where the two models have different numbers of stages, the reference's zip pairs them
+from the shallowest and drops the deepest of the longer one, while here they are paired from the
+deepest (the last k of each, k the smaller count), so the stages nearest the classifier always
+take part. Where sizes differ, the larger map is average-pooled to the smaller. The teacher's
+maps are what is cached, not its features.
 """
 
 import torch.nn.functional as F

@@ -11,6 +11,7 @@ map onto the teacher's, then BatchNorm and ReLU) and a Linear + BatchNorm + ReLU
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -83,8 +84,8 @@ class FitNet:
             found[who] = (tap, features.shapes(model, input_shape, [tap])[tap])
         (s_tap, s_shape), (t_tap, t_shape) = found["student"], found["teacher"]
         self.taps = {"student": (s_tap,), "teacher": (t_tap,)}
-        self.module = adapter(s_shape, t_shape)
-        size = sum(p.numel() for p in self.module.parameters())
+        with torch.device("meta"):  # counted before it takes any memory
+            size = sum(p.numel() for p in adapter(s_shape, t_shape).parameters())
         if size > MAX_ADAPTER:
             raise ConfigError(
                 "method",
@@ -93,6 +94,7 @@ class FitNet:
                 f"({'×'.join(map(str, t_shape))}) would have {size:,} parameters (at most "
                 f"{MAX_ADAPTER:,}); choose other taps (--fitnet-student-tap, --fitnet-teacher-tap)",
             )
+        self.module = adapter(s_shape, t_shape)
         self.flat = len(s_shape) != 3 or len(t_shape) != 3
 
     def formula(self) -> tuple[str, str]:
@@ -108,8 +110,11 @@ class FitNet:
 
     def __call__(self, student_logits, targets, teacher, feats):
         (s_tap,), (t_tap,) = self.taps["student"], self.taps["teacher"]
+        ce = F.cross_entropy(student_logits, targets)
+        if len(targets) < 2 and self.module.training:  # BatchNorm has no statistics of one example
+            return {"ce": ce, "hint": 0.0 * ce}
         hint = feats.teacher[t_tap]
         adapted = self.module(feats.student[s_tap])
         if self.flat:
             hint = hint.reshape(len(hint), -1)
-        return {"ce": F.cross_entropy(student_logits, targets), "hint": self.weight * fitnet_loss(adapted, hint)}
+        return {"ce": ce, "hint": self.weight * fitnet_loss(adapted, hint)}
