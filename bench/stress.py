@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kd import jobs  # noqa: E402
+from kd.cli import train_argv  # noqa: E402
 from kd.config import RunConfig  # noqa: E402
 from kd.errors import KDError  # noqa: E402
 from kd.store import Store  # noqa: E402
@@ -48,28 +49,6 @@ def cli(args: list[str], runs: Path) -> subprocess.Popen:
         env={**os.environ, "KD_RUNS_DIR": str(runs)},
         start_new_session=True,
     )
-
-
-def train_args(cfg: RunConfig) -> list[str]:
-    return [
-        "train",
-        "--dataset",
-        cfg.dataset,
-        "--teacher",
-        cfg.teacher,
-        "--student",
-        cfg.student,
-        "--epochs",
-        str(cfg.epochs),
-        "--teacher-epochs",
-        str(cfg.teacher_epochs),
-        "--device",
-        cfg.device,
-        "--seed",
-        str(cfg.seed),
-        "--batch-size",
-        str(cfg.batch_size),
-    ]
 
 
 def alive(pid) -> bool:
@@ -144,7 +123,7 @@ def main() -> None:
     ids: list[str] = []
     for k, cfg in enumerate(configs):
         if k % 2 == 0:
-            procs.append(cli(train_args(cfg), runs))
+            procs.append(cli(train_argv(cfg), runs))
             deadline = time.time() + 120
             while len(store.runs()) < len(ids) + 1 and time.time() < deadline:
                 time.sleep(0.1)
@@ -235,7 +214,7 @@ def main() -> None:
     # -- twins ------------------------------------------------------------------------------
     twin_store, twin_of = Store(twins), {}
     for k in range(0, len(configs), 2):
-        batch = [cli(train_args(cfg), twins) for cfg in configs[k : k + 2]]
+        batch = [cli(train_argv(cfg), twins) for cfg in configs[k : k + 2]]
         for proc in batch:
             proc.wait()
     for r in twin_store.runs():

@@ -41,6 +41,19 @@ TRAIN_FLAGS = {
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
 
 
+def train_argv(cfg: RunConfig) -> list[str]:
+    """`python -m kd train` arguments that make `cfg`: a flag for each field that is not at its
+    default, a method's own knobs included (benchmarks and tests start real CLI runs with it)."""
+    argv, defaults = ["train"], RunConfig()
+    for flag, (name, _) in TRAIN_FLAGS.items():
+        value = getattr(cfg, name)
+        if value != getattr(defaults, name):
+            argv += [flag] if value is True else [flag, str(value)]
+    for name, value in (cfg.options or {}).items():
+        argv += [_flag(name), str(value)]
+    return argv
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

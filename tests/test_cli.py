@@ -114,3 +114,22 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, runs_dir):
 def test_show_unknown_run():
     out = kd("show", "20990101-000000-abcdef")
     assert out.returncode == 2 and "no such run" in out.stderr
+
+
+def test_train_argv_gives_back_the_config_it_was_made_from(capsys):
+    from kd import cli
+    from kd.config import RunConfig
+
+    cfg = RunConfig(
+        method="dkd",
+        teacher="cnn-x0.5",
+        student="cnn-x0.25",
+        epochs=3,
+        seed=7,
+        standardize=True,
+        batch_size=32,
+        options={"dkd_beta": 2.5, "dkd_warmup": 3},
+    )
+    assert cli.main([*cli.train_argv(cfg), "--dry-run"]) == 0
+    assert RunConfig.from_json(capsys.readouterr().out) == cfg
+    assert cli.train_argv(RunConfig()) == ["train"]

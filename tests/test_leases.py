@@ -24,6 +24,18 @@ CFG = RunConfig(
 )
 
 
+def kd_cli(runs_dir, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m kd ARGS` on the run store runs_dir, to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "kd", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
+        timeout=timeout,
+    )
+
+
 def epoch_events(store: Store, run_id: str) -> dict[str, list[int]]:
     events = [e for _, e in store.events(run_id)]
     return {
@@ -58,23 +70,9 @@ def test_a_frozen_worker_stays_the_one_writer_and_resume_is_refused(runs_dir):
         for _ in range(3):
             with pytest.raises(KDError, match="cannot be resumed: it is still running"):
                 jobs.resume(run_id, store)
-        p = subprocess.run(
-            [sys.executable, "-m", "kd", "resume", run_id],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
-            timeout=120,
-        )
+        p = kd_cli(runs_dir, "resume", run_id)
         assert p.returncode == 2 and "cannot be resumed: it is still running" in p.stderr
-        p = subprocess.run(
-            [sys.executable, "-m", "kd", "worker", run_id],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
-            timeout=120,
-        )
+        p = kd_cli(runs_dir, "worker", run_id)
         assert p.returncode == 2 and f"already has a worker (pid {pid}" in p.stderr
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -244,14 +242,7 @@ def test_a_reused_pid_is_not_the_owner_and_a_starting_worker_counts_as_alive(run
 def test_a_finished_run_gets_no_second_worker(runs_dir):
     store = Store(runs_dir)
     run_id = store.create_run(CFG.to_dict(), status="done")
-    p = subprocess.run(
-        [sys.executable, "-m", "kd", "worker", run_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
-        timeout=120,
-    )
+    p = kd_cli(runs_dir, "worker", run_id)
     assert p.returncode == 2 and "it is done" in p.stderr and p.stderr.count("\n") == 1
     assert store.get(run_id).status == "done" and store.get(run_id).token is None
 
@@ -260,25 +251,11 @@ def test_a_plain_worker_on_a_requeued_run_goes_on_and_never_trains_from_scratch_
     """`kd worker RUN_ID` (no --resume) on a run that Resume queued again: it takes what the run kept."""
     store = Store(runs_dir)
     run_id = store.create_run(CFG.to_dict(), status="queued")
-    p = subprocess.run(
-        [sys.executable, "-m", "kd", "worker", run_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
-        timeout=300,
-    )
+    p = kd_cli(runs_dir, "worker", run_id, timeout=300)
     assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
     store.update(run_id, status="stopped")  # as if stopped at the very end, then resumed
     store.change(run_id, lambda run: dict(status="queued", token=None))
-    p = subprocess.run(
-        [sys.executable, "-m", "kd", "worker", run_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KD_RUNS_DIR": str(runs_dir)},
-        timeout=300,
-    )
+    p = kd_cli(runs_dir, "worker", run_id, timeout=300)
     assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
     assert store.get(run_id).resumed == 1
     assert epoch_events(store, run_id) == {s: list(range(1, 7)) for s in ("teacher", "baseline", "student")}

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from kd import checkpoint, jobs, runner
+from kd.cli import train_argv
 from kd.config import RunConfig
 from kd.errors import KDError
 from kd.store import Store, StoreError
@@ -36,26 +37,6 @@ def cli(*args: str, runs: Path) -> subprocess.Popen:
         text=True,
         env={**os.environ, "KD_RUNS_DIR": str(runs)},
     )
-
-
-def train_args(cfg: RunConfig) -> list[str]:
-    return [
-        "train",
-        "--dataset",
-        cfg.dataset,
-        "--teacher",
-        cfg.teacher,
-        "--student",
-        cfg.student,
-        "--epochs",
-        str(cfg.epochs),
-        "--teacher-epochs",
-        str(cfg.teacher_epochs),
-        "--device",
-        cfg.device,
-        "--seed",
-        str(cfg.seed),
-    ]
 
 
 def wait_for(predicate, timeout: float, every: float = 0.02):
@@ -80,7 +61,7 @@ def epochs_seen(store: Store, run_id: str) -> list[tuple]:
 
 def test_kill_9_at_random_points_then_resume_finishes_exactly_as_if_never_killed(tmp_path):
     ref_runs, runs = tmp_path / "ref", tmp_path / "killed"
-    ref = cli(*train_args(CFG), "--json", runs=ref_runs)
+    ref = cli(*train_argv(CFG), "--json", runs=ref_runs)
     out, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err
     ref_store = Store(ref_runs)
@@ -90,7 +71,7 @@ def test_kill_9_at_random_points_then_resume_finishes_exactly_as_if_never_killed
     store = Store(runs)
     rng = random.Random(int(os.environ.get("KD_KILL_SEED", "0")))
     targets = sorted(rng.sample(range(20, total_events - 20), 3))  # kill once this many events are stored
-    proc, run_id, partial = cli(*train_args(CFG), runs=runs), None, 0
+    proc, run_id, partial = cli(*train_argv(CFG), runs=runs), None, 0
     for kills, target in enumerate(targets):
         run_id = run_id or wait_for(lambda: (store.runs() or [None])[0], 60).id
         wait_for(lambda run_id=run_id, kills=kills: store.get(run_id).resumed == kills, 60)  # the new process took over
@@ -190,7 +171,7 @@ def test_a_finished_or_unknown_run_cannot_be_resumed(runs_dir):
 def test_an_unwritable_runs_folder_is_one_clear_line_and_no_run(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    p = cli(*train_args(CFG.replace(epochs=1, teacher_epochs=1)), runs=blocker / "runs")
+    p = cli(*train_argv(CFG.replace(epochs=1, teacher_epochs=1)), runs=blocker / "runs")
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2
     assert err.count("\n") == 1 and "runs folder" in err and "KD_RUNS_DIR" in err and "Traceback" not in err
@@ -206,7 +187,7 @@ def test_a_full_disk_is_refused_at_start_with_the_figures_and_leaves_no_run(runs
     with pytest.raises(StoreError, match="disk is full") as e:
         jobs.start(CFG, store)
     assert "MB free" in str(e.value) and "KD_RUNS_DIR" in str(e.value)
-    p = cli(*train_args(CFG), runs=runs_dir)
+    p = cli(*train_argv(CFG), runs=runs_dir)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and "disk is full" in err and err.count("\n") == 1
     assert store.runs() == [] and [f.name for f in runs_dir.iterdir() if f.is_dir()] == []
@@ -297,7 +278,7 @@ def test_a_disk_that_fills_mid_run_fails_it_in_one_line_and_it_resumes_once_spac
     env = {**os.environ, "KD_RUNS_DIR": str(runs), "KD_MIN_FREE_MB": "0"}
     cfg = CFG.replace(epochs=40, teacher_epochs=40)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kd", *train_args(cfg)],
+        [sys.executable, "-m", "kd", *train_argv(cfg)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
