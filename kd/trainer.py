@@ -3,7 +3,7 @@
 The trainer only emits events (plain dicts of floats and strings, minGPT's callbacks); it never
 prints, plots or imports streamlit. Data sit on the device as tensors, a batch is one
 index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
-computed once and sliced per batch; plain MLPs step without autograd (kd/mlp_step.py); the
+computed once and sliced per batch; plain MLPs step without autograd (kd/fastpath.py); the
 device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
 run go on exactly; `Resume` says what a run already has.
 """
@@ -24,9 +24,9 @@ from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
+from kd.fastpath import MLPStep, Stepper, written_gradient
 from kd.features import Features, Tap
-from kd.mlp_step import MLPStep
-from kd.optim import Stepper, cosine, make_optimizer
+from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
 
 Event = dict
@@ -371,7 +371,7 @@ class Trainer:
         side = TeacherSide(method, teacher) if method.uses_teacher else None
         student_taps = tuple(getattr(method, "taps", {}).get("student", ()))
         reads_features = bool(student_taps or (side is not None and side.taps))  # the call gets Features
-        written_out = getattr(method, "grad", None)  # the loss's gradient written out: no graph
+        written_out = written_gradient(method)  # the loss's gradient written out: no graph (kd/fastpath.py)
         by_hand = MLPStep.of(model) if written_out is not None else None  # plain MLPs: no autograd either
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None

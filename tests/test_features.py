@@ -41,7 +41,7 @@ def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key
 
 
 def test_a_tap_keeps_what_the_layer_computed_and_closing_it_gives_the_mlp_its_fast_step_back():
-    from kd.mlp_step import MLPStep
+    from kd.fastpath import MLPStep
 
     torch.manual_seed(0)
     model = models.build("mlp-512-256", (64,), 10)
