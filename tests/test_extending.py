@@ -39,3 +39,49 @@ def test_the_worked_example_is_listed_trains_and_its_knob_is_its_own(runs_dir):
     refused = run("train", "--method", "kd", "--mse-weight", "0.5")
     assert refused.returncode == 2
     assert refused.stderr.strip() == "error: --mse-weight: is a knob of logit-mse, not of method 'kd'"
+
+
+def _block(word: str) -> str:
+    """The docs' python block that contains `word`."""
+    return next(b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if word in b)
+
+
+def _cli_with(module: str, example: str):
+    """Run `python -m kd ARGS` with the example executed inside `module`, as if written there."""
+    script = (
+        f"import importlib, sys\nmodule = importlib.import_module({module!r})\n"
+        f"exec(compile({example!r}, module.__file__, 'exec'), vars(module))\n"
+        "from kd.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    return lambda *args: subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_model_example_is_listed_trains_takes_features_and_refuses_tables(runs_dir):
+    run = _cli_with("kd.models", _block("convnet-tiny"))
+    listed = run("list", "models")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^convnet-tiny\s+Two conv3x3-ReLU-maxpool blocks", listed.stdout, re.M)
+    # Attention transfer pairs its two blocks with the student's conv stages.
+    flags = ("--dataset", "digits", "--teacher", "convnet-tiny", "--student", "cnn-x0.25", "--epochs", "1")
+    trained = run("train", *flags, "--teacher-epochs", "1", "--method", "at", "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["status"] == "done"
+    refused = run("train", "--dataset", "spirals", "--teacher", "convnet-tiny", "--dry-run")
+    assert refused.returncode == 2
+    assert "convnet-tiny needs images (C, H, W); this data set has 2 features per example" in refused.stderr
+
+
+def test_the_data_set_example_is_listed_trains_and_refuses_conv_models(runs_dir):
+    run = _cli_with("kd.data", _block('"wine"'))
+    listed = run("list", "datasets")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^wine\s+UCI wine: 13 measurements", listed.stdout, re.M)
+    trained = run("train", "--dataset", "wine", "--epochs", "5", "--teacher-epochs", "5", "--json")
+    assert trained.returncode == 0, trained.stderr
+    out = json.loads(trained.stdout)
+    assert out["status"] == "done" and out["models"]["teacher"]["accuracy"] > 0.8  # 36 test rows, 3 classes
+    refused = run("train", "--dataset", "wine", "--teacher", "lenet5", "--dry-run")
+    assert refused.returncode == 2
+    assert "lenet5 needs images (C, H, W); this data set has 13 features per example" in refused.stderr
