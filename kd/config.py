@@ -20,9 +20,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT = ("none", "teacher", "all")  # which stages see shifted images
 # The "few labels" demo (Hinton et al. 2015, sec. 5, soft targets as a regularizer): the students
 # learn from 5 % of digits' training images (63, about 6 a class), the teacher from all of them.
-# Its measured time and gains: docs/benchmarks.md, "Does distillation help?".
+# Its measured time and gains: bench/results/seeds-*.json, cited in docs/benchmarks.md, "Does
+# distillation help?", and on the Home page (kd/results.py reads them).
 FEW_LABELS = dict(student_fraction=0.05, batch_size=16, epochs=60, teacher_epochs=10, lr=3e-3)
-FEW_LABELS_GAINS = (2.78, 3.33, 3.89)  # distilled minus alone, test points, seeds 0, 1, 2 (bench/seeds.py)
 
 
 def method_options() -> dict[str, tuple[Option, list[str]]]:

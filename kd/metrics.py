@@ -13,6 +13,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from kd.events import STAGES
+
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
@@ -80,8 +82,8 @@ def latencies_ms(
 
     On one thread, and the models timed in turn, round after round: a busy moment (the
     dashboard's browser drawing, another run) then slows every model alike instead of one. Timed
-    one after another on two threads while a browser drew the live charts, the same MLP teacher
-    measured 41 ms a batch of 256 instead of 1.1 ms, and a results page said 234x faster."""
+    one model after another on several threads, a busy moment fell on one model only and made
+    the speed-up on the results page many times what it was."""
     copies = {name: copy.deepcopy(m).to("cpu").eval() for name, m in models.items()}
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {name: [] for name in copies}
@@ -169,7 +171,7 @@ def model_report(
 def run_summary(models: dict[str, dict]) -> dict[str, float | None]:
     """What distillation bought: gain over the student alone, share of the teacher's accuracy
     kept, and how much smaller (parameters) and faster (batch-256 CPU latency, one thread) than the teacher."""
-    t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
+    t, b, s = (models.get(k) for k in STAGES)
 
     def ratio(num, den):
         return num / den if num is not None and den else None
@@ -184,11 +186,11 @@ def run_summary(models: dict[str, dict]) -> dict[str, float | None]:
 
 def no_gain_note(models: dict[str, dict], config: dict | None = None) -> str | None:
     """When the distilled student did not beat the student alone by more than one test example:
-    the difference in test examples, the teacher's lead, what a temperature above 1 costs in a
-    short run, and a recipe where distillation did pay. None when distillation helped, or when a
-    model is missing."""
+    the difference in test examples, the teacher's lead over the student alone, and, for kd at a
+    temperature above 1, what that temperature asks of a short run. None when distillation
+    helped, or when a model is missing."""
     config = config or {}
-    t, b, s = (models.get(k) for k in ("teacher", "baseline", "student"))
+    t, b, s = (models.get(k) for k in STAGES)
     if not (t and b and s) or not s.get("confusion") or config.get("method") == "none":
         return None  # method "none": the second student never saw the teacher
     n = sum(map(sum, s["confusion"]))  # test examples
@@ -204,30 +206,15 @@ def no_gain_note(models: dict[str, dict], config: dict | None = None) -> str | N
     if lead * n < 3:
         note += (
             f"The teacher is only {100 * lead:+.2f} points above the student alone: it knows little "
-            "that the labels do not already say. "
+            "that the labels do not already say."
         )
     else:
-        note += f"The teacher is {100 * lead:.2f} points above the student alone. "
+        note += f"The teacher is {100 * lead:.2f} points above the student alone."
     T = config.get("temperature", 1.0)
     if config.get("method") == "kd" and T > 1:
         note += (
-            f"At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not just "
-            "its top class, which takes a short run longer to learn than the labels: on the bundled sets "
-            "at 10 epochs, T\u00a0=\u00a01 did better (spirals, 3 seeds: +2.4 to +3.1 points over the "
-            "student alone at T\u00a0=\u00a01, \u22128.7 to \u221212.9 at T\u00a0=\u00a04). "
+            f" At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not "
+            "just its top class, which a short run learns more slowly than the labels: try a lower T "
+            "or more epochs."
         )
-    return note + (
-        "Distillation pays where the teacher knows more than the labels say: on MNIST with "
-        "this project's default pair, a teacher trained on jittered images (Jitter: teacher; "
-        "--augment teacher), T\u00a0=\u00a08 and 20 epochs, it took the student's test error "
-        "from 2.71\u00a0% to 2.24\u00a0% (mean of 3 seeds). And where the student has few examples: "
-        "with 5\u00a0% of digits' training images for the students (the Few labels demo, about "
-        f"10\u00a0s), the distilled student beat the student alone by {few_labels_gains()} (3 seeds)."
-    )
-
-
-def few_labels_gains() -> str:
-    """The few-labels demo's measured gains in words, e.g. '2.8 to 3.9 points'."""
-    from kd.config import FEW_LABELS_GAINS
-
-    return f"{min(FEW_LABELS_GAINS):.1f} to {max(FEW_LABELS_GAINS):.1f} points"
+    return note

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 
 import streamlit as st
 
-from kd import jobs
-from kd.config import RunConfig, field_type, knobs, method_options
+from kd import service
 from kd.errors import KDError
-from kd.store import Run, Store, StoreError, default_root
 
 
 def _hand_over_to_the_router() -> None:
@@ -39,30 +36,14 @@ STATUS_ICONS = {
 }  # markdown only: st.dataframe shows plain text
 
 
-CHECK_EVERY_S = 5.0  # a page run checks the store's integrity at most this often
-
-
-@st.cache_resource
-def _store(root: str) -> Store:
-    return Store(root)
-
-
-_checked: dict[str, float] = {}
-
-
-def store() -> Store:
-    """The run store of $KD_RUNS_DIR (or ./runs), opened once per folder and checked for damage
-    every few seconds; a store that cannot be used is one message on the page, which ends there."""
-    root = str(default_root().resolve())
+def check_store() -> None:
+    """A run store that cannot be used (damaged, not writable) is one message on the page, which
+    ends there. Each page calls this first (the service checks at most every few seconds)."""
     try:
-        s = _store(root)
-        if time.monotonic() - _checked.get(root, -CHECK_EVERY_S) >= CHECK_EVERY_S:
-            s.check()
-            _checked[root] = time.monotonic()
-    except StoreError as e:
+        service.check_store()
+    except KDError as e:
         st.error(plain(str(e)), icon=":material/database:")
         st.stop()
-    return s
 
 
 WORD_JOINER = "\u2060"  # invisible; breaks the pattern the page's renderer links by itself
@@ -79,24 +60,24 @@ def plain(text: str) -> str:
     return out.replace("\n", "  \n")
 
 
-def current_run() -> Run | None:
+def current_run() -> service.RunInfo | None:
     """The run named by ?run=ID in the URL; 'no such run' for anything else (never a path)."""
     run_id = st.query_params.get("run")
     if not run_id:
         return None
-    run = store().get(run_id)
+    run = service.get_run(run_id)
     if run is None:
         st.error(f"No such run: {plain(repr(run_id))}. Pick one on the Runs page.")
     return run
 
 
-def run_label(run: Run, status: bool = True) -> str:
+def run_label(run: service.RunInfo, status: bool = True) -> str:
     c = run.config
     return (
         f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
         f"T={c['temperature']:g} α={c['alpha']:g}"
         + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
-        + (f" · {jobs.status(run)}" if status else "")
+        + (f" · {run.state}" if status else "")
     )
 
 
@@ -104,16 +85,15 @@ def setting(name: str, where=st, options: list | None = None, format_func=None, 
     """The Train page's widget for one RunConfig field, made from its declaration (kd/config.py):
     its label, help, default, range and choices; `options` narrows the choices (e.g. the devices
     present). Returns the value as RunConfig takes it."""
-    k, f = knobs()[name], RunConfig.__dataclass_fields__[name]
-    kind, optional = field_type(f)
-    return widget(name, k, f.default, kind, optional, where, options, format_func, disabled)
+    f = service.field(name)
+    return widget(name, f.knob, f.default, f.kind, f.optional, where, options, format_func, disabled)
 
 
 def method_setting(name: str, where=st, options: list | None = None):
-    """The widget for a method's own knob (kd.config.option), declared in the method's file;
+    """The widget for a method's own knob (kd.schema.option), declared in the method's file;
     `options`: the values to pick from (a model's taps)."""
-    opt = method_options()[name][0]
-    return widget(name, opt.knob, opt.default, opt.kind, False, where, options)
+    f = service.method_option(name)
+    return widget(name, f.knob, f.default, f.kind, f.optional, where, options)
 
 
 def widget(

@@ -8,18 +8,19 @@ import time
 
 import streamlit as st
 
-from kd import jobs, lease, plots
+from kd import plots, service
 from kd.errors import KDError
-from pages.common import STATUS_ICONS, current_run, plain, run_label, show_error, store
+from pages.common import STATUS_ICONS, check_store, current_run, plain, run_label, show_error
 
 QUIET_NOTE_S = 30.0  # a live owner silent this long is named on the page (busy or suspended)
 
 RESUME_HELP = "Go on from the last finished epoch: finished stages are kept, the curves continue."
 
 st.title("Live")
+check_store()  # a store that cannot be used is said at once
 run = current_run()
 if run is None:
-    runs = store().runs()
+    runs = service.runs()
     if not runs:
         st.info("No runs yet: start one on the Train page.")
         st.page_link("pages/train.py", label="Train", icon=":material/play_arrow:")
@@ -32,12 +33,12 @@ run_id = run.id
 def poll() -> tuple[list[dict], object]:
     """New events since the last poll, appended to this session's copy of the run's events.
     A resume drops the events after its checkpoint, so a resumed run is read afresh."""
-    now = store().get(run_id)
+    now = service.get_run(run_id)
     cache = st.session_state.setdefault("live_events", {})
     seen = cache.get(run_id)
     if seen is None or seen["resumed"] != now.resumed:
         seen = cache[run_id] = {"seq": 0, "events": [], "resumed": now.resumed}
-    for seq, event in store().events(run_id, since=seen["seq"]):
+    for seq, event in service.events(run_id, since=seen["seq"]):
         seen["events"].append(event)
         seen["seq"] = seq
     return seen["events"], now
@@ -61,7 +62,7 @@ def figures(run_id: str, n_events: int, events: list[dict], active: bool):
     return out
 
 
-@st.fragment(run_every=1.0 if jobs.status(run) in jobs.ACTIVE else None)
+@st.fragment(run_every=1.0 if run.state in service.ACTIVE else None)
 def live() -> None:
     try:
         draw()
@@ -71,19 +72,19 @@ def live() -> None:
 
 def draw() -> None:
     events, now = poll()
-    status = jobs.status(now)
+    status = now.state
     head, stop = st.columns([5, 1])
     head.markdown(f"{STATUS_ICONS.get(status, '')} **{status}** · {plain(run_label(now, status=False))}")
-    if status in jobs.ACTIVE and stop.button("Stop run", type="secondary", disabled=now.stop_requested):
+    if status in service.ACTIVE and stop.button("Stop run", type="secondary", disabled=now.stop_requested):
         try:
-            jobs.stop(run_id, store())
+            service.stop(run_id)
         except KDError as e:
             show_error(e)
         else:
             st.toast("Stop requested: the run ends after the current batch and keeps what it has.")
-    if status in jobs.RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
+    if status in service.RESUMABLE and stop.button("Resume", type="primary", help=RESUME_HELP):
         try:
-            jobs.resume(run_id, store())
+            service.resume(run_id)
         except KDError as e:
             show_error(e)
         else:
@@ -93,8 +94,8 @@ def draw() -> None:
             "This run's process ended without finishing (killed, or the machine slept). "
             "Resume goes on from its last finished epoch; nothing before that is lost."
         )
-    quiet = lease.quiet_for(now)
-    if status in jobs.ACTIVE and now.token and quiet > QUIET_NOTE_S:
+    quiet = service.quiet_for(now)
+    if status in service.ACTIVE and now.token and quiet > QUIET_NOTE_S:
         st.info(
             f"No sign of life from this run for {quiet:,.0f} s, but its process (pid {now.pid}) is alive: "
             "the machine is busy, or the process is suspended. It goes on when it can; it can be "
@@ -107,7 +108,7 @@ def draw() -> None:
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
-    if not events and status in jobs.ACTIVE:  # no axes without a point on them
+    if not events and status in service.ACTIVE:  # no axes without a point on them
         st.caption(
             "The curves appear here once the run's process has loaded the data and begun to train."
             if status == "running" or not now.message
@@ -115,7 +116,7 @@ def draw() -> None:
         )
         speed = None
     else:
-        loss, accuracy, speed = figures(run_id, len(events), events, status in jobs.ACTIVE)
+        loss, accuracy, speed = figures(run_id, len(events), events, status in service.ACTIVE)
         left, right = st.columns(2)
         left.plotly_chart(loss, key="loss")
         right.plotly_chart(accuracy, key="accuracy")
@@ -125,7 +126,7 @@ def draw() -> None:
     notes += [", ".join(f"learned {k} = {v:.3g}" for k, v in learned[0].items())] if learned else []
     if notes:
         st.caption(plain(" · ".join(notes)))
-    if status not in jobs.ACTIVE:
+    if status not in service.ACTIVE:
         st.page_link(
             "pages/results.py", label="See the results", icon=":material/leaderboard:", query_params={"run": run_id}
         )

@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from kd import data, inspect, metrics, plots
-from kd.errors import KDError
-from pages.common import current_run, plain, run_label, store
+from kd import plots, service
+from pages.common import check_store, current_run, plain, run_label
 
 st.title("Results")
+check_store()  # a store that cannot be used is said at once
 run = current_run()
 if run is None:
-    finished = [r for r in store().runs() if r.models]
+    finished = [r for r in service.runs() if r.models]
     if not finished:
         st.info("No finished run yet: start one on the Train page.")
         st.stop()
@@ -17,7 +17,7 @@ if run is None:
     st.query_params["run"] = run.id
 st.caption(plain(run_label(run)))
 if not run.models:
-    st.info(f"This run has no results yet (status: {run.status}).")
+    st.info(f"This run has no results yet (status: {run.state}).")
     st.page_link("pages/live.py", label="Watch it live", icon=":material/monitoring:", query_params={"run": run.id})
     st.stop()
 
@@ -28,11 +28,12 @@ if s.get("gain") is not None:
         f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
         f"**{100 * s['gain']:+.2f} points** against the same student trained alone."
     )
-    note = metrics.no_gain_note(run.models, run.config)
+    note = service.no_gain_note(run)
     if note:
         st.info(note, icon=":material/lightbulb:")
-elif run.status != "done":
-    st.warning(f"This run {run.status}: the models below are what it had.")
+elif run.state != "done":
+    said = {"queued": "is queued", "running": "is still running", "interrupted": "was interrupted"}
+    st.warning(f"This run {said.get(run.state, run.state)}: the models below are what it had.")
 
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
 st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
@@ -43,11 +44,7 @@ st.caption(
 
 st.subheader("Where they err")
 names = [n for n in plots.MODELS if n in run.models]
-try:  # the spec alone: names and shape without loading the data on every rerun
-    c = run.config
-    spec = data.spec(c["dataset"], c.get("data_dir"), c.get("image_size", 32))
-except KDError:  # a folder data set that is gone: fall back to class numbers
-    spec = None
+spec = service.run_spec(run)  # names and shape without loading the data; None for a folder that is gone
 class_names = list(spec.class_names) if spec else None
 cols = st.columns(len(names))
 for col, name in zip(cols, names):
@@ -68,7 +65,7 @@ with right:
 
 if spec is not None and spec.input_shape == (2,):  # the 2-D sets: draw what each model decides where
     st.subheader("Decision boundaries")
-    regions = inspect.decision_regions(store(), run)
+    regions = service.decision_regions(run)
     st.plotly_chart(
         plots.boundary_figure(
             regions["xx"],

@@ -6,19 +6,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from kd import jobs, plots
+from kd import plots, service
 from kd.errors import KDError
-from pages.common import run_label, show_error, store
+from pages.common import check_store, run_label, show_error
 
 st.title("Runs")
-runs = store().runs()
+check_store()  # a store that cannot be used is said at once
+runs = service.runs()
 if not runs:
     st.info("No runs yet. Start one on the Train page or with `python -m kd train`.")
     st.stop()
 
 
 def row(r) -> dict:
-    c, status = r.config, jobs.status(r)
+    c, status = r.config, r.state
     out = {
         "run": r.id,
         "status": status,
@@ -59,7 +60,7 @@ st.subheader(f"{len(chosen)} run{'s' if len(chosen) > 1 else ''} chosen")
 fig = go.Figure()
 dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
 for i, r in enumerate(chosen):
-    _, epochs = plots.events_frames(e for _, e in store().events(r.id))
+    _, epochs = plots.events_frames(e for _, e in service.events(r.id))
     for name in plots.MODELS:
         part = epochs[epochs["stage"] == name]
         if len(part):
@@ -93,8 +94,8 @@ for r in chosen:
     with st.expander(run_label(r)):
         cols = st.columns(4)
         for col, name in zip(cols, plots.MODELS):
-            path = store().weights_path(r.id, name)
-            if path.exists():
+            path = service.weights_file(r.id, name)
+            if path:
                 col.download_button(
                     f"{plots.LABELS[name]} weights",
                     path.read_bytes(),
@@ -106,11 +107,11 @@ for r in chosen:
             "config (JSON)", json.dumps(r.config, indent=2), f"{r.id}-config.json", "application/json", key=f"c-{r.id}"
         )
         st.page_link("pages/results.py", label="Results", icon=":material/leaderboard:", query_params={"run": r.id})
-        if jobs.status(r) in jobs.ACTIVE:
+        if r.state in service.ACTIVE:
             st.caption("Running: stop it on its Live page before deleting it.")
         elif st.button("Delete this run", key=f"del-{r.id}", type="secondary"):
             try:
-                store().delete(r.id)
+                service.delete(r.id)
             except KDError as e:
                 show_error(e)
             else:

@@ -2,17 +2,17 @@
 
 import numpy as np
 import streamlit as st
-import torch
 
-from kd import inspect, plots
-from pages.common import current_run, plain, run_label, store
+from kd import plots, service
+from pages.common import check_store, current_run, plain, run_label
 
 st.title("Temperature explorer")
+check_store()  # a store that cannot be used is said at once
 st.markdown(
     "At T = 1 a trained teacher is nearly certain; dividing its logits by a larger T "
     'reveals how it ranks the *wrong* classes, the "dark knowledge" a student learns from.'
 )
-with_teacher = [r for r in store().runs() if store().weights_path(r.id, "teacher").exists()]
+with_teacher = [r for r in service.runs() if service.weights_file(r.id, "teacher")]
 if not with_teacher:
     st.info("No trained teacher yet: start a run on the Train page.")
     st.stop()
@@ -22,13 +22,9 @@ if run is None or run not in with_teacher:
 
 
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=4)
-def teacher_logits(run_id: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
+def teacher_logits(run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Test logits of the run's teacher, the raw test inputs (for display), labels, class names."""
-    r = store().get(run_id)
-    bundle = inspect.load_data(r)
-    with torch.no_grad():
-        logits = inspect.load_model(store(), r, "teacher")(bundle.x_test[:512])
-    return logits, bundle.raw(bundle.x_test[:512]).numpy(), bundle.y_test[:512].numpy(), list(bundle.spec.class_names)
+    return service.teacher_outputs(run_id, 512)
 
 
 logits, raw, labels, class_names = teacher_logits(run.id)
@@ -52,12 +48,12 @@ with left:
     )
     temperature = st.slider("Temperature T", 0.5, 20.0, 4.0, 0.5)
 with right:
-    probs = {1.0: inspect.softened(logits[index], 1.0), temperature: inspect.softened(logits[index], temperature)}
+    probs = {1.0: service.softened(logits[index], 1.0), temperature: service.softened(logits[index], temperature)}
     st.plotly_chart(plots.temperature_figure(probs, class_names), key="probs")
     temps = np.linspace(0.5, 20, 80)
     st.plotly_chart(
         plots.entropy_figure(
-            temps, inspect.entropy_curve(logits[index], temps), temperature, num_classes=len(class_names)
+            temps, service.entropy_curve(logits[index], temps), temperature, num_classes=len(class_names)
         ),
         key="entropy",
     )

@@ -2,32 +2,27 @@
 
 import streamlit as st
 
-from kd import data, jobs, methods, models, uploads
-from kd.config import RunConfig, knobs
+from kd import service
 from kd.errors import KDError
-from kd.features import tap_names
-from kd.methods import METHODS
-from kd.trainer import available_devices
-from pages.common import method_setting, plain, setting, show_error, store
+from pages.common import check_store, method_setting, plain, setting, show_error
 
-D = RunConfig()  # defaults
+D = service.RunConfig()  # defaults
 st.title("Train")
-store()  # a store that cannot be used is said here, before the form is filled in
+check_store()  # a store that cannot be used is said at once
 
 # -- data ------------------------------------------------------------------------------
 UPLOAD = "upload a .zip of my images…"
 FOLDER = "a folder of my images on this machine…"
 left, right = st.columns(2)
 with left:
+    registered = service.datasets()
     choice = st.selectbox(
         "Data set",
-        data.DATASETS.keys() + [UPLOAD, FOLDER],
-        format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {data.DATASETS.description(k)}",
+        list(registered) + [UPLOAD, FOLDER],
+        format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {registered[k]}",
     )
     dataset, image_size, data_dir = choice, D.image_size, None
-    if (
-        choice not in (UPLOAD, FOLDER) and data.DATASETS.get(choice).needs_dir
-    ):  # read from a folder (downloaded when online)
+    if choice in registered and service.needs_data_dir(choice):  # read from a folder (downloaded when online)
         data_dir = setting("data_dir")
     if choice == FOLDER:  # the CLI's folder:PATH
         path = st.text_input(
@@ -43,11 +38,11 @@ with left:
         dataset = None
         if archive is not None:
             try:
-                dataset = "folder:" + str(uploads.save_image_zip(archive.getvalue(), store().root))
+                dataset = service.save_image_zip(archive.getvalue())
             except KDError as e:
                 show_error(e)
 try:
-    spec = data.spec(dataset, data_dir, image_size) if dataset else None
+    spec = service.dataset_spec(dataset, data_dir, image_size) if dataset else None
 except KDError as e:
     show_error(e)
     spec = None
@@ -64,25 +59,21 @@ with right:
 
 # -- models ------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False)
-def fitting_models(shape: tuple, classes: int) -> dict[str, int]:
-    """Parameter count of every architecture that can take this data set's inputs."""
-    out = {}
-    for key in models.MODELS.keys():
-        try:
-            out[key] = models.param_count(key, shape, classes)
-        except KDError:
-            pass
-    return out
+def fitting_models(_spec, shape: tuple, classes: int) -> dict[str, int]:
+    """Parameter count of every architecture that can take this data set's inputs, cached by the
+    inputs' shape and the number of classes (Streamlit does not hash an argument named _...)."""
+    return service.models_for(_spec)
 
 
-fits = fitting_models(spec.input_shape, spec.num_classes)
+fits = fitting_models(spec, spec.input_shape, spec.num_classes)
 keys = list(fits)
-label = lambda k: f"{k} · {fits[k]:,} params — {models.MODELS.description(k)}"
+architectures = service.architectures()
+label = lambda k: f"{k} · {fits[k]:,} params — {architectures[k]}"
 with left:
     teacher = st.selectbox("Teacher", keys, index=keys.index(D.teacher) if D.teacher in keys else 0, format_func=label)
 with right:
     student = st.selectbox("Student", keys, index=keys.index(D.student) if D.student in keys else 0, format_func=label)
-refused = [k for k in models.MODELS.keys() if k not in fits]
+refused = [k for k in architectures if k not in fits]
 if refused:
     st.caption(f"Not offered for {shape} inputs: {', '.join(refused)}.")
 if fits[student] >= fits[teacher]:
@@ -91,15 +82,16 @@ if fits[student] >= fits[teacher]:
 # -- method and its numbers, with the loss they make ------------------------------------
 st.subheader("Distillation")
 cols = st.columns(3)
-described = knobs()
+described = {name: service.field(name).knob for name in ("method", "temperature", "alpha")}
+offered = service.methods()
 method = cols[0].selectbox(
     described["method"].label,
-    METHODS.keys(),
-    index=METHODS.keys().index(D.method),
-    format_func=lambda k: f"{k} — {METHODS.description(k)}",
+    list(offered),
+    index=list(offered).index(D.method),
+    format_func=lambda k: f"{k} — {offered[k].description}",
     help=described["method"].help,
 )
-uses_teacher, used = METHODS.get(method).uses_teacher, METHODS.get(method).knobs
+used = offered[method].knobs
 temperature, alpha = D.temperature, D.alpha
 if "temperature" in used:  # knobs a method does not use are not shown
     temperature = cols[1].slider(
@@ -110,7 +102,7 @@ if "alpha" in used:
 chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
 if "standardize" in used:
     chosen["standardize"] = setting("standardize")
-own = getattr(METHODS.get(method), "options", {})  # the method's own knobs, from its file
+own = offered[method].options  # the method's own knobs, from its file
 if own:
     cols = st.columns(max(3, len(own)))
     pair = {"student": student, "teacher": teacher}
@@ -118,14 +110,13 @@ if own:
         name: method_setting(
             name,
             col,
-            ["middle"] + tap_names(pair[opt.tap_of], spec.input_shape, spec.num_classes) if opt.tap_of else None,
+            ["middle"] + service.taps(pair[opt.tap_of], spec) if opt.tap_of else None,
         )
         for (name, opt), col in zip(own.items(), cols)
     }
 refused = None
 try:  # the chosen method's loss with the chosen numbers, right under the widgets that set them
-    bound = methods.check(RunConfig(**chosen, teacher=teacher, student=student), spec.input_shape, spec.num_classes)
-    latex, meaning = bound.formula()
+    latex, meaning = service.method_formula(service.RunConfig(**chosen, teacher=teacher, student=student), spec)
     st.latex(latex)
     st.caption(meaning)
 except KDError as e:  # e.g. attention transfer on an MLP: said here, and nothing can start
@@ -135,7 +126,7 @@ except KDError as e:  # e.g. attention transfer on an MLP: said here, and nothin
 st.subheader("Training")
 images = len(spec.input_shape) == 3
 special = {  # fields whose widget depends on this machine or this data set
-    "device": dict(options=available_devices()),
+    "device": dict(options=service.devices()),
     "augment": dict(
         disabled=not images, format_func={"none": "none", "teacher": "teacher only (Hinton)", "all": "every model"}.get
     ),
@@ -143,7 +134,7 @@ special = {  # fields whose widget depends on this machine or this data set
         format_func=lambda f: "all the training set" if f == 1 else f"{f:.0%} of the training set"
     ),
 }
-training = [name for name, k in knobs().items() if k.section == "training"]  # every other field, from its declaration
+training = service.fields_in("training")  # every other field, from its declaration
 for row in range(0, len(training), 4):
     for col, name in zip(st.columns(4), training[row : row + 4]):
         chosen[name] = setting(name, col, **special.get(name, {}))
@@ -160,14 +151,7 @@ source = st.radio(
 )
 checkpoint = None
 if source.startswith("reuse"):
-    earlier = [
-        r
-        for r in store().runs()
-        if r.config["dataset"] == dataset
-        and r.config["teacher"] == teacher
-        and "teacher" in r.models
-        and store().weights_path(r.id, "teacher").exists()
-    ]
+    earlier = service.teachers_for(dataset, teacher)
     if not earlier:
         st.info(f"No earlier run has a {teacher} teacher trained on {plain(dataset)}.")
     else:
@@ -176,19 +160,19 @@ if source.startswith("reuse"):
             earlier,
             format_func=lambda r: f"{r.id} · teacher test accuracy {100 * r.models['teacher']['accuracy']:.2f} %",
         )
-        checkpoint = str(store().weights_path(pick.id, "teacher"))
+        checkpoint = str(service.weights_file(pick.id, "teacher"))
 elif source.startswith("upload"):
     up = st.file_uploader(f"Weights for {teacher} (.safetensors)", type=["safetensors"])
     if up is not None:
         try:
-            checkpoint = str(uploads.save_checkpoint(up.getvalue(), store().root))
+            checkpoint = service.save_teacher_file(up.getvalue())
         except KDError as e:
             show_error(e)
 
 ready = (source.startswith("train") or checkpoint is not None) and refused is None
 if st.button("Start training", type="primary", disabled=not ready):
     try:
-        cfg = RunConfig(
+        cfg = service.RunConfig(
             dataset=dataset,
             data_dir=data_dir,
             image_size=int(image_size),
@@ -197,11 +181,7 @@ if st.button("Start training", type="primary", disabled=not ready):
             teacher_checkpoint=checkpoint,
             **chosen,
         )
-        from kd.trainer import build_pair, check_teacher_checkpoint
-
-        build_pair(cfg, spec)  # the pair and the method with every number chosen (e.g. rkd's batch size)
-        check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: refused here, not in the worker
-        run_id = jobs.start(cfg, store())
+        run_id = service.start(cfg)  # checked first: the pair, the method with every number, the teacher file
     except KDError as e:
         show_error(e)
     else:

@@ -91,19 +91,17 @@ def _three(teacher: float, alone: float, distilled: float, n: int = 400) -> dict
     return {"teacher": model(teacher), "baseline": model(alone), "student": model(distilled)}
 
 
-def test_no_gain_note_counts_test_examples_and_says_where_distillation_paid():
+def test_no_gain_note_counts_test_examples_and_speaks_only_of_this_run():
     note = metrics.no_gain_note(_three(0.97, 0.94, 0.925))  # 6 of 400 examples fewer
     assert note.startswith("Distillation did not help in this run: -1.50 points, 6 of 400 test examples fewer")
     assert "one example is 0.25 points" in note
-    assert "The teacher is 3.00 points above the student alone." in note
-    assert "2.71\u00a0% to 2.24\u00a0%" in note  # the README's MNIST recipe, where it did pay
-    assert "T\u00a0=\u00a01 did better" not in note  # no config: nothing said of T
+    assert note.endswith("The teacher is 3.00 points above the student alone.")  # no config: nothing said of T
     hot = metrics.no_gain_note(_three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 4.0})
     assert "At T\u00a0=\u00a04 the soft term asks the student to match the teacher's logits" in hot
     assert metrics.no_gain_note(_three(0.97, 0.94, 0.94), {"method": "none"}) is None  # nothing distilled
-    assert "T\u00a0=\u00a01 did better" not in metrics.no_gain_note(
-        _three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 1.0}
-    )
+    assert "soft term" not in metrics.no_gain_note(_three(0.97, 0.94, 0.925), {"method": "kd", "temperature": 1.0})
+    # Nothing measured on other data (MNIST, spirals, the few-labels demo) under this run's results.
+    assert not any(word in hot for word in ("MNIST", "spirals", "seeds", "demo"))
     # A teacher no better than the student alone is named as the reason.
     assert "it knows little that the labels do not already say" in metrics.no_gain_note(_three(0.945, 0.94, 0.94))
     # One example either way is no verdict of failure, but not a gain either: the note stays.

@@ -1,0 +1,354 @@
+"""The one module the dashboard's pages talk to: runs (start, stop, resume, delete, list, read
+their events and results), the choices that fit a data set, the checks made before a start,
+uploads, and the measured figures a page may cite.
+
+A thin facade: each function calls kd.jobs, kd.store, kd.lease, kd.data, kd.models, kd.methods,
+kd.uploads, kd.inspect or kd.results and decides nothing itself. A run's state (an active run
+whose process is dead is "interrupted") is kd/lease.py's `state()`, the same function the CLI's
+`runs` and `show` use, so the dashboard and the command line always agree.
+
+torch is imported only inside the functions that need it: a page that lists runs or follows one
+(Live, Runs) loads without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kd import jobs, lease
+from kd.config import FEW_LABELS, RunConfig, field_type, knobs
+from kd.errors import KDError
+from kd.schema import Knob
+from kd.store import Run, Store, default_root
+
+ACTIVE = lease.ACTIVE  # states of a run that is queued or training
+RESUMABLE = lease.RESUMABLE  # states Resume accepts
+
+
+# -- the run store ----------------------------------------------------------------------------
+CHECK_EVERY_S = 5.0  # check_store reads the whole database: at most this often per folder
+_stores: dict[str, Store] = {}
+_checked: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+def _store() -> Store:
+    """The run store of $KD_RUNS_DIR (or ./runs), opened once per folder in this process."""
+    root = str(default_root().resolve())
+    with _lock:
+        if root not in _stores:
+            _stores[root] = Store(root)
+        return _stores[root]
+
+
+def check_store() -> None:
+    """Open the run store and check it for damage (at most every CHECK_EVERY_S): a StoreError
+    (a KDError) that says what to do when it cannot be used."""
+    store = _store()
+    if time.monotonic() - _checked.get(str(store.root), -CHECK_EVERY_S) >= CHECK_EVERY_S:
+        store.check()
+        _checked[str(store.root)] = time.monotonic()
+
+
+# -- runs ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunInfo(Run):
+    """A stored run (kd.store.Run: id, config, stored status, models, summary, message, pid...)
+    and its `state`, the status to show and act on, as kd/lease.py decides it."""
+
+    state: str = ""
+
+
+def _info(run: Run | None) -> RunInfo | None:
+    if run is None:
+        return None
+    return RunInfo(**{f.name: getattr(run, f.name) for f in dataclasses.fields(Run)}, state=lease.state(run))
+
+
+def runs() -> list[RunInfo]:
+    """Every stored run, newest first."""
+    return [_info(r) for r in _store().runs()]
+
+
+def get_run(run_id: str) -> RunInfo | None:
+    """One run, or None for an unknown id (or anything that is not a run id)."""
+    return _info(_store().get(run_id))
+
+
+def events(run_id: str, since: int = 0) -> list[tuple[int, dict]]:
+    """The run's events after number `since`, as (number, event) in order: poll with the last
+    number seen."""
+    return _store().events(run_id, since=since)
+
+
+def quiet_for(run: Run) -> float:
+    """Seconds since the run's process last gave a sign of life."""
+    return lease.quiet_for(run)
+
+
+def check(cfg: RunConfig) -> None:
+    """Refuse, before a run exists, what its worker would refuse later: a data set that cannot be
+    read, a model that does not fit it, a method the pair cannot run, a teacher file of the wrong
+    shapes or values. A KDError names the field."""
+    from kd import trainer
+
+    spec = dataset_spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    trainer.build_pair(cfg, spec)
+    trainer.check_teacher_checkpoint(cfg, spec)
+
+
+def start(cfg: RunConfig) -> str:
+    """Check the config (check()), queue the run and start its worker process; returns its id."""
+    check(cfg)
+    return jobs.start(cfg, _store())
+
+
+def stop(run_id: str) -> None:
+    """Ask the run to stop; it ends after the current batch and keeps what it has."""
+    jobs.stop(run_id, _store())
+
+
+def resume(run_id: str) -> None:
+    """Go on with an interrupted, stopped or failed run from its last finished epoch; a KDError
+    says why not otherwise."""
+    jobs.resume(run_id, _store())
+
+
+def delete(run_id: str) -> None:
+    """Delete a run that is not active: its record, events and files."""
+    run = get_run(run_id)
+    if run is not None and run.state in ACTIVE:
+        raise KDError(f"run {run_id} is {run.state}: stop it before deleting it")
+    _store().delete(run_id)
+
+
+def weights_file(run_id: str, model: str) -> Path | None:
+    """The saved weights (.safetensors) of a run's teacher, baseline or student; None when absent."""
+    path = _store().weights_path(run_id, model)
+    return path if path.exists() else None
+
+
+def teachers_for(dataset: str, teacher: str) -> list[RunInfo]:
+    """Earlier runs with a trained `teacher` architecture on `dataset` whose weights are saved:
+    teachers the Train page may reuse."""
+    return [
+        r
+        for r in runs()
+        if r.config["dataset"] == dataset
+        and r.config["teacher"] == teacher
+        and "teacher" in r.models
+        and weights_file(r.id, "teacher")
+    ]
+
+
+# -- results ------------------------------------------------------------------------------------
+def no_gain_note(run: Run) -> str | None:
+    """A short note when distillation did not help in this run (kd.metrics.no_gain_note), else None."""
+    from kd import metrics
+
+    return metrics.no_gain_note(run.models, run.config)
+
+
+def run_spec(run: Run):
+    """The run's data set as a kd.data.DataSpec (name, input_shape, num_classes, class_names,
+    description), or None when it can no longer be read (a folder that is gone)."""
+    c = run.config
+    try:
+        return dataset_spec(c["dataset"], c.get("data_dir"), c.get("image_size", 32))
+    except KDError:
+        return None
+
+
+def decision_regions(run: Run) -> dict:
+    """For a 2-D data set, what each stored model predicts over a grid, and the test points:
+    {"xx", "yy", "predictions": {model: classes}, "points", "labels", "class_names"}."""
+    from kd import inspect
+
+    return inspect.decision_regions(_store(), run)
+
+
+def teacher_outputs(run_id: str, n: int = 512):
+    """The run's teacher on its first n test examples, as numpy arrays: (logits (n, K), the raw
+    inputs for display, the labels (n,), the class names)."""
+    import torch
+
+    from kd import inspect
+
+    run = _store().get(run_id)
+    bundle = inspect.load_data(run)
+    with torch.no_grad():
+        logits = inspect.load_model(_store(), run, "teacher")(bundle.x_test[:n])
+    raw = bundle.raw(bundle.x_test[:n]).numpy()
+    return logits.numpy(), raw, bundle.y_test[:n].numpy(), list(bundle.spec.class_names)
+
+
+def softened(logits, temperature: float):
+    """softmax(logits / T) of one example's logits (K,), as a numpy array."""
+    import torch
+
+    from kd import inspect
+
+    return inspect.softened(torch.as_tensor(logits), temperature)
+
+
+def entropy_curve(logits, temperatures):
+    """The entropy in bits of softmax(logits / T) for each T, as a numpy array."""
+    import torch
+
+    from kd import inspect
+
+    return inspect.entropy_curve(torch.as_tensor(logits), temperatures)
+
+
+# -- the choices that fit a data set ------------------------------------------------------------
+def datasets() -> dict[str, str]:
+    """Every registered data set: key -> one-line description."""
+    from kd.data import DATASETS
+
+    return {e.key: e.description for e in DATASETS}
+
+
+def needs_data_dir(dataset: str) -> bool:
+    """Whether a registered data set is read from a folder (downloaded there when online)."""
+    from kd.data import DATASETS
+
+    return DATASETS.get(dataset).needs_dir
+
+
+def dataset_spec(dataset: str, data_dir: str | None = None, image_size: int = 32):
+    """A data set's kd.data.DataSpec (name, input_shape, num_classes, class_names, description),
+    known without loading it; a KDError when it cannot be read."""
+    from kd import data
+
+    return data.spec(dataset, data_dir, image_size)
+
+
+def architectures() -> dict[str, str]:
+    """Every registered model architecture: key -> one-line description."""
+    from kd.models import MODELS
+
+    return {e.key: e.description for e in MODELS}
+
+
+def param_count(arch: str, spec) -> int:
+    """Trainable parameters of `arch` built for the data set `spec`; a KDError when it does not fit."""
+    from kd import models
+
+    return models.param_count(arch, spec.input_shape, spec.num_classes)
+
+
+def models_for(spec) -> dict[str, int]:
+    """The architectures that can take the data set's inputs, with their parameter counts."""
+    out = {}
+    for arch in architectures():
+        try:
+            out[arch] = param_count(arch, spec)
+        except KDError:
+            pass
+    return out
+
+
+def taps(arch: str, spec) -> list[str]:
+    """The layers of `arch` a feature method may read (kd/models.py declares them)."""
+    from kd.features import tap_names
+
+    return tap_names(arch, spec.input_shape, spec.num_classes)
+
+
+class MethodInfo(NamedTuple):
+    description: str
+    uses_teacher: bool
+    knobs: tuple[str, ...]  # the RunConfig fields it uses (temperature, alpha, standardize...)
+    options: dict  # its own knobs: name -> kd.schema.Option (default, knob, tap_of)
+
+
+def methods() -> dict[str, MethodInfo]:
+    """Every registered distillation method, in registry order."""
+    from kd.methods import METHODS
+
+    return {
+        e.key: MethodInfo(e.description, e.obj.uses_teacher, tuple(e.obj.knobs), dict(getattr(e.obj, "options", {})))
+        for e in METHODS
+    }
+
+
+def method_formula(cfg: RunConfig, spec) -> tuple[str, str]:
+    """The loss of cfg's method with cfg's numbers: (LaTeX, what it means in a line). A KDError
+    when the pair cannot run the method (attention transfer on an MLP)."""
+    from kd import methods as registry
+
+    return registry.check(cfg, spec.input_shape, spec.num_classes).formula()
+
+
+def devices() -> list[str]:
+    """The devices this machine can train on: auto, cpu, and cuda or mps where present."""
+    from kd.trainer import available_devices
+
+    return available_devices()
+
+
+class Field(NamedTuple):
+    """What a widget needs to show one setting: its declaration, default and type."""
+
+    knob: Knob  # label, help, range, choices
+    default: Any
+    kind: type  # bool | int | float | str | dict
+    optional: bool  # None is allowed
+
+
+def field(name: str) -> Field:
+    """A RunConfig field's declaration (kd/config.py)."""
+    f = RunConfig.__dataclass_fields__[name]
+    return Field(knobs()[name], f.default, *field_type(f))
+
+
+def fields_in(section: str) -> list[str]:
+    """The RunConfig fields of one section of the Train page (data, models, method, training, teacher)."""
+    return [name for name, k in knobs().items() if k.section == section]
+
+
+def method_option(name: str) -> Field:
+    """A method's own knob, declared in the method's file (kd.schema.option)."""
+    from kd.config import method_options
+
+    opt = method_options()[name][0]
+    return Field(opt.knob, opt.default, opt.kind, False)
+
+
+# -- uploads --------------------------------------------------------------------------------------
+def save_image_zip(data: bytes) -> str:
+    """Unpack a .zip of images, one folder per class, into the store's uploads; returns the data
+    set name (folder:PATH) to train on. A KDError says what is wrong with the archive."""
+    from kd import uploads
+
+    return "folder:" + str(uploads.save_image_zip(data, _store().root))
+
+
+def save_teacher_file(data: bytes) -> str:
+    """Keep an uploaded .safetensors teacher in the store's uploads, after checking it is one;
+    returns its path (the config's teacher_checkpoint)."""
+    from kd import uploads
+
+    return str(uploads.save_checkpoint(data, _store().root))
+
+
+# -- the demos, and what was measured of them -----------------------------------------------------
+def quick_demo() -> RunConfig:
+    """The Home page's quick demo: every default."""
+    return RunConfig()
+
+
+def few_labels_demo() -> RunConfig:
+    """The Home page's few-labels demo: the students learn from 5 % of digits' training images."""
+    return RunConfig(**FEW_LABELS)
+
+
+def measured(cfg: RunConfig) -> dict | None:
+    """What bench/seeds.py measured of this config (kd.results.seeds_result), or None."""
+    from kd import results
+
+    return results.seeds_result(cfg.to_dict())
