@@ -123,7 +123,7 @@ def _spirals(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     y = np.arange(n) % 3
     r = rng.uniform(0.05, 1.0, n)  # distance from the centre; arms overlap near it
     theta = 2 * np.pi * (y / 3 + r) + rng.normal(0, 0.2, n)  # each arm makes one full turn
-    # noise sized so arms touch a little: a big MLP reaches ~97 % test, a tiny one ~75 %
+    # noise sized so the arms touch a little: a big MLP does clearly better than a tiny one
     x = np.stack([r * np.cos(theta), r * np.sin(theta)], 1) + rng.normal(0, 0.05, (n, 2))
     return x, y
 

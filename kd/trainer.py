@@ -59,8 +59,8 @@ def pick_device(name: str) -> torch.device:
 def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device) -> int | None:
     """Threads to train `model` with: 1 on a CPU when it has no convolution and a batch's forward
     pass is under SMALL_STEP_MACS multiply-adds, else None (torch's own choice, one per core).
-    Convolutions split well over images: LeNet-5-half, MNIST, batch 64 trains 1.2x faster on two
-    threads than on one. A thread count the user set (OMP_NUM_THREADS, MKL_NUM_THREADS) is left alone."""
+    Convolutions split well over images, so they keep every thread (docs/benchmarks.md, "Speed
+    against the seed note's loop"). A thread count the user set (OMP_NUM_THREADS, MKL_NUM_THREADS) is left alone."""
     if (
         device.type != "cpu"
         or os.environ.get("OMP_NUM_THREADS")
