@@ -14,10 +14,10 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from kd import events
 from kd.config import RunConfig, field_type, knobs
 from kd.errors import ConfigError, DataError, KDError
 
-MODEL_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 JSON_MODEL_KEYS = (
     "accuracy",
     "params",
@@ -225,33 +225,34 @@ class Progress:
         self.speed = 0.0
         self.train_size = 0
 
-    def __call__(self, e: dict) -> None:
-        kind, stage = e["kind"], MODEL_TITLES.get(e.get("stage", ""), "")
-        if kind == "run" and e["status"] in ("running", "resumed"):
-            self.train_size = e["train_size"]
+    def __call__(self, d: dict) -> None:
+        e = events.parse(d)
+        title = events.STAGE_TITLES.get(getattr(e, "stage", ""), "")
+        if isinstance(e, events.RunStarted):
+            self.train_size = e.train_size
             _err(
-                f"{self.cfg.dataset}: {e['train_size']:,} train / {e['val_size']:,} val / "
-                f"{e['test_size']:,} test examples on {e['device']}"
+                f"{self.cfg.dataset}: {e.train_size:,} train / {e.val_size:,} val / "
+                f"{e.test_size:,} test examples on {e.device}"
             )
-        elif kind == "stage" and e["status"] == "started":
-            share = e.get("train_size", self.train_size)
+        elif isinstance(e, events.StageStarted):
+            share = e.train_size if e.train_size is not None else self.train_size
             _err(
-                f"{stage}: {e['params']:,} parameters, {e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}"
+                f"{title}: {e.params:,} parameters, {e.epochs} epoch{'s' if e.epochs != 1 else ''}"
                 + (f", on {share:,} of the {self.train_size:,} training examples" if share != self.train_size else "")
             )
-            if e.get("teacher_outputs"):
-                _err(f"  {e['teacher_outputs']}")
-        elif kind == "step" and e.get("samples_per_s"):
-            self.speed = e["samples_per_s"]
-        elif kind == "epoch":
-            val = f"  val {100 * e['val_acc']:5.1f}%" if e["val_acc"] is not None else ""
+            if e.teacher_outputs:
+                _err(f"  {e.teacher_outputs}")
+        elif isinstance(e, events.Step) and e.samples_per_s:
+            self.speed = e.samples_per_s
+        elif isinstance(e, events.Epoch):
+            val = f"  val {100 * e.val_acc:5.1f}%" if e.val_acc is not None else ""
             _err(
-                f"  {stage:<17} epoch {e['epoch']:>3}/{e['epochs']}  train {100 * e['train_acc']:5.1f}%{val}"
-                f"  {e['seconds']:6.1f} s  {self.speed:,.0f} samples/s"
-                + "".join(f"  {k} {v:.3g}" for k, v in (e.get("method") or {}).items())
+                f"  {title:<17} epoch {e.epoch:>3}/{e.epochs}  train {100 * e.train_acc:5.1f}%{val}"
+                f"  {e.seconds:6.1f} s  {self.speed:,.0f} samples/s"
+                + "".join(f"  {k} {v:.3g}" for k, v in (e.method or {}).items())
             )
-        elif kind == "stage" and e["status"] in ("loaded", "stopped", "diverged"):
-            _err(f"{stage}: {e['status']} {e.get('message', '')}")
+        elif isinstance(e, events.StageEnded) and e.status in ("loaded", "stopped", "diverged"):
+            _err(f"{title}: {e.status} {e.message}")
 
 
 def _err(line: str) -> None:
@@ -271,7 +272,7 @@ def run_json(run) -> dict:
         "config": run.config,
         "models": {
             name: {k: m.get(k) for k in JSON_MODEL_KEYS} if m else None
-            for name, m in ((n, run.models.get(n)) for n in MODEL_TITLES)
+            for name, m in ((n, run.models.get(n)) for n in events.STAGES)
         },
         "summary": run.summary,
     }
@@ -282,7 +283,7 @@ def results_table(models: dict, summary: dict, config: dict | None = None) -> st
 
     head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
     rows = [head]
-    for name, title in MODEL_TITLES.items():
+    for name, title in events.STAGE_TITLES.items():
         m = models.get(name)
         if not m:
             rows.append((title, "-", "", "", "", "", "", "", "", ""))
@@ -336,7 +337,7 @@ def cmd_runs(args) -> int:
     for r in runs:
         c = r.config
         acc = "  ".join(
-            f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -" for k in MODEL_TITLES
+            f"{k[:1]} {100 * r.models[k]['accuracy']:.2f}" if r.models.get(k) else f"{k[:1]} -" for k in events.STAGES
         )
         print(
             f"{r.id}  {state(r):<11} {c['dataset']:<14} {c['teacher']} -> {c['student']}  "

@@ -1,7 +1,7 @@
 """Plotly figures built from the trainer's events and the per-model metrics.
 
 Shared by the dashboard pages and the reports, so nothing here imports streamlit. A model keeps
-its colour and its name on every chart (MODELS, LABELS, COLORS), and every axis says its unit.
+its colour and its name on every chart (kd.events.STAGE_TITLES, COLORS), and every axis says its unit.
 Curves are downsampled before plotting so a page with 10,000+ step events redraws quickly.
 """
 
@@ -16,8 +16,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-MODELS = ("teacher", "baseline", "student")
-LABELS = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
+from kd.events import STAGE_TITLES, STAGES, Epoch, StageEnded, StageStarted, Step, parse
+
+MODELS, LABELS = STAGES, STAGE_TITLES  # the names pages/*.py know them by
 COLORS = {"teacher": "#0072B2", "baseline": "#E69F00", "student": "#009E73"}  # Okabe-Ito: colour-blind safe
 TERM_LABELS = {
     "ce": "CE",
@@ -35,7 +36,6 @@ TERM_DASHES = ("dot", "dash", "dashdot", "longdash")
 GREY = "#7F7F7F"
 STEP_COLUMNS = ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]  # loss_* go after "loss"
 EPOCH_COLUMNS = ["stage", "epoch", "epochs", "train_acc", "val_acc", "val_loss", "seconds"]
-END_STATUSES = ("done", "stopped", "diverged", "loaded")
 GL_THRESHOLD = 1000  # WebGL only for long series: browsers cap live WebGL contexts (~16 per page)
 
 
@@ -56,7 +56,7 @@ def _style(fig: go.Figure, *, unified: bool = False, top: int = 40, legend_y: fl
 def _stages(df: pd.DataFrame) -> list[str]:
     """The three models first in their fixed order, then any other stage names as they appear."""
     present = list(dict.fromkeys(df["stage"])) if len(df) else []
-    return [s for s in MODELS if s in present] + [s for s in present if s not in MODELS]
+    return [s for s in STAGES if s in present] + [s for s in present if s not in STAGES]
 
 
 def _loss_terms(df: pd.DataFrame) -> list[str]:
@@ -64,15 +64,18 @@ def _loss_terms(df: pd.DataFrame) -> list[str]:
 
 
 # -- events -> frames -------------------------------------------------------------------------
-def events_frames(events: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(steps, epochs) frames from the event list; events of other kinds are ignored."""
-    events = list(events)  # may be a generator; it is read twice
-    steps = [e for e in events if e.get("kind") == "step"]
-    epochs = [e for e in events if e.get("kind") == "epoch"]
-    terms = list(dict.fromkeys(k for e in steps for k in e if k.startswith("loss_")))  # order of first use
-    # One DataFrame from a list of dicts (a single C-level pass), never row-by-row appends.
-    step_df = pd.DataFrame(steps, columns=STEP_COLUMNS[:4] + terms + STEP_COLUMNS[4:])
-    epoch_df = pd.DataFrame(epochs, columns=EPOCH_COLUMNS)
+def events_frames(stored: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, epochs) frames from the stored event dicts (kd.Step and Epoch; each term of
+    the loss a "loss_<name>" column); events of other kinds are ignored."""
+    parsed = [parse(d) for d in stored]
+    steps = [e for e in parsed if isinstance(e, Step)]
+    epochs = [e for e in parsed if isinstance(e, Epoch)]
+    terms = list(dict.fromkeys(t for e in steps for t in e.terms))  # order of first use
+    # Built column by column (one list per column), never row-by-row appends.
+    step_columns = {c: [getattr(e, c) for e in steps] for c in STEP_COLUMNS}
+    step_columns.update({f"loss_{t}": [e.terms.get(t) for e in steps] for t in terms})
+    step_df = pd.DataFrame(step_columns, columns=STEP_COLUMNS[:4] + [f"loss_{t}" for t in terms] + STEP_COLUMNS[4:])
+    epoch_df = pd.DataFrame({c: [getattr(e, c) for e in epochs] for c in EPOCH_COLUMNS}, columns=EPOCH_COLUMNS)
     for df in (step_df, epoch_df):  # None (e.g. no validation set) -> NaN, so numbers stay numeric
         num = [c for c in df.columns if c != "stage"]
         df[num] = df[num].apply(pd.to_numeric, errors="coerce")
@@ -100,7 +103,7 @@ def loss_figure(steps: pd.DataFrame, max_points: int = 1500) -> go.Figure:
     data = downsample(steps, max_points)
     for stage in _stages(data):
         sub = data[data["stage"] == stage]
-        label, color = LABELS.get(stage, stage), COLORS.get(stage, GREY)
+        label, color = STAGE_TITLES.get(stage, stage), COLORS.get(stage, GREY)
         scatter = go.Scattergl if len(sub) > GL_THRESHOLD else go.Scatter
         fig.add_trace(
             scatter(
@@ -138,7 +141,7 @@ def accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for stage in _stages(epochs):
         sub = epochs[epochs["stage"] == stage]
-        label, color = LABELS.get(stage, stage), COLORS.get(stage, GREY)
+        label, color = STAGE_TITLES.get(stage, stage), COLORS.get(stage, GREY)
         for col, kind, dash in (("val_acc", "val", "solid"), ("train_acc", "train", "dash")):
             if sub[col].notna().any():  # no validation split -> no val curve
                 fig.add_trace(
@@ -157,23 +160,21 @@ def accuracy_figure(epochs: pd.DataFrame) -> go.Figure:
     return _style(fig, unified=True)
 
 
-def progress(events: Iterable[dict]) -> dict[str, float]:
+def progress(stored: Iterable[dict]) -> dict[str, float]:
     """Per stage, the fraction done in [0, 1]: last step / total steps; 1.0 once the stage
     finished (done or loaded), where it was for a stage that stopped or diverged."""
-    out = {s: 0.0 for s in MODELS}
+    out = {s: 0.0 for s in STAGES}
     ended: set[str] = set()
-    for e in events:
-        kind, stage = e.get("kind"), e.get("stage")
-        if kind == "stage":
-            if e.get("status") in END_STATUSES:
-                if e.get("status") in ("done", "loaded"):
-                    out[stage] = 1.0
-                ended.add(stage)
-            elif e.get("status") == "started":
-                out[stage] = 0.0
-                ended.discard(stage)
-        elif kind == "step" and stage not in ended and e.get("total_steps"):
-            out[stage] = min(1.0, max(0.0, e["step"] / e["total_steps"]))
+    for e in map(parse, stored):
+        if isinstance(e, StageStarted):
+            out[e.stage] = 0.0
+            ended.discard(e.stage)
+        elif isinstance(e, StageEnded):
+            if e.status in ("done", "loaded"):
+                out[e.stage] = 1.0
+            ended.add(e.stage)
+        elif isinstance(e, Step) and e.stage not in ended and e.total_steps:
+            out[e.stage] = min(1.0, max(0.0, e.step / e.total_steps))
     return out
 
 
@@ -183,13 +184,13 @@ def _num(v) -> float:
 
 
 def metrics_frame(models: dict[str, dict]) -> pd.DataFrame:
-    """One row per model present (MODELS order, index = model key); accuracy and agreement in %."""
-    rows, keys = [], [k for k in MODELS if k in models]
+    """One row per model present (STAGES order, index = model key); accuracy and agreement in %."""
+    rows, keys = [], [k for k in STAGES if k in models]
     for k in keys:
         m = models[k]
         rows.append(
             {
-                "model": LABELS[k],
+                "model": STAGE_TITLES[k],
                 "accuracy": _num(m.get("accuracy")) * 100,
                 "params": _num(m.get("params")),
                 "size_mb": _num(m.get("size_mb")),
@@ -284,9 +285,9 @@ def comparison_figure(models: dict[str, dict]) -> go.Figure:
         for key, value in frame[col].items():
             fig.add_trace(
                 go.Bar(
-                    x=[LABELS[key]],
+                    x=[STAGE_TITLES[key]],
                     y=[value],
-                    name=LABELS[key],
+                    name=STAGE_TITLES[key],
                     legendgroup=key,
                     showlegend=i == 0,
                     marker_color=COLORS[key],
@@ -343,7 +344,7 @@ def reliability_figure(models: dict[str, dict]) -> go.Figure:
             hoverinfo="skip",
         )
     )
-    for key in MODELS:
+    for key in STAGES:
         bins = [b for b in (models.get(key) or {}).get("reliability") or [] if b["count"] > 0]
         if not bins:
             continue
@@ -355,7 +356,7 @@ def reliability_figure(models: dict[str, dict]) -> go.Figure:
                 customdata=[b["count"] for b in bins],
                 mode="lines+markers",
                 line=dict(color=COLORS[key]),
-                name=f"{LABELS[key]} (ECE {ece:.3f})" if ece is not None else LABELS[key],
+                name=f"{STAGE_TITLES[key]} (ECE {ece:.3f})" if ece is not None else STAGE_TITLES[key],
                 hovertemplate="confidence %{x:.1f}%<br>accuracy %{y:.1f}%<br>%{customdata} examples",
             )
         )
@@ -373,13 +374,13 @@ def boundary_figure(xx, yy, predictions: dict, points, labels, class_names) -> g
     """Decision regions of each model on a 2-D grid, with the test points on top (true labels)."""
     xx, yy = np.asarray(xx), np.asarray(yy)
     points, labels = np.asarray(points), np.asarray(labels)
-    keys = [k for k in MODELS if k in predictions] + [k for k in predictions if k not in MODELS]
+    keys = [k for k in STAGES if k in predictions] + [k for k in predictions if k not in STAGES]
     k = len(class_names)
     colors = _class_colors(k)
     # Discrete colour scale: class i owns the band [i - 0.5, i + 0.5] of z.
     scale = [[edge, colors[i]] for i in range(k) for edge in (i / k, (i + 1) / k)]
     fig = make_subplots(
-        rows=1, cols=len(keys), subplot_titles=[LABELS.get(m, m) for m in keys], horizontal_spacing=0.04
+        rows=1, cols=len(keys), subplot_titles=[STAGE_TITLES.get(m, m) for m in keys], horizontal_spacing=0.04
     )
     for j, key in enumerate(keys, start=1):
         z = np.asarray(predictions[key]).reshape(xx.shape)

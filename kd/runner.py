@@ -16,11 +16,12 @@ from collections.abc import Callable
 from kd import checkpoint, jobs
 from kd.config import RunConfig
 from kd.errors import KDError
+from kd.events import STAGES, Epoch, StageEnded, Step, parse, type_of
 from kd.jobs import TEACHER_COPY, disk_needed
 from kd.lease import LeaseLost
 from kd.metrics import state_dict_for_saving
 from kd.store import DiskFull, Store
-from kd.trainer import STAGES, Resume, RunResult, StageResult, Trainer
+from kd.trainer import Resume, RunResult, StageResult, Trainer
 
 FLUSH_EVERY_S = 0.5  # the live view polls about once a second
 
@@ -37,7 +38,7 @@ class EventWriter:
         self.buffer.append(event)
         if self.also is not None:
             self.also(event)
-        if event["kind"] != "step" or time.monotonic() - self.last_flush > FLUSH_EVERY_S:
+        if type_of(event) is not Step or time.monotonic() - self.last_flush > FLUSH_EVERY_S:
             self.flush()
 
     def flush(self) -> None:
@@ -214,12 +215,12 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
     if run is None:
         raise LeaseLost(f"run {run_id} was deleted; this worker stops")
     cfg = RunConfig.from_dict(run.config)
-    events = store.events(run_id)
-    ends = {e["stage"]: (seq, e) for seq, e in events if e["kind"] == "stage" and e["status"] != "started"}
+    events = [(seq, parse(d)) for seq, d in store.events(run_id)]
+    ends = {e.stage: (seq, e) for seq, e in events if isinstance(e, StageEnded)}
     resume, keep = Resume(), 0
     for stage in STAGES:
-        seq, e = ends.get(stage, (0, {"status": None}))
-        if e["status"] not in ("done", "loaded"):
+        seq, e = ends.get(stage, (0, None))
+        if e is None or e.status not in ("done", "loaded"):
             break
         try:
             weights = _load_weights(store.weights_path(run_id, stage))
@@ -228,7 +229,7 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
             break
         resume.finished[stage] = (
             weights,
-            StageResult(e["status"], e["epochs"], e.get("seconds", 0.0), e.get("message", "")),
+            StageResult(e.status, e.epochs, e.seconds or 0.0, e.message),
         )
         keep = seq
     path = store.checkpoint_path(run_id)
@@ -243,7 +244,7 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
             (
                 seq
                 for seq, e in events
-                if ckpt is not None and e["kind"] == "epoch" and e["stage"] == ckpt.stage and e["epoch"] == ckpt.epoch
+                if ckpt is not None and isinstance(e, Epoch) and e.stage == ckpt.stage and e.epoch == ckpt.epoch
             ),
             None,
         )

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from kd.errors import KDError
+from kd.events import STAGES
 from kd.lease import HOST, LeaseLost, owner_alive, process_start
 from kd.limits import env_limit
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # e.g. 20261129-164512-a3f9c2; never a path
-MODEL_NAMES = ("teacher", "baseline", "student")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,           -- 1, 2, ... per run
     t REAL NOT NULL,                -- unix seconds
-    data TEXT NOT NULL,             -- the event dict as JSON
+    data TEXT NOT NULL,             -- the event as JSON (kd.events.to_dict)
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
@@ -456,8 +456,8 @@ class Store:
         return self.root / run_id
 
     def weights_path(self, run_id: str, model: str) -> Path:
-        if model not in MODEL_NAMES:
-            raise ValueError(f"model must be one of {MODEL_NAMES}, got {model!r}")
+        if model not in STAGES:
+            raise ValueError(f"model must be one of {STAGES}, got {model!r}")
         return self.run_dir(run_id) / f"{model}.safetensors"
 
     def checkpoint_path(self, run_id: str) -> Path:

@@ -1,8 +1,8 @@
 """The three stages of a run: teacher (train or load) -> student alone -> distilled student.
 
-The trainer only emits events (plain dicts of floats and strings, minGPT's callbacks); it never
-prints, plots or imports streamlit. Data sit on the device as tensors, a batch is one
-index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
+The trainer only emits events (declared in kd/events.py, each sent as its plain dict: minGPT's
+callbacks); it never prints, plots or imports streamlit. Data sit on the device as tensors, a batch
+is one index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
 computed once and sliced per batch; plain MLPs step without autograd (kd/fastpath.py); the
 device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
 run go on exactly; `Resume` says what a run already has.
@@ -24,19 +24,17 @@ from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
 from kd.config import RunConfig
 from kd.errors import ConfigError, FitError
+from kd.events import Epoch, Event, Metrics, RunEnded, RunStarted, StageEnded, StageStarted, Step, to_dict
 from kd.fastpath import MLPStep, Stepper, written_gradient
 from kd.features import Features, Tap
 from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
 
-Event = dict
 # Forward multiply-adds per batch below which a CPU step runs on one thread. Below it a second
 # thread gains nothing on an idle machine, and when another process wants a core (the
 # dashboard's browser drawing the live charts) the threads wait on each other at every op;
 # docs/benchmarks.md ("Where the time went", "Watching costs little") has the measurements.
 SMALL_STEP_MACS = 12e6
-STAGES = ("teacher", "baseline", "student")  # baseline = student alone, student = distilled
-STAGE_TITLES = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -217,7 +215,7 @@ class Trainer:
     def __init__(
         self,
         cfg: RunConfig,
-        emit: Callable[[Event], None] = lambda e: None,
+        emit: Callable[[dict], None] = lambda e: None,  # gets to_dict of each kd.events event
         should_stop: Callable[[], bool] = lambda: False,
         on_stage_end: Callable[[str, nn.Module, StageResult], None] = lambda *a: None,
         on_checkpoint: Callable[[Callable[[], Checkpoint]], None] | None = None,
@@ -231,6 +229,9 @@ class Trainer:
         self.resume = resume or Resume()
         self.device = pick_device(cfg.device)
 
+    def _send(self, event: Event) -> None:
+        self.emit(to_dict(event))
+
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunResult:
         cfg, resume = self.cfg, self.resume
@@ -241,16 +242,15 @@ class Trainer:
         self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
         self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
         resuming = bool(resume.finished or resume.partial)
-        self.emit(
-            {
-                "kind": "run",
-                "status": "resumed" if resuming else "running",
-                "device": str(dev),
-                "train_size": len(self.y_train),
-                "val_size": len(self.y_val),
-                "test_size": len(bundle.y_test),
-                "num_classes": spec.num_classes,
-            }
+        self._send(
+            RunStarted(
+                status="resumed" if resuming else "running",
+                device=str(dev),
+                train_size=len(self.y_train),
+                val_size=len(self.y_val),
+                test_size=len(bundle.y_test),
+                num_classes=spec.num_classes,
+            )
         )
         result = RunResult(status="done")
 
@@ -294,7 +294,7 @@ class Trainer:
             self._finish_stage(result, name, student, stage)
 
         self._report(result, bundle, spec)
-        self.emit({"kind": "run", "status": result.status, "summary": result.summary})
+        self._send(RunEnded(status=result.status, summary=result.summary))
         return result
 
     def _build(self, arch: str, spec: datasets.DataSpec, seed: int) -> nn.Module:
@@ -315,15 +315,14 @@ class Trainer:
             result.status = stage.status
         if not saved:  # the weights first: a stage that says "done" always has them on disk
             self.on_stage_end(name, model, stage)
-            self.emit(
-                {
-                    "kind": "stage",
-                    "stage": name,
-                    "status": stage.status,
-                    "epochs": stage.epochs,
-                    "seconds": stage.seconds,
-                    "message": stage.message,
-                }
+            self._send(
+                StageEnded(
+                    stage=name,
+                    status=stage.status,
+                    epochs=stage.epochs,
+                    seconds=stage.seconds,
+                    message=stage.message,
+                )
             )
 
     # -- one stage ------------------------------------------------------------------------
@@ -392,17 +391,15 @@ class Trainer:
             else:
                 side.cache(self.x_train)  # inputs never change: once
         if start is None:
-            self.emit(
-                {
-                    "kind": "stage",
-                    "stage": stage,
-                    "status": "started",
-                    "epochs": epochs,
-                    "steps_per_epoch": steps_per_epoch,
-                    "params": metrics.param_count(model),
-                    "train_size": n,
-                    **({"teacher_outputs": side.note} if side is not None else {}),
-                }
+            self._send(
+                StageStarted(
+                    stage=stage,
+                    epochs=epochs,
+                    steps_per_epoch=steps_per_epoch,
+                    params=metrics.param_count(model),
+                    train_size=n,
+                    teacher_outputs=side.note if side is not None else None,
+                )
             )
         stepper = Stepper(optimizer)
         last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
@@ -492,37 +489,35 @@ class Trainer:
                         epoch_correct += int((torch.cat([w[0] for w in window]).argmax(1) == seen).sum())
                         epoch_seen += len(seen)
                         elapsed = time.perf_counter() - window_start
-                        self.emit(
-                            {
-                                "kind": "step",
-                                "stage": stage,
-                                "epoch": epoch,
-                                "step": step,
-                                "total_steps": total_steps,
-                                "loss": total,
-                                **{f"loss_{k}": v for k, v in zip(names, values)},
-                                "lr": optimizer.param_groups[0]["lr"],
-                                "samples_per_s": len(seen) / elapsed if elapsed > 0 else None,
-                            }
+                        self._send(
+                            Step(
+                                stage=stage,
+                                epoch=epoch,
+                                step=step,
+                                total_steps=total_steps,
+                                loss=total,
+                                terms=dict(zip(names, values)),
+                                lr=optimizer.param_groups[0]["lr"],
+                                samples_per_s=len(seen) / elapsed if elapsed > 0 else None,
+                            )
                         )
                         window, window_start, window_first = [], time.perf_counter(), i + 1
                 val_loss, val_acc = self._validate(model)
                 if tap is not None:
                     tap.out.clear()  # the validation set's features, taken by the hooks on the way
                 report = getattr(method, "report", None)  # e.g. ctkd's learned temperature
-                self.emit(
-                    {
-                        "kind": "epoch",
-                        "stage": stage,
-                        "epoch": epoch,
-                        "epochs": epochs,
-                        "step": step,
-                        "train_acc": epoch_correct / epoch_seen,
-                        "val_acc": val_acc,
-                        "val_loss": val_loss,
-                        "seconds": time.perf_counter() - started,
-                        **({"method": report()} if report else {}),
-                    }
+                self._send(
+                    Epoch(
+                        stage=stage,
+                        epoch=epoch,
+                        epochs=epochs,
+                        step=step,
+                        train_acc=epoch_correct / epoch_seen,
+                        val_acc=val_acc,
+                        val_loss=val_loss,
+                        seconds=time.perf_counter() - started,
+                        method=report() if report else None,
+                    )
                 )
                 last_good = {k: v.clone() for k, v in model.state_dict().items()}
                 if own is not None:
@@ -601,13 +596,8 @@ class Trainer:
             )
             report.update(train_seconds=stage.seconds, epochs=stage.epochs, status=stage.status)
             result.metrics[name] = report
-            self.emit(
-                {
-                    "kind": "metrics",
-                    "model": name,
-                    **{k: v for k, v in report.items() if k not in ("reliability", "confusion")},
-                }
-            )
+            shown = {k: v for k, v in report.items() if k not in ("reliability", "confusion")}
+            self._send(Metrics(model=name, **shown))
         result.summary = metrics.run_summary(result.metrics)
 
 
