@@ -85,3 +85,30 @@ def test_the_data_set_example_is_listed_trains_and_refuses_conv_models(runs_dir)
     refused = run("train", "--dataset", "wine", "--teacher", "lenet5", "--dry-run")
     assert refused.returncode == 2
     assert "lenet5 needs images (C, H, W); this data set has 13 features per example" in refused.stderr
+
+
+def test_the_page_example_draws_finished_runs_and_its_app_line_is_like_the_others(runs_dir, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from kd import runner
+    from kd.config import RunConfig
+    from kd.store import Store
+
+    script = tmp_path / "gains.py"
+    script.write_text(_block('st.title("Gains")'))
+    empty = AppTest.from_file(str(script), default_timeout=60).run()
+    assert not empty.exception and "No finished run yet" in empty.info[0].value
+    run_id, _ = runner.train_new(Store(), RunConfig(epochs=2, teacher_epochs=2, batch_size=128, device="cpu"))
+    at = AppTest.from_file(str(script), default_timeout=60).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 1 and table["method"][0] == "kd" and table["run"][0].startswith(run_id)
+    gain = Store().get(run_id).summary["gain"]
+    assert abs(table["gain (points)"][0] - 100 * gain) < 1e-9
+    line = _block('st.Page("pages/gains.py"').strip().splitlines()[2].strip()
+    pages_in_app = re.findall(
+        r'^\s+(st\.Page\("pages/\w+\.py", title="\w+", icon=":material/\w+:"\),)$', (ROOT / "app.py").read_text(), re.M
+    )
+    assert len(pages_in_app) >= 5 and re.fullmatch(
+        r'st\.Page\("pages/gains\.py", title="Gains", icon=":material/\w+:"\),', line
+    )

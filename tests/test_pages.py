@@ -1,6 +1,7 @@
 """Every page renders without an exception (AppTest, no browser): real tiny runs where they are
 fast, events written straight into the store where a page only draws them."""
 
+import re
 import time
 from pathlib import Path
 
@@ -412,9 +413,10 @@ def test_a_stopped_run_shows_what_it_had_in_results(runs_dir):
     assert any(b.label == "Resume" for b in at.button)  # a stopped run can go on too
 
 
-@pytest.mark.parametrize(
-    "path", [None, "pages/train.py", "pages/live.py", "pages/results.py", "pages/runs.py", "pages/temperature.py"]
-)
+PAGES = re.findall(r'st\.Page\("(pages/\w+\.py)"', Path(APP).read_text())  # every page app.py routes to
+
+
+@pytest.mark.parametrize("path", [None if p == "pages/home.py" else p for p in PAGES])
 def test_a_damaged_store_is_one_message_on_every_page(runs_dir, path):
     """Before: a traceback on Live, Results, Runs and Temperature."""
     runs_dir.mkdir(parents=True)
