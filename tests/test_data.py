@@ -313,3 +313,19 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path, mode, top):
     small = data.load(f"folder:{tmp_path / 'imgs'}", image_size=16, val_fraction=0.0)
     raw = small.raw(small.x_train)
     assert abs(raw.mean().item() - 0.5) < 0.02 and raw.min() < 0.05 and raw.max() > 0.95
+
+
+@pytest.mark.parametrize("name", [e.key for e in data.DATASETS if not e.obj.needs_dir])
+def test_every_bundled_set_loads_as_its_spec_says(name):
+    """Any set registered without a download (docs/extending.md, "A data set"): shapes, labels and
+    class counts as declared, three disjoint splits that each hold every class, and training
+    inputs standardised with the training rows' statistics."""
+    spec = data.spec(name)
+    b = data.load(name, val_fraction=0.1)
+    for x, y in ((b.x_train, b.y_train), (b.x_val, b.y_val), (b.x_test, b.y_test)):
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert tuple(x.shape[1:]) == spec.input_shape and len(x) == len(y) > 0
+        assert set(y.tolist()) == set(range(spec.num_classes))
+    assert len(spec.class_names) == spec.num_classes
+    per_channel = b.x_train.transpose(0, 1).reshape(b.x_train.shape[1], -1)  # (C or D, everything else)
+    assert per_channel.mean(1).abs().max() < 1e-3 and (per_channel.std(1) - 1).abs().max() < 1e-2
