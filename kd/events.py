@@ -86,8 +86,8 @@ class Step:
     step: int  # optimizer steps taken in this stage so far, this window's included
     total_steps: int  # the stage's steps: epochs * steps_per_epoch
     loss: float  # training loss (the sum of the terms), averaged over the window's examples
-    terms: dict[str, float] = field(default_factory=dict)  # each weighted loss term ("ce", "soft", ...),
-    # averaged alike; stored as one key per term, "loss_<name>"
+    terms: dict[str, float]  # each weighted loss term ("ce", "soft", ...), averaged alike; stored as
+    # one key per term, "loss_<name>"
     lr: float  # learning rate of the window's last step
     samples_per_s: float | None  # training examples per second over the window (None: no time measured)
     extra: dict = field(default_factory=dict)
@@ -230,8 +230,3 @@ def to_dict(event: Event) -> dict:
             out[name] = value
     out.update(event.extra)
     return out
-
-
-def parse_all(dicts) -> list[Event]:
-    """parse over an iterable of stored dicts, in order."""
-    return [parse(d) for d in dicts]
