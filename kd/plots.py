@@ -178,6 +178,19 @@ def progress(stored: Iterable[dict]) -> dict[str, float]:
     return out
 
 
+def run_notes(stored: Iterable[dict]) -> list[str]:
+    """What the teacher's outputs cost (the last stage's note: cached or per batch, how big) and
+    what the method learned (its last epoch report, e.g. CTKD's temperature), in words."""
+    cached, learned = None, None
+    for e in map(parse, stored):
+        if isinstance(e, StageStarted) and e.teacher_outputs:
+            cached = e.teacher_outputs
+        elif isinstance(e, Epoch) and e.method:
+            learned = e.method
+    out = [cached] if cached else []
+    return out + ([", ".join(f"learned {k} = {v:.3g}" for k, v in learned.items())] if learned else [])
+
+
 # -- results ----------------------------------------------------------------------------------
 def _num(v) -> float:
     return float(v) if v is not None else math.nan

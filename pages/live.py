@@ -121,9 +121,7 @@ def draw() -> None:
         left.plotly_chart(loss, key="loss")
         right.plotly_chart(accuracy, key="accuracy")
     notes = [f"{speed:,.0f} samples/s · {len(events):,} events"] if speed else []
-    notes += [e["teacher_outputs"] for e in events if e.get("teacher_outputs")][-1:]  # what is cached, how big
-    learned = [e["method"] for e in events if e["kind"] == "epoch" and e.get("method")][-1:]  # e.g. ctkd's T
-    notes += [", ".join(f"learned {k} = {v:.3g}" for k, v in learned[0].items())] if learned else []
+    notes += plots.run_notes(events)  # what of the teacher is cached, how big; what the method learned
     if notes:
         st.caption(plain(" · ".join(notes)))
     if status not in service.ACTIVE:

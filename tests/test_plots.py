@@ -321,3 +321,17 @@ def test_temperature_and_entropy_figures():
     assert hline and hline[0].y0 == pytest.approx(math.log2(3))
     assert any("uniform" in a.text for a in fig.layout.annotations)
     assert any(s.x0 == s.x1 == 4.0 for s in fig.layout.shapes)  # marks the current T
+
+
+def test_run_notes_say_the_last_cache_note_and_the_last_learned_value():
+    stage = {"kind": "stage", "status": "started", "epochs": 2, "steps_per_epoch": 3, "params": 10}
+    epoch = {"kind": "epoch", "epochs": 2, "step": 3, "train_acc": 0.5, "val_acc": None, "val_loss": None}
+    events = [
+        {**stage, "stage": "teacher"},
+        {**stage, "stage": "student", "teacher_outputs": "logits cached once: 0.1 MB"},
+        {**epoch, "stage": "student", "epoch": 1, "seconds": 1.0, "method": {"T": 4.0}},
+        {**epoch, "stage": "student", "epoch": 2, "seconds": 2.0, "method": {"T": 3.21}},
+        {"kind": "a kind from a newer version"},
+    ]
+    assert plots.run_notes(events) == ["logits cached once: 0.1 MB", "learned T = 3.21"]
+    assert plots.run_notes(events[:1]) == []
