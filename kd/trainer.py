@@ -3,7 +3,7 @@
 The trainer only emits events (declared in kd/events.py, each sent as its plain dict: minGPT's
 callbacks); it never prints, plots or imports streamlit. Data sit on the device as tensors, a batch
 is one index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
-computed once and sliced per batch; plain MLPs step without autograd (kd/fastpath.py); the
+computed once and sliced per batch; speed-only shortcuts live in kd/fastpath.py; the
 device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
 run go on exactly; `Resume` says what a run already has.
 """
@@ -23,9 +23,9 @@ from kd import data as datasets
 from kd import methods, metrics, models
 from kd.checkpoint import Checkpoint, capture
 from kd.config import RunConfig
-from kd.errors import ConfigError, FitError
+from kd.errors import ConfigError, DataError, FitError
 from kd.events import Epoch, Event, Metrics, RunEnded, RunStarted, StageEnded, StageStarted, Step, to_dict
-from kd.fastpath import MLPStep, Stepper, written_gradient
+from kd.fastpath import Stepper, written_gradient
 from kd.features import Features, Tap
 from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
@@ -57,8 +57,8 @@ def pick_device(name: str) -> torch.device:
 def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device) -> int | None:
     """Threads to train `model` with: 1 on a CPU when it has no convolution and a batch's forward
     pass is under SMALL_STEP_MACS multiply-adds, else None (torch's own choice, one per core).
-    Convolutions split well over images, so they keep every thread (docs/benchmarks.md, "Speed
-    against the seed note's loop"). A thread count the user set (OMP_NUM_THREADS, MKL_NUM_THREADS) is left alone."""
+    Convolutions split well over images, so they keep every thread (docs/benchmarks.md, "Where
+    the time went"). A thread count the user set (OMP_NUM_THREADS, MKL_NUM_THREADS) is left alone."""
     if (
         device.type != "cpu"
         or os.environ.get("OMP_NUM_THREADS")
@@ -201,6 +201,22 @@ def check_teacher_checkpoint(cfg: RunConfig, spec: datasets.DataSpec) -> str:
     except FitError as e:
         raise ConfigError("teacher", str(e)) from None
     return load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
+
+
+def check(cfg: RunConfig, load_data: bool = False) -> None:
+    """Refuse, before a run exists, what its training would refuse later: a data set that cannot
+    be read, a model that does not fit it, a method the pair cannot run, a device this machine
+    lacks, a teacher file of the wrong shapes or values; a ConfigError names the field. With
+    `load_data`, the data set is loaded too (cached for a run in this process: the CLI's train)."""
+    try:
+        spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+        build_pair(cfg, spec)
+        pick_device(cfg.device)
+        if load_data:
+            datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
+    except DataError as e:  # the data set named by --dataset (and --data-dir) cannot be read
+        raise ConfigError("dataset", str(e)) from None
+    check_teacher_checkpoint(cfg, spec)
 
 
 @dataclass
@@ -370,8 +386,7 @@ class Trainer:
         side = TeacherSide(method, teacher) if method.uses_teacher else None
         student_taps = tuple(getattr(method, "taps", {}).get("student", ()))
         reads_features = bool(student_taps or (side is not None and side.taps))  # the call gets Features
-        written_out = written_gradient(method)  # the loss's gradient written out: no graph (kd/fastpath.py)
-        by_hand = MLPStep.of(model) if written_out is not None else None  # plain MLPs: no autograd either
+        logit_grad = written_gradient(method)  # the loss's gradient in the logits: no graph (kd/fastpath.py)
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
@@ -402,8 +417,11 @@ class Trainer:
                 )
             )
         stepper = Stepper(optimizer)
-        last_good = {k: v.clone() for k, v in model.state_dict().items()}  # restored if the loss blows up
-        own_good = {k: v.clone() for k, v in own.state_dict().items()} if own is not None else None
+
+        def snapshot() -> list[dict[str, Tensor]]:  # the model's (and the method's) weights, copied
+            return [{k: v.clone() for k, v in m.state_dict().items()} for m in (model, own) if m is not None]
+
+        last_good = snapshot()  # the last finished epoch's: restored if the loss blows up
         started = time.perf_counter() - spent
 
         def rng() -> dict[str, Tensor]:
@@ -425,7 +443,7 @@ class Trainer:
                 perm = torch.randperm(n, generator=order).to(dev)  # CPU generator: same order on any device
                 # Labels and teacher targets are small: gathered once per epoch, then sliced. Inputs
                 # (and cached teacher features) are gathered per batch, so each batch is copied
-                # straight into cache (a whole-epoch gather of MNIST writes and re-reads 77 MB).
+                # straight into cache (a whole-epoch gather would write and re-read the whole training set).
                 ys = self.y_train[perm]
                 per_batch = side is not None and (shift or side.needs_teacher_per_batch)
                 ts = side.logits[perm] if side is not None and not per_batch else None
@@ -444,7 +462,7 @@ class Trainer:
                         x = datasets.random_shift(x, max_shift, jitter)
                     if on_step is not None:
                         on_step(step, total_steps)
-                    logits = by_hand.forward(x) if by_hand is not None else model(x)
+                    logits = model(x)
                     t, t_feats = None, None
                     if per_batch:
                         t, t_feats = side.batch(x)
@@ -453,10 +471,8 @@ class Trainer:
                         if side.features is not None:
                             t_feats = {k: v.index_select(0, idx) for k, v in side.features.items()}
                     stepper.zero_grad()
-                    if by_hand is not None:
-                        by_hand.backward(written_out(logits, y, t))
-                    elif written_out is not None:
-                        logits.backward(written_out(logits, y, t))
+                    if logit_grad is not None:
+                        logits.backward(logit_grad(logits, y, t))
                     else:
                         feats = (Features(tap.out if tap else {}, t_feats or {}),) if reads_features else ()
                         terms = method(logits, y, t, *feats)
@@ -466,7 +482,7 @@ class Trainer:
                             tap.out.clear()  # nothing of this step is kept past it
                     stepper.step(cfg.lr * cosine(step, total_steps))
                     step += 1
-                    if written_out is not None:
+                    if logit_grad is not None:
                         window.append((logits.detach(), t, None))
                     else:
                         window.append((logits.detach(), None, torch.stack([v.detach() for v in terms.values()])))
@@ -475,9 +491,8 @@ class Trainer:
                         names, values = self._window_terms(method, window, seen, names)
                         total = sum(values)
                         if not math.isfinite(total):
-                            model.load_state_dict(last_good)
-                            if own is not None:
-                                own.load_state_dict(own_good)
+                            for m, weights in zip((model, own), last_good):
+                                m.load_state_dict(weights)
                             return self._end(
                                 stage,
                                 model,
@@ -519,9 +534,7 @@ class Trainer:
                         method=report() if report else None,
                     )
                 )
-                last_good = {k: v.clone() for k, v in model.state_dict().items()}
-                if own is not None:
-                    own_good = {k: v.clone() for k, v in own.state_dict().items()}
+                last_good = snapshot()
                 if self.on_checkpoint is not None and epoch < epochs:
                     self.on_checkpoint(  # called at once, with this epoch's numbers
                         lambda epoch=epoch, step=step: capture(
