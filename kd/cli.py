@@ -16,21 +16,9 @@ from collections.abc import Sequence
 
 from kd import events
 from kd.config import RunConfig, field_type, knobs
-from kd.errors import ConfigError, DataError, KDError
+from kd.errors import ConfigError, KDError
 
-JSON_MODEL_KEYS = (
-    "accuracy",
-    "params",
-    "size_mb",
-    "flops",
-    "latency_ms",
-    "latency_ms_256",
-    "agreement",
-    "ece",
-    "train_seconds",
-    "epochs",
-    "status",
-)
+JSON_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(events.Metrics) if f.name not in ("model", "extra"))
 # flag -> RunConfig field, type: one flag per field, made from its declaration (kd/config.py)
 # (the methods' own knobs, RunConfig.options, get a flag each too: _option_flags)
 TRAIN_FLAGS = {
@@ -168,21 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- train ----------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from kd import data, runner
+    from kd import runner
     from kd.store import Store
-    from kd.trainer import build_pair, check_teacher_checkpoint, pick_device
+    from kd.trainer import check
 
     given = {f: getattr(args, f) for f, _ in TRAIN_FLAGS.values() if getattr(args, f) is not None}
     options = {k[len("option_") :]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
     cfg = RunConfig(**given, options=options or None)
-    try:
-        spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-        build_pair(cfg, spec)
-        pick_device(cfg.device)
-        data.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)  # fail before a run exists
-    except DataError as e:  # the data set named by --dataset (and --data-dir) cannot be read
-        raise ConfigError("dataset", str(e)) from None
-    check_teacher_checkpoint(cfg, spec)  # shapes, values, dtypes: a refused file leaves no run behind
+    check(cfg, load_data=True)  # as the dashboard's Start does, and the data loaded: no run is made to fail
     if args.dry_run:
         print(cfg.to_json())
         return 0

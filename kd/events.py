@@ -115,6 +115,9 @@ class Epoch:
     OPTIONAL: ClassVar[tuple[str, ...]] = ("method",)
 
 
+FINISHED = ("done", "loaded")  # a stage that ended with these has its weights: it is not trained again
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageEnded:
     """A stage ended (its weights are saved before this is written)."""

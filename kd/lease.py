@@ -2,7 +2,8 @@
 
 A run is written by one process at a time, its owner. The owner holds a lease in the store: a
 random token, with the owner's host, pid and process start time. It is taken in one store
-transaction (`Store.claim`), so of two processes that try at once exactly one gets it, and every
+transaction (`kd.jobs.claim` through `Store.change`), so of two processes that try at once
+exactly one gets it, and every
 later write the owner makes carries the token: a write from a process that lost its lease is
 rejected (`LeaseLost`), never mixed into the new owner's events.
 
@@ -14,8 +15,10 @@ Liveness is decided by the operating system, not by how fast anything runs:
 - a run being started (queued, no pid recorded yet): alive for START_GRACE_S after it was queued.
 An active run (queued or running) whose owner is dead is "interrupted", and only then resumable.
 
-Stored statuses:   queued -> running -> done | stopped | diverged | failed
+Stored statuses:   queued -> running -> done | stopped | diverged | failed | interrupted (Ctrl-C)
+                   queued -> stopped (stopped before its turn)
 Shown in addition: interrupted (an active run whose owner is dead)
+Claiming, the heartbeat and waiting for a turn (KD_MAX_RUNS) are kd/jobs.py's; the rules here decide.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from kd.limits import env_limit
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "stopped", "failed")  # what Resume and `python -m kd resume` accept
 START_GRACE_S = 60.0  # a queued run with no process recorded yet counts as starting this long
+PLACE_LAPSE_S = 30.0  # a claimed queued run silent this long lets the runs queued after it go first
 HOST = socket.gethostname()
 
 
@@ -90,6 +94,14 @@ def owner_alive(run, now: float | None = None) -> bool:
     if not run.pid:
         return now - (run.queued_at or run.updated) <= START_GRACE_S
     return now - (run.heartbeat or run.updated) <= lease_lapse_s()
+
+
+def keeps_place(run, now: float | None = None) -> bool:
+    """Whether a queued run keeps its place in the line for a turn (KD_MAX_RUNS): its owner is
+    alive, and a claimed run's worker has written a sign of life within PLACE_LAPSE_S (a worker
+    still starting keeps its place; one that stopped beating lets the runs behind it go first)."""
+    now = time.time() if now is None else now
+    return owner_alive(run, now) and (not run.token or now - (run.heartbeat or run.updated) < PLACE_LAPSE_S)
 
 
 def state(run, now: float | None = None) -> str:

@@ -55,8 +55,9 @@ def kd_terms_to(
 
 
 # -- the gradient written out (what the trainer uses) -------------------------------------------
-# On (64, 10) logits the composed functions above are ~25 small kernels forward and backward,
-# each with an autograd node: on a CPU more time than a small student's matmuls. The trainer
+# On small logits the composed functions above are many small kernels forward and backward,
+# each with an autograd node: on a CPU they can cost more than a small student's matmuls
+# (docs/benchmarks.md, "What the fast paths buy"). The trainer
 # hands these gradients to logits.backward() and computes the terms' values once per log window
 # with the functions above. tests/test_losses.py checks them against autograd.
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from kd.events import STAGE_TITLES, STAGES, Epoch, StageEnded, StageStarted, Step, parse
+from kd.events import FINISHED, STAGE_TITLES, STAGES, Epoch, StageEnded, StageStarted, Step, parse
 
 MODELS, LABELS = STAGES, STAGE_TITLES  # the names pages/*.py know them by
 COLORS = {"teacher": "#0072B2", "baseline": "#E69F00", "student": "#009E73"}  # Okabe-Ito: colour-blind safe
@@ -170,7 +170,7 @@ def progress(stored: Iterable[dict]) -> dict[str, float]:
             out[e.stage] = 0.0
             ended.discard(e.stage)
         elif isinstance(e, StageEnded):
-            if e.status in ("done", "loaded"):
+            if e.status in FINISHED:
                 out[e.stage] = 1.0
             ended.add(e.stage)
         elif isinstance(e, Step) and e.stage not in ended and e.total_steps:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from kd import checkpoint, jobs
 from kd.config import RunConfig
 from kd.errors import KDError
-from kd.events import STAGES, Epoch, StageEnded, Step, parse, type_of
+from kd.events import FINISHED, STAGES, Epoch, StageEnded, Step, parse, type_of
 from kd.jobs import TEACHER_COPY, disk_needed
 from kd.lease import LeaseLost
 from kd.metrics import state_dict_for_saving
@@ -220,7 +220,7 @@ def prepare_resume(store: Store, run_id: str, lease: str) -> tuple[RunConfig, Re
     resume, keep = Resume(), 0
     for stage in STAGES:
         seq, e = ends.get(stage, (0, None))
-        if e is None or e.status not in ("done", "loaded"):
+        if e is None or e.status not in FINISHED:
             break
         try:
             weights = _load_weights(store.weights_path(run_id, stage))

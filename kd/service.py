@@ -93,12 +93,10 @@ def quiet_for(run: Run) -> float:
 def check(cfg: RunConfig) -> None:
     """Refuse, before a run exists, what its worker would refuse later: a data set that cannot be
     read, a model that does not fit it, a method the pair cannot run, a teacher file of the wrong
-    shapes or values. A KDError names the field."""
+    shapes or values. A KDError names the field. The CLI's train makes the same check."""
     from kd import trainer
 
-    spec = dataset_spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-    trainer.build_pair(cfg, spec)
-    trainer.check_teacher_checkpoint(cfg, spec)
+    trainer.check(cfg)
 
 
 def start(cfg: RunConfig) -> str:

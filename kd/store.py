@@ -27,7 +27,7 @@ from typing import Any
 
 from kd.errors import KDError
 from kd.events import STAGES
-from kd.lease import HOST, LeaseLost, owner_alive, process_start
+from kd.lease import HOST, LeaseLost, keeps_place, owner_alive, process_start
 from kd.limits import env_limit
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # e.g. 20261129-164512-a3f9c2; never a path
@@ -353,11 +353,10 @@ class Store:
             )
             return _run(db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone())
 
-    def take_slot(self, run_id: str, lease: str, limit: int, fresh_s: float = 30.0) -> int | None:
+    def take_slot(self, run_id: str, lease: str, limit: int) -> int | None:
         """Mark a queued run running when fewer than `limit` runs with a live owner are running
-        and no run queued before it is waiting (queued runs start in turn, a worker still starting
-        keeps its place; one whose owner has been silent for `fresh_s` loses it). None when it
-        did; else its place in line."""
+        and no run queued before it is waiting (queued runs start in turn; which keep their
+        place is kd.lease.keeps_place's rule). None when it did; else its place in line."""
         with self._write() as db:
             self._lease(db, run_id, lease)
             active = [
@@ -377,8 +376,7 @@ class Store:
                 if r.status == "queued"
                 and r.id != run_id
                 and (r.queued_at or r.created, r.id) < (me.queued_at or me.created, me.id)
-                and (not r.token or now - (r.heartbeat or r.updated) < fresh_s)
-                and owner_alive(r, now)
+                and keeps_place(r, now)
             ]
             if len(running) + len(ahead) >= limit:
                 return len(ahead) + 1

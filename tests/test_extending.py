@@ -20,15 +20,7 @@ def test_the_registration_line_in_the_docs_is_todays_plus_one_name():
 
 
 def test_the_worked_example_is_listed_trains_and_its_knob_is_its_own(runs_dir):
-    example = re.findall(r"```python\n(.*?)```", DOC, re.S)[0]
-    script = (
-        f"example = {example!r}\n"
-        "exec(compile(example, 'kd/methods/logit_mse.py', 'exec'), {'__name__': 'kd.methods.logit_mse'})\n"
-        "import sys\nfrom kd.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    )
-    run = lambda *args: subprocess.run(
-        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    run = _cli_with(None, re.findall(r"```python\n(.*?)```", DOC, re.S)[0])  # a new file, kd/methods/logit_mse.py
     listed = run("list", "methods")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"^logit-mse\s+Ba & Caruana 2014: .*\[--mse-weight 1.0\]$", listed.stdout, re.M)
@@ -46,11 +38,16 @@ def _block(word: str) -> str:
     return next(b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if word in b)
 
 
-def _cli_with(module: str, example: str):
-    """Run `python -m kd ARGS` with the example executed inside `module`, as if written there."""
+def _cli_with(module: str | None, example: str):
+    """Run `python -m kd ARGS` with the example executed inside `module`, as if written there
+    (None: as a new module of its own, registered by running it)."""
+    where = (
+        f"module = importlib.import_module({module!r})\nfile, space = module.__file__, vars(module)\n"
+        if module
+        else "file, space = 'example.py', {'__name__': 'example'}\n"
+    )
     script = (
-        f"import importlib, sys\nmodule = importlib.import_module({module!r})\n"
-        f"exec(compile({example!r}, module.__file__, 'exec'), vars(module))\n"
+        f"import importlib, sys\n{where}exec(compile({example!r}, file, 'exec'), space)\n"
         "from kd.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     return lambda *args: subprocess.run(

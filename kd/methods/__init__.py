@@ -7,7 +7,7 @@ already-weighted loss terms: the trainer sums them and back-propagates (autograd
 dashboard plots each one. That is all a logits method needs (docs/extending.md walks one through).
 
 Optional, each only where a method needs it:
-- `options`: its own knobs (kd.config.option), a CLI flag and a widget each.
+- `options`: its own knobs (kd.schema.option), a CLI flag and a widget each.
 - `on_epoch(epoch, epochs)`: called at each epoch's start (from 1), for warm-ups and schedules;
   `on_step(step, total_steps)` before each optimizer step (from 0), for schedules within an epoch.
 - `bind(student, teacher, input_shape)`: called before the distilled student trains (again on resume; and
