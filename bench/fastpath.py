@@ -7,8 +7,8 @@ a rotating order so a drift of the machine's speed falls on every variant alike.
 median seconds per teacher epoch and per distillation epoch and each variant's time over the
 full fast path's; writes bench/results/fastpath-DATE-TIME.json.
 
-With two parts, each "all but one" row is also the other part alone: against "all" a row says
-what the missing part buys with the other on, against "none" what the part it keeps buys alone.
+Without the written-out gradient ("adam,mlp") MLPStep has nothing to run on either: that row is
+the written-out gradient and MLPStep together.
 
 usage: python bench/fastpath.py [--repeats 4] [--epochs 3] [--pairs mlp conv] [--data-dir ../shared/data]
 """
@@ -29,8 +29,9 @@ from bench import record  # noqa: E402
 
 VARIANTS = {
     "all": "every part",
-    "grad": "without Adam's kernel",
-    "adam": "without the written-out gradient",
+    "mlp,grad": "without Adam's kernel",
+    "adam,grad": "without MLPStep",
+    "adam,mlp": "without the written-out gradient (and so MLPStep)",
     "none": "the public path",
 }
 PAIRS = {"mlp": ("mlp-512-256", "mlp-128"), "conv": ("lenet5", "lenet5-half")}

@@ -1,12 +1,15 @@
 """Code that exists only for speed, each part beside the public torch path it replaces.
 
-The trainer's step is autograd and `optimizer.step()`. Two parts skip work on that path
+The trainer's step is autograd and `optimizer.step()`. Three parts skip work on that path
 (tests/test_fastpath.py trains whole runs with each part off and compares):
 
 - `adam`: `Stepper` calls torch's fused Adam/AdamW kernel (`torch._fused_adam_`, a private
   name) directly on the optimizer's own state, without the Python that `optimizer.step()` runs
   before reaching the same kernel: the same bits. Fallback: `optimizer.step()` (SGD, a torch
   without the kernel, a parameter without a gradient).
+- `mlp`: `MLPStep` runs a plain MLP's forward and backward pass (Flatten, Linear, ReLU) without
+  autograd, with the same kernels in the same order: the same bits. Fallback: autograd (dropout,
+  convolutions, batch norm, a frozen layer, a forward hook).
 - `grad`: a method may give the gradient of its loss in the logits written out (`kd` and `none`
   do); the trainer then calls `logits.backward(grad)` instead of building the loss's graph.
   Fallback: the method's own loss through autograd, which every method has. The same formula
@@ -15,8 +18,7 @@ The trainer's step is autograd and `optimizer.step()`. Two parts skip work on th
 
 $KD_FAST_PATH chooses: unset or "all" for every part, "none" (or "0") for the public path only,
 or a comma list of the parts to keep ("adam,grad"). What each part buys of an epoch is measured by
-`python bench/fastpath.py`; docs/benchmarks.md, "What the fast paths buy", cites the figures (a
-part that bought under 10 % of an epoch was dropped: an MLP's step written out without autograd).
+`python bench/fastpath.py`; docs/benchmarks.md, "What the fast paths buy", cites the figures.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import Tensor, nn
 
 from kd.errors import KDError
 from kd.optim import match_layout
 
-PARTS = ("adam", "grad")
+PARTS = ("adam", "mlp", "grad")
 
 
 def enabled(part: str) -> bool:
@@ -121,3 +124,77 @@ class Stepper:
             amsgrad=False,
             maximize=False,
         )
+
+
+class MLPStep:
+    """A plain MLP's step without autograd: `forward(x)` keeps what `backward(dlogits)` needs;
+    backward sets each parameter's .grad. Per layer the backward pass is one matmul for the
+    weight's gradient, one sum for the bias's, and one matmul and the ReLU's mask for the layer's
+    input: the kernels autograd runs, in its order, without recording and walking a graph."""
+
+    def __init__(self, layers: list[tuple[Tensor, Tensor | None, bool]], flatten: bool = True):
+        self.flatten = flatten  # a leading nn.Flatten: (B, *shape) -> (B, D)
+        self.params = layers  # (weight, bias or None, ReLU after it): the Parameters, for .grad
+        # Detached views of the same storage (the optimizer's in-place updates show through):
+        # ops on them record no graph, with no no_grad() context per call; W^T made once.
+        self.layers = [(w.detach(), w.detach().t(), None if b is None else b.detach(), relu) for w, b, relu in layers]
+        self.inputs: list[Tensor] = []  # each layer's input, from the last forward
+        self.output: Tensor | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> MLPStep | None:
+        """An MLPStep over the model's own parameters, or None where autograd must serve: the
+        part is off, or the model is not a plain MLP, or a hook watches one of its modules."""
+        if not enabled("mlp") or type(model) is not nn.Sequential or _hooked(model):
+            return None
+        modules = list(model)
+        flatten = (
+            bool(modules) and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 and modules[0].end_dim == -1
+        )
+        if flatten:
+            modules = modules[1:]
+        layers: list[list] = []
+        for m in modules:
+            if _hooked(m):
+                return None
+            if type(m) is nn.Linear and m.weight.requires_grad and (m.bias is None or m.bias.requires_grad):
+                layers.append([m.weight, m.bias, False])
+            elif type(m) is nn.ReLU and layers and not layers[-1][2]:
+                layers[-1][2] = True
+            else:
+                return None
+        if not layers:
+            return None
+        return cls([tuple(layer) for layer in layers], flatten)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.detach().reshape(len(x), -1) if self.flatten else x.detach()
+        self.inputs = []
+        for _, wt, b, relu in self.layers:
+            self.inputs.append(h)
+            h = torch.addmm(b, h, wt) if b is not None else torch.mm(h, wt)
+            if relu:
+                h.relu_()
+        self.output = h
+        return h
+
+    def backward(self, grad: Tensor) -> None:
+        """Set .grad of every weight and bias from the gradient in the logits."""
+        grad = grad.detach()
+        for k in range(len(self.layers) - 1, -1, -1):
+            w, _, _, relu = self.layers[k]
+            weight, bias, _ = self.params[k]
+            if relu:  # the ReLU's output is the next layer's input (or the logits)
+                after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
+                grad = torch.ops.aten.threshold_backward(grad, after, 0)  # autograd's own ReLU backward
+            weight.grad = torch.mm(grad.t(), self.inputs[k])
+            if bias is not None:
+                bias.grad = grad.sum(0)
+            if k:
+                grad = torch.mm(grad, w)
+        self.inputs, self.output = [], None
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether a hook is registered on the module (a Tap, a user's hook): autograd must serve."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)

@@ -3,7 +3,7 @@
 The trainer only emits events (declared in kd/events.py, each sent as its plain dict: minGPT's
 callbacks); it never prints, plots or imports streamlit. Data sit on the device as tensors, a batch
 is one index_select (airbench); what the method needs from the teacher on the (unaugmented) train set is
-computed once and sliced per batch; speed-only shortcuts live in kd/fastpath.py; the
+computed once and sliced per batch; plain MLPs step without autograd (kd/fastpath.py); the
 device is picked once. At each epoch's end a checkpoint (kd/checkpoint.py) lets an interrupted
 run go on exactly; `Resume` says what a run already has.
 """
@@ -25,7 +25,7 @@ from kd.checkpoint import Checkpoint, capture
 from kd.config import RunConfig
 from kd.errors import ConfigError, DataError, FitError
 from kd.events import Epoch, Event, Metrics, RunEnded, RunStarted, StageEnded, StageStarted, Step, to_dict
-from kd.fastpath import Stepper, written_gradient
+from kd.fastpath import MLPStep, Stepper, written_gradient
 from kd.features import Features, Tap
 from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
@@ -387,6 +387,7 @@ class Trainer:
         student_taps = tuple(getattr(method, "taps", {}).get("student", ()))
         reads_features = bool(student_taps or (side is not None and side.taps))  # the call gets Features
         logit_grad = written_gradient(method)  # the loss's gradient in the logits: no graph (kd/fastpath.py)
+        by_hand = MLPStep.of(model) if logit_grad is not None else None  # plain MLPs: no autograd either
         first_epoch, step, spent = 1, 0, 0.0
         start = self.resume.partial if self.resume.partial and self.resume.partial.stage == stage else None
         if start is not None:  # go on exactly where the checkpoint left off
@@ -462,7 +463,7 @@ class Trainer:
                         x = datasets.random_shift(x, max_shift, jitter)
                     if on_step is not None:
                         on_step(step, total_steps)
-                    logits = model(x)
+                    logits = by_hand.forward(x) if by_hand is not None else model(x)
                     t, t_feats = None, None
                     if per_batch:
                         t, t_feats = side.batch(x)
@@ -471,7 +472,9 @@ class Trainer:
                         if side.features is not None:
                             t_feats = {k: v.index_select(0, idx) for k, v in side.features.items()}
                     stepper.zero_grad()
-                    if logit_grad is not None:
+                    if by_hand is not None:
+                        by_hand.backward(logit_grad(logits, y, t))
+                    elif logit_grad is not None:
                         logits.backward(logit_grad(logits, y, t))
                     else:
                         feats = (Features(tap.out if tap else {}, t_feats or {}),) if reads_features else ()

@@ -1,7 +1,8 @@
 """kd/fastpath.py against the public path it replaces: the same bits, every part.
 
-Stepper (torch's fused Adam kernel called directly) against `optimizer.step()`; whole runs with
-each part of $KD_FAST_PATH off against the default."""
+Stepper (torch's fused Adam kernel called directly) against `optimizer.step()`; MLPStep (an
+MLP's forward and backward written out) against autograd; a whole run with $KD_FAST_PATH=none
+against the default."""
 
 import copy
 
@@ -9,18 +10,104 @@ import pytest
 import torch
 from torch import nn
 
-from kd import trainer
+from kd import models, trainer
 from kd.config import RunConfig
 from kd.errors import KDError
-from kd.fastpath import PARTS, Stepper, enabled
+from kd.fastpath import PARTS, MLPStep, Stepper, enabled
+from kd.losses import kd_grad, soft_targets
 from kd.optim import cosine
 from kd.trainer import Trainer
+
+SHAPE = (1, 28, 28)
+
+
+def _grads_both_ways(model: nn.Module, x: torch.Tensor, step: MLPStep):
+    """(logits, grads) from autograd, then from the MLPStep, for one KD gradient in the logits."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 10, (len(x),), generator=g)
+    t = soft_targets(torch.randn(len(x), 10, generator=g), 4.0)
+    logits = model(x)
+    logits.backward(kd_grad(logits.detach(), t, y, 4.0, 0.7))
+    ref = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    mine = step.forward(x)
+    step.backward(kd_grad(mine, t, y, 4.0, 0.7))
+    return (logits.detach(), ref), (mine, [p.grad for p in model.parameters()])
+
+
+@pytest.mark.parametrize("arch", sorted(models.MODELS.keys()))
+def test_every_plain_mlp_gets_autograds_exact_logits_and_gradients(arch):
+    torch.manual_seed(0)
+    try:
+        model = models.build(arch, SHAPE, 10)
+    except Exception:  # an architecture that cannot take 28x28 is not an MLP either
+        model = models.build(arch, (3, 32, 32), 10)
+    step = MLPStep.of(model)
+    plain = {"mlp-512-256", "mlp-128", "hinton-800"}  # hinton-1200 has dropout: autograd
+    assert (step is not None) == (arch in plain)
+    if step is None:
+        return
+    x = torch.rand(37, *SHAPE)  # an odd batch, like an epoch's last
+    (la, ga), (lb, gb) = _grads_both_ways(model, x, step)
+    assert torch.equal(la, lb)
+    assert len(ga) == len(gb) and all(torch.equal(a, b) for a, b in zip(ga, gb))
+
+
+def test_a_relu_after_the_last_layer_and_a_layer_without_bias():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(784, 32, bias=False), nn.ReLU(), nn.Linear(32, 10), nn.ReLU(inplace=True))
+    step = MLPStep.of(model)
+    assert step is not None
+    (la, ga), (lb, gb) = _grads_both_ways(model, torch.rand(16, 784), step)
+    assert torch.equal(la, lb) and all(torch.equal(a, b) for a, b in zip(ga, gb))
+    assert (lb == 0).any()  # the final ReLU really cut something, so its mask was exercised
+
+
+def test_without_a_flatten_the_input_is_not_flattened():
+    """nn.Linear alone acts on the last dimension; the step never flattens behind its back: a 3-D
+    input is refused loudly rather than trained as something else."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    step = MLPStep.of(model)
+    x = torch.rand(5, 3)
+    assert torch.equal(step.forward(x), model(x).detach())
+    assert model(torch.rand(5, 2, 3)).shape == (5, 2, 2)
+    with pytest.raises(RuntimeError):
+        step.forward(torch.rand(5, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2)),
+        nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.ReLU(), nn.Linear(8, 2)),
+        nn.Sequential(nn.ReLU(), nn.Linear(8, 2)),
+        nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)),
+        nn.Sequential(nn.Flatten(0), nn.Linear(8, 2)),
+        nn.Sequential(),
+        nn.Linear(8, 2),
+    ],
+    ids=["dropout", "relu-twice", "relu-first", "tanh", "flatten-dim0", "empty", "not-sequential"],
+)
+def test_anything_but_a_plain_mlp_is_left_to_autograd(model):
+    assert MLPStep.of(model) is None
+
+
+def test_a_frozen_layer_or_a_hook_is_left_to_autograd():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert MLPStep.of(model) is not None
+    model[0].bias.requires_grad_(False)
+    assert MLPStep.of(model) is None
+    model[0].bias.requires_grad_(True)
+    model[2].register_forward_hook(lambda *a: None)
+    assert MLPStep.of(model) is None
 
 
 @pytest.mark.parametrize("teacher, student", [("mlp-512-256", "mlp-128"), ("cnn-x0.5", "cnn-x0.25")])
 def test_a_whole_run_on_the_fast_path_equals_the_public_path(monkeypatch, teacher, student):
     """All three stages with every part of the fast path, then with each part off: the same run,
-    and each part really ran."""
+    and each part really ran (MLPStep for MLPs only; Adam's kernel and the written-out gradient
+    for both pairs)."""
     cfg = RunConfig(
         dataset="digits",
         teacher=teacher,
@@ -31,8 +118,12 @@ def test_a_whole_run_on_the_fast_path_equals_the_public_path(monkeypatch, teache
         seed=5,
         device="cpu",
     )
-    calls = {"adam": 0, "grad": 0}
-    real_step, real_written = Stepper.step, trainer.written_gradient
+    calls = {"mlp": 0, "adam": 0, "grad": 0}
+    real_backward, real_step, real_written = MLPStep.backward, Stepper.step, trainer.written_gradient
+
+    def mlp_backward(self, grad):
+        calls["mlp"] += 1
+        return real_backward(self, grad)
 
     def step(self, lr):
         calls["adam"] += self.kernel is not None
@@ -49,6 +140,7 @@ def test_a_whole_run_on_the_fast_path_equals_the_public_path(monkeypatch, teache
 
         return counted
 
+    monkeypatch.setattr(MLPStep, "backward", mlp_backward)
     monkeypatch.setattr(trainer, "written_gradient", written)
     monkeypatch.setattr(Stepper, "step", step)
     monkeypatch.delenv("KD_FAST_PATH", raising=False)
@@ -57,13 +149,14 @@ def test_a_whole_run_on_the_fast_path_equals_the_public_path(monkeypatch, teache
     per_epoch = [e["steps_per_epoch"] for e in fast_events if e["kind"] == "stage" and e["status"] == "started"]
     steps = 2 * sum(per_epoch)
     assert calls["adam"] == calls["grad"] == steps > 0
+    assert calls["mlp"] == (steps if teacher.startswith("mlp") else 0)
     fast_calls = dict(calls)
 
     fast_losses = [(e["stage"], e["step"], e["loss"]) for e in fast_events if e["kind"] == "step"]
     test_size = fast_events[0]["test_size"]
-    # Adam's kernel: the same bits as the public path. The written-out gradient: the same
-    # formula, rounded in another order, so the same run within float tolerance.
-    for only, same_bits in (("grad", True), ("adam", False), ("none", False)):
+    # Adam's kernel and MLPStep: the same bits as the public path. The written-out gradient: the
+    # same formula, rounded in another order, so the same run within float tolerance.
+    for only, same_bits in (("mlp,grad", True), ("adam,grad", True), ("none", False)):
         monkeypatch.setenv("KD_FAST_PATH", only)
         slow_events = []
         slow = Trainer(cfg, emit=slow_events.append).run()
@@ -79,8 +172,9 @@ def test_a_whole_run_on_the_fast_path_equals_the_public_path(monkeypatch, teache
             assert slow_losses == fast_losses, only
         else:
             assert max(abs(f[2] - s[2]) for f, s in zip(fast_losses, slow_losses)) < 1e-4
-    assert calls["adam"] == fast_calls["adam"] + steps  # on with "adam" only
-    assert calls["grad"] == fast_calls["grad"] + steps  # on with "grad" only
+    assert calls["adam"] == fast_calls["adam"] + steps  # on with "adam,grad" only
+    assert calls["mlp"] == fast_calls["mlp"] * 2  # on with "mlp,grad" only
+    assert calls["grad"] == fast_calls["grad"] * 3  # on with both of those
 
 
 def test_kd_fast_path_names_its_parts(monkeypatch):

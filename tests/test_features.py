@@ -40,22 +40,22 @@ def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key
         assert sides == sorted(sides, reverse=True)
 
 
-def test_a_tap_keeps_what_the_layer_computed_and_closing_it_leaves_no_hook():
-    hooked = lambda model: any(m._forward_hooks for m in model.modules())
+def test_a_tap_keeps_what_the_layer_computed_and_closing_it_gives_the_mlp_its_fast_step_back():
+    from kd.fastpath import MLPStep
 
     torch.manual_seed(0)
     model = models.build("mlp-512-256", (64,), 10)
     x = torch.randn(5, 64)
     with features.Tap(model, ["hidden1", "embedding"]) as tap:
-        assert hooked(model)
+        assert MLPStep.of(model) is None  # hooks: autograd serves the step
         model(x)
         want = torch.relu(model[1](x))
         torch.testing.assert_close(tap.out["hidden1"], want)
         torch.testing.assert_close(tap.out["embedding"], torch.relu(model[3](want)))
-    assert not hooked(model)
+    assert MLPStep.of(model) is not None
     with pytest.raises(ConfigError, match="has no tap 'layer2'; its taps: hidden1, hidden2, embedding"):
         features.Tap(model, ["hidden1", "layer2"], "student mlp-512-256")
-    assert not hooked(model)  # the refusal left no hook behind
+    assert MLPStep.of(model) is not None  # the refusal left no hook behind
 
 
 @pytest.mark.parametrize(
