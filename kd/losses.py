@@ -20,6 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def kl_sum(log_p_student: Tensor, teacher: Tensor, log_target: bool) -> Tensor:
+    """F.kl_div(log_p_student, teacher, reduction="sum", log_target=...) written in the ops it
+    computes, which vmap batches (kl_div has no batching rule, and students in lockstep,
+    kd/lockstep.py, would run it once per student): sum of p_t * (log p_t - log p_s), with
+    0 * log 0 = 0 where the teacher's probability is 0."""
+    if log_target:
+        return (teacher.exp() * (teacher - log_p_student)).sum()
+    return (torch.xlogy(teacher, teacher) - teacher * log_p_student).sum()
+
+
 def soft_targets(teacher_logits: Tensor, temperature: float) -> Tensor:
     """log softmax(t/T): the teacher's softened distribution, in log space (exact, no log(0))."""
     return F.log_softmax(teacher_logits / temperature, dim=1)
@@ -33,7 +43,7 @@ def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
 def soft_kl_to(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float) -> Tensor:
     """soft_kl with the teacher's side already softened by soft_targets() (the trainer caches it)."""
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K)
-    kl = F.kl_div(log_p_student, teacher_log_probs, reduction="batchmean", log_target=True)
+    kl = kl_sum(log_p_student, teacher_log_probs, log_target=True) / log_p_student.shape[0]  # batchmean
     return kl * temperature**2
 
 
@@ -132,7 +142,8 @@ def dkd_terms(
     probability underflows to 0 (there it gives inf).
     """
     T = temperature
-    gt = torch.zeros_like(student_logits, dtype=torch.bool).scatter_(1, targets.reshape(-1, 1), True)
+    classes = torch.arange(student_logits.shape[1], device=student_logits.device)
+    gt = targets.reshape(-1, 1) == classes  # (B, K) one-hot mask of the targets (no in-place scatter: vmap)
     batch = student_logits.shape[0]
 
     def binary_log_probs(logits: Tensor) -> Tensor:  # (B, 2): log p_y, log (1 - p_y)
@@ -142,14 +153,10 @@ def dkd_terms(
         log_other = z.masked_fill(gt, float("-inf")).logsumexp(1, keepdim=True)
         return torch.cat([log_target, log_other], dim=1) - log_norm
 
-    tckd = (
-        F.kl_div(binary_log_probs(student_logits), binary_log_probs(teacher_logits), reduction="sum", log_target=True)
-        * T**2
-        / batch
-    )
+    tckd = kl_sum(binary_log_probs(student_logits), binary_log_probs(teacher_logits), log_target=True) * T**2 / batch
     log_p_student_nt = F.log_softmax(student_logits / T - 1000.0 * gt, dim=1)
     p_teacher_nt = F.softmax(teacher_logits / T - 1000.0 * gt, dim=1)
-    nckd = F.kl_div(log_p_student_nt, p_teacher_nt, reduction="sum") * T**2 / batch
+    nckd = kl_sum(log_p_student_nt, p_teacher_nt, log_target=False) * T**2 / batch
     return {"tckd": alpha * tckd, "nckd": beta * nckd}
 
 
@@ -247,10 +254,15 @@ class GradientReversal(torch.autograd.Function):
     and lambda_ >= 0, as in the paper, so the same training gets the same gradients.
     """
 
+    generate_vmap_rule = True  # vmap (kd/lockstep.py) batches forward and backward as they are
+
     @staticmethod
-    def forward(ctx, x: Tensor, lambda_: float) -> Tensor:
-        ctx.lambda_ = float(lambda_)
+    def forward(x: Tensor, lambda_: float) -> Tensor:
         return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # apart from forward: vmap can batch it (kd/lockstep.py)
+        ctx.lambda_ = float(inputs[1])
 
     @staticmethod
     def backward(ctx, grad: Tensor):

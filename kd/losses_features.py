@@ -28,7 +28,7 @@ def pairwise_distances(embed: Tensor, squared: bool = False, eps: float = 1e-12)
 
 def _distance_potential(embed: Tensor, squared: bool, eps: float) -> Tensor:
     d = pairwise_distances(embed, squared, eps)
-    return d / d[d > 0].mean()
+    return d / (d.sum() / (d > 0).sum())  # the mean of the positive distances, without a boolean index (vmap)
 
 
 def _angle_potential(embed: Tensor) -> Tensor:
