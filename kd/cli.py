@@ -1,4 +1,4 @@
-"""The command line: python -m kd train | resume | runs | show | list | worker.
+"""The command line: python -m kd train | sweep | resume | runs | sweeps | show | show-sweep | list | worker.
 
 Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
 """
@@ -100,11 +100,19 @@ def _parser(argv: Sequence[str] | None = None) -> Parser:
         action="store_true",
         help="check the flags, the data set, the models and a teacher checkpoint, print the config, train nothing",
     )
-    resume = sub.add_parser("resume", help="go on with an interrupted or stopped run from its last checkpoint")
+    _sweep_parser(sub, argv)
+    resume = sub.add_parser(
+        "resume", help="go on with an interrupted or stopped run (or sweep) from its last checkpoint"
+    )
     resume.add_argument("run_id")
     resume.add_argument("--json", action="store_true", help="print one JSON object at the end")
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--json", action="store_true")
+    sweeps = sub.add_parser("sweeps", help="list stored sweeps")
+    sweeps.add_argument("--json", action="store_true")
+    show_sweep = sub.add_parser("show-sweep", help="show one sweep's grid: accuracy and gain per cell")
+    show_sweep.add_argument("sweep_id")
+    show_sweep.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="show one run's config and results")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
@@ -114,6 +122,37 @@ def _parser(argv: Sequence[str] | None = None) -> Parser:
     worker.add_argument("run_id")
     worker.add_argument("--resume", action="store_true", help="go on from the run's checkpoint")
     return p
+
+
+def _sweep_parser(sub, argv) -> None:
+    """`sweep`: every train flag, each taking one value or, on an axis, a comma list."""
+    from kd.sweep import AXES
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="train a grid (T, alpha, method and its knobs, student) over seeds against one teacher",
+        description="Give an axis several values with commas: --temperature 1,2,4,8 --alpha 0.5,0.9. "
+        f"Axes: {', '.join(AXES)} and the methods' own knobs; any other train flag takes one value. "
+        "--seed seeds the teacher; --seeds the students.",
+    )
+    for flag, (field, kind) in TRAIN_FLAGS.items():
+        if kind is bool:
+            sweep.add_argument(flag, dest=field, action="store_true", default=None)
+        else:
+            sweep.add_argument(flag, dest=field, default=None, metavar="V[,V...]" if field in AXES else field.upper())
+    if not argv or argv[0] in ("sweep", "-h", "--help"):
+        from kd.config import method_options
+
+        for name in method_options():
+            sweep.add_argument(_flag(name), dest=f"option_{name}", default=None, metavar="V[,V...]")
+    sweep.add_argument("--seeds", default="0", metavar="S[,S...]", help="the students' seeds (default: 0)")
+    sweep.add_argument(
+        "--max-group", type=_typed("--max-group", int), default=None, help="students per lockstep group at most"
+    )
+    sweep.add_argument(
+        "--sequential", action="store_true", help="train each student alone, one after another (no lockstep)"
+    )
+    sweep.add_argument("--json", action="store_true", help="print the sweep's JSON at the end")
 
 
 def _typed(flag: str, kind: type):
@@ -172,6 +211,157 @@ def cmd_train(args) -> int:
     return _finished(store, run_id, result, args.json)
 
 
+def cmd_sweep(args) -> int:
+    from kd import sweep_run
+    from kd.store import Store
+    from kd.sweep import AXES, DEFAULT_MAX_GROUP, Sweep
+
+    base, axes = {}, {}
+    kinds = {f: kind for f, kind in TRAIN_FLAGS.values()}
+    from kd.config import method_options
+
+    for name, (opt, _) in method_options().items():
+        kinds[name] = opt.kind
+    given = {f: getattr(args, f) for f in kinds if getattr(args, f, None) is not None}
+    given.update({k[len("option_") :]: v for k, v in vars(args).items() if k.startswith("option_") and v is not None})
+    options = {}
+    for name, text in given.items():
+        kind, flag = kinds[name], FIELD_TO_FLAG.get(name, _flag(name))
+        if kind is bool:
+            values = [True]
+        else:
+            try:
+                values = [_typed(flag, kind)(v.strip()) for v in str(text).split(",")]
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f"argument {flag}: {e}") from None
+        is_option = name not in {f for f, _ in TRAIN_FLAGS.values()}
+        if len(values) > 1:
+            if name not in AXES and not is_option:
+                raise UsageError(f"argument {flag}: one value only; the axes are {', '.join(AXES)} and method knobs")
+            axes[name] = values
+        elif is_option:
+            options[name] = values[0]
+        else:
+            base[name] = values[0]
+    try:
+        seeds = tuple(int(v) for v in args.seeds.split(","))
+    except ValueError:
+        raise UsageError(f"argument --seeds: whole numbers separated by commas, got {args.seeds!r}") from None
+    sweep = Sweep(
+        RunConfig(**base, options=options or None),
+        axes,
+        seeds,
+        args.max_group or DEFAULT_MAX_GROUP,
+        "sequential" if args.sequential else "lockstep",
+    )
+    store = Store()
+    progress = None if args.json else SweepProgress(sweep)
+    sweep_id, status = sweep_run.train_new(store, sweep, progress=progress, say=_err)
+    return _sweep_finished(store, sweep_id, status, args.json)
+
+
+def _sweep_finished(store, sweep_id: str, status: str, as_json: bool) -> int:
+    from kd import sweep_run
+
+    result = sweep_run.result(store, sweep_id)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(sweep_table(result))
+        print(f"\nsweep {sweep_id}: {result['status']}; each cell and seed is a run (python -m kd show RUN_ID)")
+    return 0 if status == "done" else 1
+
+
+def _pm(mean, std, scale=100.0, sign="") -> str:
+    if mean is None:
+        return "-"
+    return f"{scale * mean:{sign}.2f} ± {scale * std:.2f}"
+
+
+def sweep_table(result: dict) -> str:
+    """The cells as text: the axes' values, accuracy and gain (points) as mean ± std over the seeds."""
+    names = list(result["axes"]) or ["cell"]
+    rows = [[*names, "accuracy %", "gain (points)", "seeds"]]
+    for i, c in enumerate(result["cells"]):
+        values = [
+            f"{c['params'][n]:g}" if isinstance(c["params"].get(n), float) else str(c["params"].get(n, i))
+            for n in names
+        ]
+        rows.append(
+            [
+                *values,
+                _pm(c["accuracy_mean"], c["accuracy_std"]),
+                _pm(c["gain_mean"], c["gain_std"], sign="+"),
+                str(len(c["seeds"])),
+            ]
+        )
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    b = result["baseline"]
+    head = (
+        f"teacher {result['teacher']['arch']}: "
+        + (f"{100 * result['teacher']['accuracy']:.2f} %" if result["teacher"]["accuracy"] is not None else "-")
+        + f"; student alone: {_pm(b['accuracy_mean'], b['accuracy_std'])} %"
+    )
+    return "\n".join([head, *("  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows)])
+
+
+class SweepProgress:
+    """The teacher's progress lines, then one line per student stored."""
+
+    def __init__(self, sweep):
+        self.sweep, self.teacher = sweep, Progress(sweep.base)
+        self.cells = sweep.cells()
+
+    def __call__(self, d: dict) -> None:
+        e = events.parse(d)
+        if isinstance(e, events.Cell):
+            if e.run_id:
+                params = ", ".join(f"{k}={v}" for k, v in self.cells[e.cell].items()) or "cell"
+                gain = f"{100 * e.gain:+.2f}" if e.gain is not None else "-"
+                _err(f"  {params} seed {e.seed}: {100 * e.accuracy:.2f} % ({gain} points), run {e.run_id}")
+        elif getattr(e, "stage", "teacher") == "teacher":
+            self.teacher(d)
+
+
+def cmd_sweeps(args) -> int:
+    from kd import sweep_run
+    from kd.store import Store
+
+    store = Store()
+    results = [sweep_run.result(store, r.id) for r in store.runs(sweeps=True)]
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    if not results:
+        print("no sweeps yet: python -m kd sweep --temperature 1,2,4,8 --alpha 0.5,0.9 --seeds 0,1,2")
+        return 0
+    for r in results:
+        done = sum(len(c["seeds"]) for c in r["cells"])
+        total = len(r["cells"]) * len(r["seeds"])
+        axes = " x ".join(f"{k}({len(v)})" for k, v in r["axes"].items()) or "one cell"
+        best = max((c for c in r["cells"] if c["gain_mean"] is not None), key=lambda c: c["gain_mean"], default=None)
+        line = f"{r['sweep_id']}  {r['status']:<11} {axes}  seeds {len(r['seeds'])}  {done}/{total} trained"
+        if best:
+            line += f"  best {best['params']}: {_pm(best['gain_mean'], best['gain_std'], sign='+')} points"
+        print(line)
+    return 0
+
+
+def cmd_show_sweep(args) -> int:
+    from kd.store import Store
+
+    store = Store()
+    return (
+        _sweep_finished(store, args.sweep_id, "done", args.json)
+        if store.get(args.sweep_id)
+        else _no_sweep(args.sweep_id)
+    )
+
+
+def _no_sweep(sweep_id: str) -> int:
+    raise KDError(f"no such sweep: {sweep_id!r} (python -m kd sweeps lists them)")
+
+
 def cmd_resume(args) -> int:
     from kd import runner
     from kd.store import Store
@@ -180,6 +370,18 @@ def cmd_resume(args) -> int:
     run = store.get(args.run_id)
     if run is None:
         raise KDError(f"no such run: {args.run_id!r} (python -m kd runs lists them)")
+    if store.sweep_spec(run.id) is not None:
+        from kd import jobs, sweep_run
+
+        lease = jobs.claim(store, run.id, jobs.queued_or_resumable, requeue=True, verb="resumed")
+        status = sweep_run.run_owned(
+            store,
+            run.id,
+            lease,
+            None if args.json else SweepProgress(sweep_run.Sweep.from_dict(run.config, store.sweep_spec(run.id))),
+            say=_err,
+        )
+        return _sweep_finished(store, run.id, status, args.json)
     cfg = RunConfig.from_dict(run.config)
     result = runner.resume_run(store, run.id, progress=None if args.json else Progress(cfg), say=_err)
     return _finished(store, run.id, result, args.json)
@@ -380,6 +582,11 @@ def cmd_worker(args) -> int:
     from kd import runner  # the run has its turn (it is "running"): run_owned goes straight on
 
     # A run that has trained before goes on from what it kept, never from scratch over it.
+    if store.sweep_spec(args.run_id) is not None:
+        from kd import sweep_run
+
+        sweep_run.run_owned(store, args.run_id, lease)
+        return 0
     runner.run_owned(store, args.run_id, lease, resuming=args.resume or store.has_events(args.run_id))
     return 0
 
@@ -389,6 +596,9 @@ COMMANDS = {
     "resume": cmd_resume,
     "runs": cmd_runs,
     "show": cmd_show,
+    "sweep": cmd_sweep,
+    "sweeps": cmd_sweeps,
+    "show-sweep": cmd_show_sweep,
     "list": cmd_list,
     "worker": cmd_worker,
 }

@@ -15,6 +15,9 @@ The events of a run, in the order it writes them:
     Metrics ...         one per model that exists, measured on the test set
     RunEnded            done, stopped or diverged, with what distillation bought
 
+A sweep (kd/sweep.py) writes RunStarted and its teacher's stage, then a Cell event at each epoch
+of each student it trains (and one when the student is stored as a run), then RunEnded.
+
 A resumed run writes RunStarted again and goes on where its kept events end (kd/runner.py drops
 the events after its last checkpoint); a finished stage it kept writes nothing more.
 
@@ -166,6 +169,27 @@ class RunEnded:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cell:
+    """A sweep's event (kd/sweep.py): one student of a cell (or a seed's student alone, cell -1)
+    finished an epoch, or, with run_id, ended and was stored as a run of its own."""
+
+    kind: ClassVar[str] = "cell"
+    OPTIONAL: ClassVar[tuple] = ("val_acc", "run_id", "accuracy", "gain", "status")
+    stage: Literal["baseline", "student"]
+    cell: int  # index into the sweep's grid; -1 for a student alone
+    seed: int
+    epoch: int  # epochs finished
+    epochs: int
+    train_acc: float | None
+    val_acc: float | None = None
+    run_id: str | None = None  # once stored: the run that holds it
+    accuracy: float | None = None  # then: test accuracy
+    gain: float | None = None  # then: minus its seed's student alone
+    status: str | None = None  # then: done or diverged
+    extra: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Unknown:
     """A dict parse cannot read as an event: a kind this version does not know (a newer run's),
@@ -174,16 +198,16 @@ class Unknown:
     data: dict
 
 
-Event = RunStarted | StageStarted | Step | Epoch | StageEnded | Metrics | RunEnded | Unknown
+Event = RunStarted | StageStarted | Step | Epoch | StageEnded | Metrics | RunEnded | Cell | Unknown
 RUN_STARTED_STATUSES = ("running", "resumed")
 _FIELDS = {  # each type's fields but extra, in declaration order
     cls: tuple(f.name for f in fields(cls) if f.name != "extra")
-    for cls in (RunStarted, StageStarted, Step, Epoch, StageEnded, Metrics, RunEnded)
+    for cls in (RunStarted, StageStarted, Step, Epoch, StageEnded, Metrics, RunEnded, Cell)
 }
 _KEYS = {cls: frozenset(names) - {"terms"} for cls, names in _FIELDS.items()}  # stored under their own name
 
 
-_BY_KIND = {"step": Step, "epoch": Epoch, "metrics": Metrics}
+_BY_KIND = {"step": Step, "epoch": Epoch, "metrics": Metrics, "cell": Cell}
 
 
 def type_of(d: dict) -> type:

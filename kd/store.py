@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,             -- the event as JSON (kd.events.to_dict)
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,            -- a row of runs: its lease, status, stop request and events are the sweep's
+    spec TEXT NOT NULL              -- axes, seeds, max_group as JSON (kd/sweep.py); runs.config is the base
+);
+CREATE TABLE IF NOT EXISTS sweep_runs (
+    sweep_id TEXT NOT NULL,
+    cell INTEGER NOT NULL,          -- index into the sweep's grid
+    seed INTEGER NOT NULL,
+    run_id TEXT NOT NULL,           -- the finished run holding this cell's students for this seed
+    PRIMARY KEY (sweep_id, cell, seed)
+) WITHOUT ROWID;
 """
 
 
@@ -392,12 +403,41 @@ class Store:
             row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run(row) if row else None
 
-    def runs(self) -> list[Run]:
-        """Every run, newest first."""
+    def runs(self, sweeps: bool = False) -> list[Run]:
+        """Every run, newest first; with `sweeps`, the sweeps instead (their rows of runs)."""
+        where = "IN" if sweeps else "NOT IN"
         with self._connect() as db:
             return [
-                _run(r) for r in db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY created DESC, id DESC")
+                _run(r)
+                for r in db.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id {where} (SELECT id FROM sweeps) "
+                    "ORDER BY created DESC, id DESC"
+                )
             ]
+
+    # -- sweeps: a run row (lease, status, events) plus its grid and the runs of its cells --------
+    def mark_sweep(self, run_id: str, spec: dict) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO sweeps (id, spec) VALUES (?, ?)", (run_id, json.dumps(spec)))  # axes in order
+
+    def sweep_spec(self, run_id: str) -> dict | None:
+        with self._connect() as db:
+            row = db.execute("SELECT spec FROM sweeps WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def add_sweep_run(self, sweep_id: str, cell: int, seed: int, run_id: str, lease: str) -> None:
+        with self._write() as db:
+            self._lease(db, sweep_id, lease)
+            db.execute(
+                "INSERT OR REPLACE INTO sweep_runs (sweep_id, cell, seed, run_id) VALUES (?, ?, ?, ?)",
+                (sweep_id, cell, seed, run_id),
+            )
+
+    def sweep_runs(self, sweep_id: str) -> dict[tuple[int, int], str]:
+        """(cell, seed) -> run id, for the cells a sweep has finished."""
+        with self._connect() as db:
+            rows = db.execute("SELECT cell, seed, run_id FROM sweep_runs WHERE sweep_id = ?", (sweep_id,)).fetchall()
+        return {(c, s): r for c, s, r in rows}
 
     def delete(self, run_id: str) -> None:
         if self.get(run_id) is None:
@@ -405,6 +445,8 @@ class Store:
         with self._write() as db:
             db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            db.execute("DELETE FROM sweeps WHERE id = ?", (run_id,))  # a sweep's cells keep their runs
+            db.execute("DELETE FROM sweep_runs WHERE sweep_id = ? OR run_id = ?", (run_id, run_id))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     def request_stop(self, run_id: str) -> None:

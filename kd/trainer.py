@@ -251,47 +251,9 @@ class Trainer:
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunResult:
         cfg, resume = self.cfg, self.resume
-        spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
-        build_pair(cfg, spec)
-        bundle = datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
-        dev = self.device
-        self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
-        self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
-        resuming = bool(resume.finished or resume.partial)
-        self._send(
-            RunStarted(
-                status="resumed" if resuming else "running",
-                device=str(dev),
-                train_size=len(self.y_train),
-                val_size=len(self.y_val),
-                test_size=len(bundle.y_test),
-                num_classes=spec.num_classes,
-            )
-        )
+        spec, bundle = self.load()
         result = RunResult(status="done")
-
-        teacher = self._build(cfg.teacher, spec, cfg.seed)
-        if "teacher" in resume.finished:
-            weights, stage = resume.finished["teacher"]
-            teacher.load_state_dict(weights)
-        elif cfg.teacher_checkpoint:
-            converted = load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
-            teacher.to(dev)
-            stage = StageResult(
-                "loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}" + (f" ({converted})" if converted else "")
-            )
-        else:
-            stage = self._fit(
-                "teacher",
-                teacher,
-                methods.METHODS.get("none")(cfg),
-                cfg.teacher_epochs_resolved,
-                None,
-                spec.input_shape,
-            )
-        self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
-        # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
-        teacher.eval().requires_grad_(False)
+        teacher = self.teacher_stage(spec, result)
 
         if cfg.student_fraction < 1:  # from here on the students' share of the training set
             keep = datasets.stratified_subset(self.y_train, cfg.student_fraction)
@@ -312,6 +274,54 @@ class Trainer:
         self._report(result, bundle, spec)
         self._send(RunEnded(status=result.status, summary=result.summary))
         return result
+
+    def load(self) -> tuple[datasets.DataSpec, datasets.DataBundle]:
+        """Check the pair, put the data on the device and say so (RunStarted)."""
+        cfg, resume = self.cfg, self.resume
+        spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+        build_pair(cfg, spec)
+        bundle = datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
+        dev = self.device
+        self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
+        self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
+        resuming = bool(resume.finished or resume.partial)
+        self._send(
+            RunStarted(
+                status="resumed" if resuming else "running",
+                device=str(dev),
+                train_size=len(self.y_train),
+                val_size=len(self.y_val),
+                test_size=len(bundle.y_test),
+                num_classes=spec.num_classes,
+            )
+        )
+        return spec, bundle
+
+    def teacher_stage(self, spec: datasets.DataSpec, result: RunResult) -> nn.Module:
+        """The teacher trained (or loaded, or kept from before a resume), then frozen."""
+        cfg, resume = self.cfg, self.resume
+        teacher = self._build(cfg.teacher, spec, cfg.seed)
+        if "teacher" in resume.finished:
+            weights, stage = resume.finished["teacher"]
+            teacher.load_state_dict(weights)
+        elif cfg.teacher_checkpoint:
+            converted = load_teacher_weights(teacher, cfg.teacher_checkpoint, cfg.teacher)
+            teacher.to(self.device)
+            stage = StageResult(
+                "loaded", 0, 0.0, f"loaded from {cfg.teacher_checkpoint}" + (f" ({converted})" if converted else "")
+            )
+        else:
+            stage = self._fit(
+                "teacher",
+                teacher,
+                methods.METHODS.get("none")(cfg),
+                cfg.teacher_epochs_resolved,
+                None,
+                spec.input_shape,
+            )
+        self._finish_stage(result, "teacher", teacher, stage, saved="teacher" in resume.finished)
+        # Frozen from here on: eval mode (no dropout, fixed BN statistics), no gradients.
+        return teacher.eval().requires_grad_(False)
 
     def _build(self, arch: str, spec: datasets.DataSpec, seed: int) -> nn.Module:
         torch.manual_seed(seed)

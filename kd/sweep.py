@@ -1,0 +1,274 @@
+"""A sweep: a grid over temperature, alpha, the method and its knobs, the student, and seeds, on
+one data set and one teacher.
+
+The teacher is trained (or loaded) once; each (student, seed)'s student alone once; then every
+cell's distilled students, in lockstep groups (kd/lockstep.py) of at most `max_group` students
+that share an architecture and a method. Each finished (cell, seed) becomes a run of its own in
+the store, with the teacher, its seed's student alone and its distilled student, so the Results
+page opens it like any run. The sweep itself is a row of runs (its lease, status, stop request
+and events) plus its grid (Store.mark_sweep); its events add one `cell` event per student epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from kd import data as datasets
+from kd import lockstep, methods, metrics, models
+from kd.config import RunConfig, method_options
+from kd.errors import ConfigError
+from kd.events import Cell, Epoch, Step, to_dict, type_of
+from kd.trainer import RunResult, Trainer
+
+AXES = ("temperature", "alpha", "method", "student", "standardize")  # besides every method's own knobs
+DEFAULT_MAX_GROUP = 64  # students per lockstep group unless --max-group says otherwise
+
+
+@dataclass(frozen=True)
+class Sweep:
+    base: RunConfig  # every field not on an axis; base.seed seeds the teacher
+    axes: dict[str, list] = field(default_factory=dict)  # name -> values, in the order given
+    seeds: tuple[int, ...] = (0,)
+    max_group: int = DEFAULT_MAX_GROUP
+    mode: str = "lockstep"  # or "sequential": each student alone, one after another (the benchmark's other way)
+
+    def __post_init__(self) -> None:
+        known = set(AXES) | set(method_options())
+        for name, values in self.axes.items():
+            if name not in known:
+                raise ConfigError(name, f"cannot be swept; the axes are {', '.join(AXES)} and the methods' own knobs")
+            if not values:
+                raise ConfigError(name, "an axis needs at least one value")
+            if len(set(map(repr, values))) != len(values):
+                raise ConfigError(name, f"a value is given twice: {values}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds", f"give one or more different seeds, got {list(self.seeds)}")
+        if self.max_group < 1:
+            raise ConfigError("max_group", f"must be at least 1, got {self.max_group}")
+        for cell in self.cells():  # every cell's config is valid, or the sweep is refused before it starts
+            for seed in self.seeds[:1]:
+                self.config(cell, seed)
+
+    def cells(self) -> list[dict]:
+        names = list(self.axes)
+        return [dict(zip(names, values)) for values in itertools.product(*self.axes.values())]
+
+    def config(self, params: dict, seed: int) -> RunConfig:
+        """The RunConfig of one cell for one seed (a ConfigError names the axis a value breaks)."""
+        fields = {k: v for k, v in params.items() if k in AXES}
+        options = dict(self.base.options or {})
+        options.update({k: v for k, v in params.items() if k not in AXES})
+        cfg = self.base.replace(**fields, seed=seed, options=options or None)
+        return cfg
+
+    def to_dict(self) -> dict:
+        return {"axes": self.axes, "seeds": list(self.seeds), "max_group": self.max_group, "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, base: dict, spec: dict) -> Sweep:
+        return cls(
+            RunConfig.from_dict(base),
+            {k: list(v) for k, v in spec["axes"].items()},
+            tuple(spec["seeds"]),
+            spec.get("max_group", DEFAULT_MAX_GROUP),
+            spec.get("mode", "lockstep"),
+        )
+
+
+@dataclass
+class Finished:
+    """One (cell, seed) or one baseline, trained: its model, how it ended, its epoch events."""
+
+    cfg: RunConfig
+    model: nn.Module
+    status: str
+    epochs: int
+    message: str
+    seconds: float
+    events: list[dict] = field(default_factory=list)
+
+
+class SweepTrainer:
+    """Trains a sweep in this process; `on_member(cell, seed, finished, baseline)` is called as
+    each distilled student ends (the runner stores it as a run)."""
+
+    def __init__(
+        self,
+        sweep: Sweep,
+        emit: Callable[[dict], None] = lambda e: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_teacher: Callable[[nn.Module], None] = lambda m: None,
+        on_member: Callable[..., None] = lambda *a: None,
+        done: set[tuple[int, int]] = frozenset(),  # (cell, seed) already stored: skipped
+    ):
+        self.sweep, self.emit, self.should_stop = sweep, emit, should_stop
+        self.on_teacher, self.on_member, self.done = on_teacher, on_member, set(done)
+        self.stopped = False
+        self.timings: list[tuple[str, float]] = []  # (stage, seconds) per group trained
+
+    def run(self) -> str:
+        sweep = self.sweep
+        trainer = Trainer(sweep.base, emit=self.emit, should_stop=self.should_stop)
+        self.trainer = trainer
+        spec, bundle = trainer.load()
+        self.spec, self.bundle = spec, bundle
+        result = RunResult(status="done")
+        teacher = trainer.teacher_stage(spec, result)
+        if result.status != "done":
+            return result.status
+        self.on_teacher(teacher)
+        self.teacher = teacher
+        if sweep.base.student_fraction < 1:
+            keep = datasets.stratified_subset(trainer.y_train, sweep.base.student_fraction)
+            trainer.x_train, trainer.y_train = trainer.x_train[keep], trainer.y_train[keep]
+        todo = [
+            (c, s, sweep.config(params, s))
+            for c, params in enumerate(sweep.cells())
+            for s in sweep.seeds
+            if (c, s) not in self.done
+        ]
+        baselines = self._baselines({_baseline_cfg(cfg) for _, _, cfg in todo})
+        if self.stopped:
+            return "stopped"
+        for group in self._groups(todo):
+            ends = self._train([cfg for _, _, cfg in group], [(c, s) for c, s, _ in group], "student")
+            for (c, s, cfg), end in zip(group, ends):
+                self.on_member(c, s, end, baselines[_baseline_cfg(cfg)])
+            if self._stop():  # asked between groups: the next one does not start
+                return "stopped"
+        return "done"
+
+    def _groups(self, todo: list) -> list[list]:
+        """Lockstep groups: members with one group_key, at most max_group each, in grid order."""
+        by_key: dict[str, list] = {}
+        for item in todo:
+            by_key.setdefault(lockstep.group_key(item[2]), []).append(item)
+        size = 1 if self.sweep.mode == "sequential" else self.sweep.max_group
+        return [members[i : i + size] for members in by_key.values() for i in range(0, len(members), size)]
+
+    def _baselines(self, cfgs: set[RunConfig]) -> dict[RunConfig, Finished]:
+        out: dict[RunConfig, Finished] = {}
+        todo = sorted(cfgs, key=lambda c: (c.student, c.seed))
+        for group in self._groups([(None, c.seed, c) for c in todo]):
+            ends = self._train([c for _, _, c in group], [(-1, c.seed) for _, _, c in group], "baseline")
+            out.update({c: e for (_, _, c), e in zip(group, ends)})
+            if self.stopped:
+                break
+        return out
+
+    def _train(self, cfgs: list[RunConfig], who: list[tuple[int, int]], stage: str) -> list[Finished]:
+        """Train one group: in lockstep when it can, else each alone with the trainer."""
+        started = time.perf_counter()
+        try:
+            return self._train_group(cfgs, who, stage)
+        finally:
+            self.timings.append((stage, time.perf_counter() - started))
+
+    def _train_group(self, cfgs: list[RunConfig], who: list[tuple[int, int]], stage: str) -> list[Finished]:
+        t = self.trainer
+        events: dict[int, list] = {j: [] for j in range(len(cfgs))}
+        started = time.perf_counter()
+        probe = models.build(cfgs[0].student, self.spec.input_shape, self.spec.num_classes)
+        if len(cfgs) > 1 and lockstep.can_share(probe):
+
+            def emit(j: int, e: dict) -> None:
+                e = {**e, "stage": stage}
+                events[j].append(e)
+                if type_of(e) is Epoch:
+                    self._cell_event(who[j], e)
+
+            group = lockstep.Group(
+                cfgs, self.spec, t.x_train, t.y_train, t.x_val, t.y_val, self.teacher, t.device, emit, self._stop
+            )
+            with metrics.threads(None):
+                ends = group.train()
+            seconds = (time.perf_counter() - started) / len(cfgs)
+            return [
+                Finished(c, m.model, m.status, m.epochs, m.message, seconds, events[j])
+                for j, (c, m) in enumerate(zip(cfgs, ends))
+            ]
+        out = []
+        for j, cfg in enumerate(cfgs):
+            mine: list[dict] = []
+
+            def emit(e: dict, j=j, mine=mine) -> None:
+                if type_of(e) in (Epoch, Step):
+                    e = {**e, "stage": stage}
+                    mine.append(e)
+                    if type_of(e) is Epoch:
+                        self._cell_event(who[j], e)
+
+            alone = Trainer(cfg, emit=emit, should_stop=self._stop)
+            alone.x_train, alone.y_train, alone.x_val, alone.y_val = t.x_train, t.y_train, t.x_val, t.y_val
+            student = alone._build(cfg.student, self.spec, cfg.seed + 1)
+            method = methods.build(cfg) if stage == "student" else methods.METHODS.get("none")(cfg)
+            res = alone._fit("student", student, method, cfg.epochs, self.teacher, self.spec.input_shape)
+            out.append(Finished(cfg, student, res.status, res.epochs, res.message, res.seconds, mine))
+            if self.stopped:
+                break
+        return out
+
+    def _stop(self) -> bool:
+        if self.should_stop():
+            self.stopped = True
+        return self.stopped
+
+    def _cell_event(self, who: tuple[int, int], e: dict) -> None:
+        cell, seed = who
+        self.emit(
+            to_dict(
+                Cell(
+                    stage=e["stage"],
+                    cell=cell,
+                    seed=seed,
+                    epoch=e["epoch"],
+                    epochs=e["epochs"],
+                    train_acc=e.get("train_acc"),
+                    val_acc=e.get("val_acc"),
+                )
+            )
+        )
+
+
+def _baseline_cfg(cfg: RunConfig) -> RunConfig:
+    """The config of the student alone that a distilled student is compared with: its own but
+    for the method (none) and the method's knobs, at their defaults."""
+    base = RunConfig()
+    return cfg.replace(method="none", temperature=base.temperature, alpha=base.alpha, standardize=False, options=None)
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def table(sweep: Sweep, runs: dict[tuple[int, int], dict]) -> list[dict]:
+    """The sweep's cells as JSON: params, seeds, accuracy and gain (distilled minus alone, same
+    seed) as mean and standard deviation over the seeds that finished, and their run ids.
+    `runs` maps (cell, seed) to {"run_id", "accuracy", "gain"}."""
+    out = []
+    for c, params in enumerate(sweep.cells()):
+        mine = {s: runs[(c, s)] for s in sweep.seeds if (c, s) in runs}
+        acc_mean, acc_std = mean_std([r["accuracy"] for r in mine.values()])
+        gain_mean, gain_std = mean_std([r["gain"] for r in mine.values()])
+        out.append(
+            {
+                "params": params,
+                "seeds": list(mine),
+                "accuracy_mean": acc_mean,
+                "accuracy_std": acc_std,
+                "gain_mean": gain_mean,
+                "gain_std": gain_std,
+                "run_ids": [r["run_id"] for r in mine.values()],
+            }
+        )
+    return out

@@ -1,0 +1,126 @@
+"""Sweeps (kd/sweep.py, kd/sweep_run.py): a grid trained against one teacher, each (cell, seed)
+stored as a run, from the CLI and the Python API."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kd import sweep_run
+from kd.config import RunConfig
+from kd.errors import ConfigError
+from kd.store import Store
+from kd.sweep import Sweep
+from kd.trainer import Trainer
+
+
+def _kd(*args, runs_dir, check=True):
+    env = {**os.environ, "KD_RUNS_DIR": str(runs_dir)}
+    p = subprocess.run([sys.executable, "-m", "kd", *args], capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def cli_sweep(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    p = _kd(
+        "sweep", "--temperature", "1,4", "--alpha", "0.5,0.9", "--seeds", "0,1", "--epochs", "2", "--json",
+        runs_dir=runs,
+    )  # fmt: skip
+    return runs, json.loads(p.stdout)
+
+
+def test_the_cli_sweep_prints_every_cell_with_mean_and_std_over_seeds(cli_sweep):
+    runs, out = cli_sweep
+    assert out["status"] == "done" and out["axes"] == {"temperature": [1.0, 4.0], "alpha": [0.5, 0.9]}
+    assert [c["params"] for c in out["cells"]] == [
+        {"temperature": t, "alpha": a} for t in (1.0, 4.0) for a in (0.5, 0.9)
+    ]
+    store = Store(runs)
+    for cell in out["cells"]:
+        assert cell["seeds"] == [0, 1] and len(cell["run_ids"]) == 2
+        gains = []
+        for seed, run_id in zip(cell["seeds"], cell["run_ids"]):
+            run = store.get(run_id)
+            assert run.status == "done" and run.config["seed"] == seed
+            assert {k: run.config[k] for k in cell["params"]} == cell["params"]
+            gains.append(run.models["student"]["accuracy"] - run.models["baseline"]["accuracy"])
+        assert cell["gain_mean"] == pytest.approx(sum(gains) / 2)
+        assert cell["gain_std"] == pytest.approx(abs(gains[0] - gains[1]) / 2**0.5)
+    assert out["baseline"]["accuracy_mean"] is not None and out["teacher"]["accuracy"] > 0.5
+
+
+def test_sweeps_and_show_sweep_list_it_and_runs_lists_its_cells_not_it(cli_sweep):
+    runs, out = cli_sweep
+    listed = json.loads(_kd("sweeps", "--json", runs_dir=runs).stdout)
+    assert [s["sweep_id"] for s in listed] == [out["sweep_id"]]
+    assert json.loads(_kd("show-sweep", out["sweep_id"], "--json", runs_dir=runs).stdout) == out
+    ids = {r["run_id"] for r in json.loads(_kd("runs", "--json", runs_dir=runs).stdout)}
+    assert ids == {i for c in out["cells"] for i in c["run_ids"]}
+    text = _kd("show-sweep", out["sweep_id"], runs_dir=runs).stdout
+    assert "temperature" in text and "±" in text
+
+
+def test_a_cell_trained_alone_with_the_sweeps_teacher_ends_as_in_the_sweep(cli_sweep):
+    runs, out = cli_sweep
+    run = Store(runs).get(out["cells"][3]["run_ids"][1])
+    result = Trainer(RunConfig.from_dict(run.config)).run()  # its teacher: the sweep's, copied into the run
+    for name in ("baseline", "student"):
+        assert result.metrics[name]["accuracy"] == pytest.approx(run.models[name]["accuracy"], abs=0.003)
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--epochs", "1,2"], "--epochs"),
+        (["--temperature", "0,1"], "--temperature"),
+        (["--seeds", "0,x"], "--seeds"),
+        (["--alpha", "0.5,0.5"], "alpha"),
+        (["--method", "at"], "--method"),
+    ],
+)
+def test_bad_sweeps_are_refused_in_one_line_naming_the_flag(args, flag, tmp_path):
+    p = _kd("sweep", *args, runs_dir=tmp_path, check=False)
+    assert p.returncode == 2 and flag in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert Store(tmp_path).runs() == [] and Store(tmp_path).runs(sweeps=True) == []
+
+
+def test_an_axis_that_is_not_one_is_refused():
+    with pytest.raises(ConfigError, match="cannot be swept"):
+        Sweep(RunConfig(), {"epochs": [1, 2]})
+
+
+def test_lockstep_and_sequential_sweeps_agree_and_a_stopped_sweep_resumes(tmp_path):
+    """The same grid trained both ways ends with the same accuracies; a sweep stopped after its
+    first group keeps that group's runs and, resumed, trains only the rest."""
+    grid = dict(axes={"temperature": [1.0, 4.0]}, seeds=(0, 1), max_group=2)
+    base = RunConfig(epochs=2)
+    store = Store(tmp_path)
+    seq_id, status = sweep_run.train_new(store, Sweep(base, mode="sequential", **grid))
+    assert status == "done"
+
+    def stop_after_first_cell(e):
+        if e.get("kind") == "cell" and e.get("run_id"):
+            store.request_stop(store.runs(sweeps=True)[0].id)  # the newest sweep: this one
+
+    sweep_id, status = sweep_run.train_new(store, Sweep(base, **grid), progress=stop_after_first_cell)
+    assert status == "stopped"
+    first = sweep_run.result(store, sweep_id)
+    kept = {i for c in first["cells"] for i in c["run_ids"]}
+    assert 0 < len(kept) < 4
+    store.update(sweep_id, stop_requested=0)
+    from kd import jobs
+
+    lease = jobs.claim(store, sweep_id, jobs.queued_or_resumable, requeue=True, verb="resumed")
+    assert sweep_run.run_owned(store, sweep_id, lease) == "done"
+    done = sweep_run.result(store, sweep_id)
+    assert kept <= {i for c in done["cells"] for i in c["run_ids"]}
+    assert all(len(c["seeds"]) == 2 for c in done["cells"])
+    seq = sweep_run.result(store, seq_id)
+    for a, b in zip(done["cells"], seq["cells"]):
+        assert a["accuracy_mean"] == pytest.approx(b["accuracy_mean"], abs=0.003)
