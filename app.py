@@ -9,9 +9,11 @@ st.set_page_config(page_title="Distill Lab", page_icon=":material/science:", lay
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/play_arrow:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/grid_on:"),
     st.Page("pages/live.py", title="Live", icon=":material/monitoring:"),
     st.Page("pages/results.py", title="Results", icon=":material/leaderboard:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
+    st.Page("pages/pareto.py", title="Pareto", icon=":material/scatter_plot:"),
     st.Page("pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
 ]
 try:

@@ -1,7 +1,7 @@
 """Screenshots of every page, at 1280x800 and at a narrow 420 px, into docs/screenshots/.
 
-Starts the dashboard on a fresh run store, trains a digits run and a moons run through the
-real CLI, then visits each page in headless chromium.
+Starts the dashboard on a fresh run store, trains a digits run, a moons run and a few-labels
+T x alpha sweep through the real CLI, then visits each page in headless chromium.
 
 usage: python bench/screenshots.py [--out docs/screenshots]
 """
@@ -42,6 +42,16 @@ def main() -> None:
 
     moons = train("--dataset", "moons", "--teacher", "hinton-1200", "--student", "mlp-128", "--epochs", "20")
     digits = train()
+    grid = subprocess.run(  # a sweep: T x alpha over 3 seeds, for the Sweep and Pareto pages
+        [sys.executable, "-m", "kd", "sweep", "--temperature", "1,2,4,8", "--alpha", "0.5,0.7,0.9", "--seeds", "0,1,2"]
+        + ["--student-fraction", "0.05", "--batch-size", "16", "--epochs", "60", "--lr", "0.003", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sweep = json.loads(grid.stdout)["sweep_id"]
     pages = {
         "home": "/",
         "train": "/train",
@@ -49,6 +59,8 @@ def main() -> None:
         "results": f"/results?run={digits}",
         "results-moons": f"/results?run={moons}",
         "runs": "/runs",
+        "sweep": f"/sweep?sweep={sweep}",
+        "pareto": "/pareto",
         "temperature": f"/temperature?run={digits}",
     }
     with dashboard(env) as base, sync_playwright() as p:

@@ -175,10 +175,11 @@ class Cell:
     finished an epoch, or, with run_id, ended and was stored as a run of its own."""
 
     kind: ClassVar[str] = "cell"
-    OPTIONAL: ClassVar[tuple] = ("val_acc", "run_id", "accuracy", "gain", "status")
+    OPTIONAL: ClassVar[tuple] = ("student", "val_acc", "run_id", "accuracy", "gain", "status")
     stage: Literal["baseline", "student"]
     cell: int  # index into the sweep's grid; -1 for a student alone
     seed: int
+    student: str | None = None  # its architecture (a student alone is one per architecture and seed)
     epoch: int  # epochs finished
     epochs: int
     train_acc: float | None

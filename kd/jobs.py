@@ -46,7 +46,7 @@ def start(cfg: RunConfig, store: Store | None = None) -> str:
     run_id = store.create_run(
         cfg.to_dict(), status="queued", needed_bytes=disk_needed(cfg), inputs={"teacher_checkpoint": TEACHER_COPY}
     )
-    _spawn(store, run_id)
+    spawn(store, run_id)
     return run_id
 
 
@@ -77,10 +77,10 @@ def resume(run_id: str, store: Store | None = None) -> None:
         )
 
     store.change(run_id, queue)
-    _spawn(store, run_id, "--resume")
+    spawn(store, run_id, "--resume")
 
 
-def _spawn(store: Store, run_id: str, *flags: str) -> None:
+def spawn(store: Store, run_id: str, *flags: str) -> None:
     """Start the worker and record its pid as the run's owner until it claims the run itself."""
     env = {**os.environ, "KD_RUNS_DIR": str(store.root.resolve())}
     try:

@@ -494,3 +494,16 @@ def entropy_figure(
     fig.update_xaxes(title_text="temperature T")
     fig.update_yaxes(title_text="entropy (bits)", rangemode="tozero")
     return _style(fig, unified=True, showlegend=False)
+
+
+# The sweep's figures live in their own file; pages reach them here, as every figure.
+from kd.plots_sweep import (  # noqa: E402, F401
+    PARETO_AXES,
+    best_cell,
+    pareto_figure,
+    pareto_frame,
+    seeds_figure,
+    sweep_frame,
+    sweep_heatmap,
+    value_text,
+)

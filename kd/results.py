@@ -35,3 +35,43 @@ def seeds_result(config: dict, folder: Path = RESULTS) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not a file of this kind
             continue
     return None
+
+
+def lockstep_cost(folder: Path = RESULTS) -> float | None:
+    """What one more student costs in a lockstep group against training it alone, from the newest
+    bench/sweep.py file: the sequential way's seconds per distilled student over the lockstep
+    way's, inverted (0.5: half). None when there is no such file."""
+    for path in sorted(folder.glob("sweep-*.json"), reverse=True):
+        try:
+            per_cell = json.loads(path.read_text())["digits"]["seconds_per_cell_distilled_only"]
+            return per_cell["lockstep"] / per_cell["sequential"]
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+    return None
+
+
+def grid_result(config: dict, folder: Path = RESULTS) -> dict | None:
+    """The newest bench/grids.py file's grid for the demo whose config is `config` (a RunConfig
+    as a dict; T and alpha aside, the grid's axes): {"file", "date", "sweep": the sweep's JSON}.
+    None when no file has it."""
+    axes = ("temperature", "alpha", "seed", "device")
+    wanted = {k: v for k, v in config.items() if k not in axes}
+    for path in sorted(folder.glob("grids-*.json"), reverse=True):
+        try:
+            result = json.loads(path.read_text())
+            for demo in result["demos"].values():
+                if {k: v for k, v in demo["config"].items() if k not in axes} == wanted:
+                    return {"file": f"bench/results/{path.name}", "date": result["date"][:10], "sweep": demo["sweep"]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return None
+
+
+def paying_cell(sweep: dict) -> dict | None:
+    """The cell of a grid with the highest mean gain, if that gain is above one standard
+    deviation of its seeds (it pays, beyond noise); else None."""
+    cells = [c for c in sweep.get("cells", []) if c.get("gain_mean") is not None]
+    if not cells:
+        return None
+    best = max(cells, key=lambda c: c["gain_mean"])
+    return best if best["gain_mean"] > max(best["gain_std"] or 0.0, 0.0) else None

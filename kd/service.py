@@ -143,6 +143,66 @@ def teachers_for(dataset: str, teacher: str) -> list[RunInfo]:
     ]
 
 
+# -- sweeps ---------------------------------------------------------------------------------------
+# A sweep is a row of runs (its state, stop, resume, delete and events are a run's: the functions
+# above take its id) plus its grid; each (cell, seed) it finishes is a run of its own.
+def sweep_axes() -> list[str]:
+    """What a sweep may vary: temperature, alpha, method, student, standardize and every method's
+    own knobs."""
+    from kd.config import method_options
+    from kd.sweep import AXES
+
+    return [*AXES, *method_options()]
+
+
+def start_sweep(cfg: RunConfig, axes: dict[str, list], seeds: list[int], max_group: int | None = None) -> str:
+    """Check every cell (as start() checks a run), queue the sweep, start its worker; its id."""
+    from kd import sweep_run
+    from kd.sweep import DEFAULT_MAX_GROUP, Sweep
+
+    sweep = Sweep(cfg, axes, tuple(seeds), max_group or DEFAULT_MAX_GROUP)
+    return sweep_run.start(_store(), sweep)
+
+
+def seeds_cost(cfg: RunConfig, n: int) -> float:
+    """What training cfg with n seeds costs against one seed, estimated (kd.sweep.seeds_cost)."""
+    from kd.sweep import seeds_cost
+
+    return seeds_cost(cfg, n)
+
+
+def start_seeds(cfg: RunConfig, n: int) -> str:
+    """cfg trained with seeds cfg.seed, cfg.seed + 1, ...: one teacher, the students in lockstep
+    (a sweep of one cell); its id, shown by the Sweep page."""
+    return start_sweep(cfg, {}, [cfg.seed + i for i in range(n)])
+
+
+def sweeps() -> list[RunInfo]:
+    """Every stored sweep (its row of runs), newest first."""
+    return [_info(r) for r in _store().runs(sweeps=True)]
+
+
+def is_sweep(run_id: str) -> bool:
+    return _store().sweep_spec(run_id) is not None
+
+
+def sweep_result(sweep_id: str) -> dict:
+    """The sweep as `python -m kd show-sweep --json` prints it (kd.sweep_run.result)."""
+    from kd import sweep_run
+
+    return sweep_run.result(_store(), sweep_id)
+
+
+def sweep_of(run_id: str) -> tuple[str, dict] | None:
+    """For a run that is a sweep's cell: (the sweep's id, that cell of its result), else None."""
+    store = _store()
+    for sweep in store.runs(sweeps=True):
+        for (cell, _seed), rid in store.sweep_runs(sweep.id).items():
+            if rid == run_id:
+                return sweep.id, sweep_result(sweep.id)["cells"][cell]
+    return None
+
+
 # -- results ------------------------------------------------------------------------------------
 def no_gain_note(run: Run) -> str | None:
     """A short note when distillation did not help in this run (kd.metrics.no_gain_note), else None."""
@@ -336,13 +396,35 @@ def save_teacher_file(data: bytes) -> str:
 
 # -- the demos, and what was measured of them -----------------------------------------------------
 def quick_demo() -> RunConfig:
-    """The Home page's quick demo: every default."""
-    return RunConfig()
+    """The Home page's quick demo: every default, but T and alpha from the cell that pays in the
+    newest grid of the defaults (bench/grids.py), when one does."""
+    base = RunConfig()
+    cell = paying_cell(base)
+    return base.replace(**cell["params"]) if cell else base
+
+
+def demo_grid(cfg: RunConfig) -> dict | None:
+    """The newest T x alpha grid measured for a demo's config (kd.results.grid_result): {"file",
+    "date", "sweep"}, or None."""
+    from kd import results
+
+    return results.grid_result(cfg.to_dict())
+
+
+def paying_cell(cfg: RunConfig) -> dict | None:
+    """The grid's best cell for cfg's demo, if it gains beyond its seeds' spread; else None."""
+    from kd import results
+
+    grid = demo_grid(cfg)
+    return results.paying_cell(grid["sweep"]) if grid else None
 
 
 def few_labels_demo() -> RunConfig:
-    """The Home page's few-labels demo: the students learn from 5 % of digits' training images."""
-    return RunConfig(**FEW_LABELS)
+    """The Home page's few-labels demo: the students learn from 5 % of digits' training images;
+    T and alpha from the cell that pays most in its newest grid, when one does."""
+    base = RunConfig(**FEW_LABELS)
+    cell = paying_cell(base)
+    return base.replace(**cell["params"]) if cell else base
 
 
 def measured(cfg: RunConfig) -> dict | None:

@@ -182,7 +182,7 @@ class SweepTrainer:
                 e = {**e, "stage": stage}
                 events[j].append(e)
                 if type_of(e) is Epoch:
-                    self._cell_event(who[j], e)
+                    self._cell_event(who[j], e, cfgs[j].student)
 
             group = lockstep.Group(
                 cfgs, self.spec, t.x_train, t.y_train, t.x_val, t.y_val, self.teacher, t.device, emit, self._stop
@@ -203,7 +203,7 @@ class SweepTrainer:
                     e = {**e, "stage": stage}
                     mine.append(e)
                     if type_of(e) is Epoch:
-                        self._cell_event(who[j], e)
+                        self._cell_event(who[j], e, cfgs[j].student)
 
             alone = Trainer(cfg, emit=emit, should_stop=self._stop)
             alone.x_train, alone.y_train, alone.x_val, alone.y_val = t.x_train, t.y_train, t.x_val, t.y_val
@@ -220,7 +220,7 @@ class SweepTrainer:
             self.stopped = True
         return self.stopped
 
-    def _cell_event(self, who: tuple[int, int], e: dict) -> None:
+    def _cell_event(self, who: tuple[int, int], e: dict, student: str) -> None:
         cell, seed = who
         self.emit(
             to_dict(
@@ -228,6 +228,7 @@ class SweepTrainer:
                     stage=e["stage"],
                     cell=cell,
                     seed=seed,
+                    student=student,
                     epoch=e["epoch"],
                     epochs=e["epochs"],
                     train_acc=e.get("train_acc"),
@@ -235,6 +236,26 @@ class SweepTrainer:
                 )
             )
         )
+
+
+def seeds_cost(cfg: RunConfig, n: int) -> float:
+    """What a run with n seeds costs against one seed, estimated from the models' FLOPs: the
+    teacher trains once (not at all when loaded); the n students alone and n distilled students
+    train in lockstep, each extra one at the cost bench/sweep.py measured (kd.results.lockstep_cost),
+    or at full cost where no result says otherwise or the student cannot share (dropout,
+    convolutions: not measured)."""
+    from kd import results
+
+    spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    built = {k: models.build(getattr(cfg, k), spec.input_shape, spec.num_classes) for k in ("teacher", "student")}
+    flops = {k: metrics.flops_per_example(m, spec.input_shape) for k, m in built.items()}
+    teacher = 0.0 if cfg.teacher_checkpoint else flops["teacher"] * cfg.teacher_epochs_resolved
+    students = 2 * flops["student"] * cfg.epochs * cfg.student_fraction
+    probe = built["student"]
+    convolutional = any(isinstance(m, nn.Conv2d) for m in probe.modules())
+    extra = results.lockstep_cost() if lockstep.can_share(probe) and not convolutional else None
+    extra = 1.0 if extra is None else extra
+    return (teacher + students * (1 + (n - 1) * extra)) / (teacher + students)
 
 
 def _baseline_cfg(cfg: RunConfig) -> RunConfig:

@@ -39,6 +39,13 @@ def create(store: Store, sweep: Sweep, lease: str | None = None) -> str:
     return sweep_id
 
 
+def start(store: Store, sweep: Sweep) -> str:
+    """Queue a sweep and spawn its worker (the dashboard's Start); returns its id at once."""
+    sweep_id = create(store, sweep)
+    jobs.spawn(store, sweep_id)
+    return sweep_id
+
+
 def train_new(
     store: Store, sweep: Sweep, progress: Callable[[dict], None] | None = None, say=lambda line: None
 ) -> tuple[str, str]:
@@ -70,7 +77,7 @@ def execute(store: Store, sweep_id: str, lease: str, beat, progress=None) -> str
         should_stop=stop,
         on_teacher=saver.teacher,
         on_member=saver.member,
-        done=set(store.sweep_runs(sweep_id)),
+        done=_kept(store, sweep_id),
     )
     saver.trainer, saver.stop = trainer, stop
     try:
@@ -95,6 +102,19 @@ def execute(store: Store, sweep_id: str, lease: str, beat, progress=None) -> str
     writer.flush()
     store.update(sweep_id, lease=lease, status=status, results=result(store, sweep_id, sweep))
     return status
+
+
+def _kept(store: Store, sweep_id: str) -> set[tuple[int, int]]:
+    """The (cell, seed)s whose run was stored whole; a run left half-written by a process that
+    died while storing it is deleted, and its cell trained again."""
+    kept = set()
+    for key, run_id in store.sweep_runs(sweep_id).items():
+        run = store.get(run_id)
+        if run is not None and run.status in ("done", "diverged") and run.results:
+            kept.add(key)
+        else:
+            store.delete(run_id)
+    return kept
 
 
 class _Saver:
@@ -153,6 +173,7 @@ class _Saver:
         run_id = store.create_run(
             cfg.to_dict(), status="running", lease=lease, inputs={"teacher_checkpoint": jobs.TEACHER_COPY}
         )
+        store.add_sweep_run(self.sweep_id, cell, seed, run_id, lease)  # found and redone if this process dies now
         t = self.trainer.trainer
         events = [
             RunStarted(
@@ -195,7 +216,6 @@ class _Saver:
             message=end.message or None,
             results={"models": models, "summary": summary},
         )
-        store.add_sweep_run(self.sweep_id, cell, seed, run_id, lease)
         self.stop.refresh()  # a stop asked now is seen before the next group starts
         self.writer(
             to_dict(
@@ -203,6 +223,7 @@ class _Saver:
                     stage="student",
                     cell=cell,
                     seed=seed,
+                    student=end.cfg.student,
                     epoch=end.epochs,
                     epochs=end.cfg.epochs,
                     train_acc=None,
@@ -248,6 +269,9 @@ def result(store: Store, sweep_id: str, sweep: Sweep | None = None) -> dict:
         "status": state(run),
         "axes": sweep.axes,
         "seeds": list(sweep.seeds),
+        "dataset": sweep.base.dataset,
+        "student": sweep.base.student,
+        "method": sweep.base.method,
         "teacher": {"arch": sweep.base.teacher, "accuracy": teacher["accuracy"] if teacher else None},
         "baseline": {"accuracy_mean": mean, "accuracy_std": std, "per_seed": baseline},
         "cells": table(sweep, found),

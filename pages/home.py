@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from kd import service
+from kd import plots, service
 from kd.errors import KDError
 from pages.common import check_store, show_error
 
@@ -36,6 +36,21 @@ st.latex(
 cfg, few = service.quick_demo(), service.few_labels_demo()
 digits = service.dataset_spec(cfg.dataset)
 shrink = service.param_count(cfg.teacher, digits) / service.param_count(cfg.student, digits)
+grids = {"quick": service.demo_grid(cfg), "few": service.demo_grid(few)}
+quick_pays = service.paying_cell(cfg) is not None
+
+
+def pays(demo: service.RunConfig) -> str:
+    """What the demo's grid says of its T and alpha, in a sentence; "" without a grid."""
+    cell = service.paying_cell(demo)
+    if cell is None:
+        return ""
+    return (
+        f" In the grid below, this T and α gain {100 * cell['gain_mean']:+.1f} ± {100 * cell['gain_std']:.1f} "
+        f"points over the student alone ({len(cell['seeds'])} seeds), the most of any cell."
+    )
+
+
 st.subheader("Quick demos")
 
 
@@ -48,22 +63,45 @@ def start(demo: service.RunConfig) -> None:
         st.switch_page("pages/live.py", query_params={"run": run_id})
 
 
-quick, scarce = st.columns(2)
-with quick:
-    st.markdown(
+def evidence(grid: dict | None, where) -> None:
+    """The demo's T x alpha grid (gain over the student alone, mean ± std over its seeds)."""
+    if grid is None:
+        return
+    sweep = grid["sweep"]
+    frame = plots.sweep_frame(sweep, [])
+    where.plotly_chart(plots.sweep_heatmap(frame, "temperature", "alpha", sweep["axes"]), key=f"grid-{id(grid)}")
+    where.caption(
+        f"Gain of the distilled student over the student alone (points, mean ± std over {len(sweep['seeds'])} "
+        f"seeds) for each T and α, measured on {grid['date']} ({grid['file']}, `python bench/grids.py`)."
+    )
+
+
+def quick_demo(where) -> None:
+    where.markdown(
         f"**Compress.** Digits (8×8, bundled), teacher `{cfg.teacher}` → student `{cfg.student}`, "
         f"T = {cfg.temperature:g}, α = {cfg.alpha:g}, {cfg.epochs} epochs each: a few seconds on a CPU. "
-        f"The student has 1/{shrink:.0f} of the teacher's parameters; with all the labels, the student "
-        "alone does about as well as the distilled one."
+        f"The student has 1/{shrink:.0f} of the teacher's parameters."
+        + (
+            pays(cfg)
+            if quick_pays
+            else " With all the labels no T and α pays here (the grid below): the student alone does as "
+            "well, which is worth seeing too."
+            if grids["quick"]
+            else ""
+        )
     )
-    if st.button("Run the quick demo", type="primary", icon=":material/bolt:"):
+    if where.button("Run the quick demo", type="primary" if quick_pays else "secondary", icon=":material/bolt:"):
         start(cfg)
-with scarce:
+    evidence(grids["quick"], where)
+
+
+def few_labels_demo(where) -> None:
     measured = service.measured(few)  # None without a results file of this very config: nothing said
-    st.markdown(
+    where.markdown(
         f"**Few labels.** The same pair, but the students learn from {few.student_fraction:.0%} of the "
         "training images (63, about 6 a class) while the teacher saw them all: its soft targets carry "
-        "what a few labels cannot (Hinton et al. 2015, §5)."
+        f"what a few labels cannot (Hinton et al. 2015, §5). T = {few.temperature:g}, α = {few.alpha:g}."
+        + pays(few)
         + (
             f" Measured on {measured['date']} over {len(measured['gains'])} seeds: about "
             f"{measured['wall_s']:.0f} s a run, the distilled student {min(measured['gains']):.1f} to "
@@ -72,6 +110,17 @@ with scarce:
             else ""
         )
     )
-    if st.button("Run the few-labels demo", icon=":material/school:"):
+    if where.button("Run the few-labels demo", type="secondary" if quick_pays else "primary", icon=":material/school:"):
         start(few)
+    evidence(grids["few"], where)
+
+
+first, second = st.columns(2)
+if quick_pays or not grids["quick"]:  # lead with the demo where distillation pays
+    quick_demo(first)
+    few_labels_demo(second)
+else:
+    few_labels_demo(first)
+    quick_demo(second)
 st.page_link("pages/train.py", label="Or choose everything yourself on the Train page", icon=":material/tune:")
+st.page_link("pages/sweep.py", label="Or try a grid of T and α on the Sweep page", icon=":material/grid_on:")

@@ -35,6 +35,36 @@ elif run.state != "done":
     said = {"queued": "is queued", "running": "is still running", "interrupted": "was interrupted"}
     st.warning(f"This run {said.get(run.state, run.state)}: the models below are what it had.")
 
+siblings = service.sweep_of(run.id)  # a run that is one seed of several: the spread first
+if siblings and len(siblings[1]["seeds"]) > 1:
+    sweep_id, cell = siblings
+    seeds = []
+    for seed, rid in zip(cell["seeds"], cell["run_ids"]):
+        other = service.get_run(rid)
+        if other and other.models.get("baseline") and other.models.get("student"):
+            seeds.append(
+                {
+                    "seed": seed,
+                    "baseline": 100 * other.models["baseline"]["accuracy"],
+                    "student": 100 * other.models["student"]["accuracy"],
+                }
+            )
+    st.subheader(f"Over {len(seeds)} seeds")
+    gain, std = 100 * cell["gain_mean"], 100 * cell["gain_std"]
+    st.markdown(
+        f"Distilled student **{100 * cell['accuracy_mean']:.2f} ± {100 * cell['accuracy_std']:.2f} %**; "
+        f"gain over the student alone of the same seed **{gain:+.2f} ± {std:.2f} points** (mean ± std). "
+        f"This page shows seed {run.config['seed']}."
+    )
+    st.plotly_chart(plots.seeds_figure(seeds), key="seeds")
+    st.page_link(
+        "pages/sweep.py",
+        label="Every seed, on the Sweep page",
+        icon=":material/grid_on:",
+        query_params={"sweep": sweep_id},
+    )
+    st.subheader(f"Seed {run.config['seed']}")
+
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
 st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
 st.caption(

@@ -170,6 +170,34 @@ elif source.startswith("upload"):
             show_error(e)
 
 ready = (source.startswith("train") or checkpoint is not None) and refused is None
+SEEDS = [1, 3, 5]
+try:  # 3 seeds by default where they cost less than twice one (the teacher trains once)
+    costs = {
+        n: service.seeds_cost(
+            service.RunConfig(
+                dataset=dataset,
+                data_dir=data_dir,
+                image_size=int(image_size),
+                teacher=teacher,
+                student=student,
+                teacher_checkpoint=checkpoint,
+                **chosen,
+            ),
+            n,
+        )
+        for n in SEEDS[1:]
+    }
+except KDError:
+    costs = {}
+n_seeds = st.radio(
+    "Seeds",
+    SEEDS,
+    index=1 if costs.get(3, 2) < 2 else 0,
+    horizontal=True,
+    format_func=lambda n: f"{n}" if n == 1 or n not in costs else f"{n} (about {costs[n]:.1f}× the time of one)",
+    help="Train the students with several seeds (the teacher once) to see how much of the gain is noise: "
+    "the results then show mean ± std and each seed.",
+)
 if st.button("Start training", type="primary", disabled=not ready):
     try:
         cfg = service.RunConfig(
@@ -181,8 +209,13 @@ if st.button("Start training", type="primary", disabled=not ready):
             teacher_checkpoint=checkpoint,
             **chosen,
         )
-        run_id = service.start(cfg)  # checked first: the pair, the method with every number, the teacher file
+        if n_seeds == 1:
+            run_id = service.start(cfg)  # checked first: the pair, the method with every number, the teacher file
+        else:
+            sweep_id = service.start_seeds(cfg, n_seeds)  # the same checks, for each seed
     except KDError as e:
         show_error(e)
     else:
-        st.switch_page("pages/live.py", query_params={"run": run_id})
+        if n_seeds == 1:
+            st.switch_page("pages/live.py", query_params={"run": run_id})
+        st.switch_page("pages/sweep.py", query_params={"sweep": sweep_id})

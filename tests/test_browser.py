@@ -57,6 +57,8 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
         box = page.get_by_label(label, exact=True)
         box.fill("150")
         box.press("Enter")
+    seeds = page.locator("[data-testid='stRadio']").filter(has_text="Seeds")
+    seeds.get_by_text("1", exact=True).click()  # one seed: one run, watched on the Live page
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url("**/live?run=*", timeout=60_000)
     run_id = page.url.split("run=")[1]
@@ -144,3 +146,36 @@ def test_the_dashboard_killed_and_restarted_while_a_run_trains_shows_it_live(run
         run = store.get(run_id)
         if run.status in jobs.ACTIVE and run.pid:
             os.kill(run.pid, signal.SIGKILL)
+
+
+def test_a_sweep_from_its_page_fills_its_heatmap_and_opens_its_best_cell_as_a_run(server, page, runs_dir):
+    page.goto(server + "/sweep")
+    page.get_by_role("button", name="Start sweep").wait_for(timeout=60_000)
+    temperatures = page.locator("[data-testid='stMultiSelect']").filter(has_text="Temperatures T")
+    for value in ("2.0", "8.0"):  # a 2 x 2 grid: T 1 and 4, alpha 0.5 and 0.9
+        temperatures.get_by_role("button", name=f"Remove {value}").first.click()
+        temperatures.get_by_role("button", name=f"Remove {value}").first.wait_for(state="detached", timeout=10_000)
+    box = page.get_by_label("Epochs", exact=True)
+    box.fill("30")  # long enough to watch the cells fill
+    box.press("Enter")
+    page.get_by_role("button", name="Start sweep").click()
+    page.wait_for_url("**/sweep?sweep=*", timeout=60_000)
+    sweep_id = page.url.split("sweep=")[1]
+    assert Store(runs_dir).sweep_spec(sweep_id)["axes"] == {"temperature": [1.0, 4.0], "alpha": [0.5, 0.9]}
+    # The heatmap fills while the students train: a cell shows the epoch it is at ...
+    page.locator(".js-plotly-plot text", has_text="epoch").first.wait_for(timeout=120_000)
+    no_exception(page)
+    # ... and settles on mean ± std over the seeds once stored.
+    page.get_by_text("12 of 12 students stored").wait_for(timeout=300_000)
+    page.locator(".js-plotly-plot text", has_text="±").first.wait_for(timeout=60_000)
+    no_exception(page)
+    page.get_by_text("Open as a run", exact=False).first.click()
+    page.wait_for_url("**/results?run=*", timeout=30_000)
+    cells = page.locator("[data-testid='stDataFrame'] td")
+    cells.first.wait_for(state="attached", timeout=60_000)
+    assert all(cells.filter(has_text=label).count() for label in ("teacher", "student alone", "distilled student"))
+    no_exception(page)
+    page.goto(server + "/pareto")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 3
+    no_exception(page)

@@ -103,6 +103,7 @@ def test_the_train_page_shows_the_chosen_methods_knobs_and_its_loss_and_starts_i
     for label in ("Epochs", "Teacher epochs"):
         next(n for n in at.number_input if n.label == label).set_value(1)
     at.run()
+    next(r for r in at.radio if r.label == "Seeds").set_value(1)  # one run, not a sweep
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     (run,) = Store().runs()
@@ -213,6 +214,7 @@ def test_the_train_page_starts_a_digits_run_of_every_method_and_refuses_at_on_an
             next(n for n in at.number_input if n.label == label).set_value(1)
         at.run()
         assert not at.error, [e.value for e in at.error]
+        next(r for r in at.radio if r.label == "Seeds").set_value(1)  # one run, not a sweep
         next(b for b in at.button if b.label == "Start training").click().run()
         assert not at.exception and not at.error, method
     runs = {r.config["method"]: r for r in Store().runs()}

@@ -67,6 +67,7 @@ def test_train_page_starts_a_real_run_in_the_background(runs_dir):
     at = page("pages/train.py")
     next(n for n in at.number_input if n.label == "Epochs").set_value(1)
     next(n for n in at.number_input if n.label == "Teacher epochs").set_value(1)
+    next(r for r in at.radio if r.label == "Seeds").set_value(1)  # one run, not a sweep
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     store = Store()
@@ -119,6 +120,7 @@ def test_a_folder_of_images_on_this_machine_can_be_named_on_the_train_page(runs_
     for label in ("Epochs", "Teacher epochs"):
         next(n for n in at.number_input if n.label == label).set_value(1)
     at.run()
+    next(r for r in at.radio if r.label == "Seeds").set_value(1)  # one run, not a sweep
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error
     (run,) = Store().runs()
@@ -134,6 +136,7 @@ def test_the_train_page_passes_every_setting_to_the_run(runs_dir):
     next(s for s in at.selectbox if s.label == "Validation share").set_value(0.2)
     next(s for s in at.selectbox if s.label == "Optimizer").set_value("sgd")
     at.run()
+    next(r for r in at.radio if r.label == "Seeds").set_value(1)  # one run, not a sweep
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     (run,) = Store().runs()

@@ -14,6 +14,7 @@ import pytest
 from test_reliability import wait_for
 
 from kd import results, service
+from kd.config import FEW_LABELS
 from kd.errors import KDError
 from kd.store import Store
 
@@ -147,6 +148,33 @@ def test_measured_figures_come_from_the_newest_results_file_of_that_very_config(
     assert results.seeds_result({**few, "temperature": 2.0}, tmp_path) is None
 
 
-def test_the_bundled_results_file_cites_the_few_labels_demo():
-    found = service.measured(service.few_labels_demo())
-    assert found is not None and len(found["gains"]) == 3 and min(found["gains"]) > 0
+def grids_file(folder, name: str, config: dict, gains: dict) -> None:
+    """A bench/grids.py file for one demo: gains maps (T, alpha) to (mean, std) in accuracy."""
+    cells = [
+        {"params": {"temperature": t, "alpha": a}, "seeds": [0, 1, 2], "gain_mean": m, "gain_std": sd}
+        for (t, a), (m, sd) in gains.items()
+    ]
+    demo = {"config": config, "sweep": {"axes": {}, "seeds": [0, 1, 2], "cells": cells}}
+    (folder / name).write_text(json.dumps({"date": "2026-12-02 11:06:00", "demos": {"demo": demo}}))
+
+
+def test_a_demo_takes_t_and_alpha_from_the_cell_of_its_grid_that_pays_beyond_noise(tmp_path):
+    few = service.RunConfig(**FEW_LABELS).to_dict()
+    assert results.grid_result(few, tmp_path) is None
+    grids_file(tmp_path, "grids-2026-12-01-0900.json", few, {(1.0, 0.5): (0.01, 0.002), (8.0, 0.9): (0.04, 0.003)})
+    grid = results.grid_result({**few, "temperature": 8.0, "alpha": 0.9}, tmp_path)  # T and alpha aside
+    assert grid["file"] == "bench/results/grids-2026-12-01-0900.json"
+    assert results.paying_cell(grid["sweep"])["params"] == {"temperature": 8.0, "alpha": 0.9}
+    quick = service.RunConfig().to_dict()
+    grids_file(tmp_path, "grids-2026-12-02-0900.json", quick, {(1.0, 0.5): (0.001, 0.004), (4.0, 0.9): (-0.02, 0.01)})
+    assert results.paying_cell(results.grid_result(quick, tmp_path)["sweep"]) is None  # within noise: none pays
+    assert results.grid_result({**quick, "epochs": 3}, tmp_path) is None  # another config
+
+
+def test_the_bundled_grids_set_the_demos():
+    few, quick = service.few_labels_demo(), service.quick_demo()
+    cell = service.paying_cell(few)
+    assert cell is not None and cell["gain_mean"] > 0  # distillation pays with few labels ...
+    assert {"temperature": few.temperature, "alpha": few.alpha} == cell["params"]
+    if service.paying_cell(service.RunConfig()) is None:  # ... and where no cell pays, the defaults stay
+        assert quick == service.RunConfig()

@@ -124,3 +124,39 @@ def test_lockstep_and_sequential_sweeps_agree_and_a_stopped_sweep_resumes(tmp_pa
     seq = sweep_run.result(store, seq_id)
     for a, b in zip(done["cells"], seq["cells"]):
         assert a["accuracy_mean"] == pytest.approx(b["accuracy_mean"], abs=0.003)
+
+
+def test_a_sweep_killed_mid_way_resumes_keeping_the_cells_it_stored(tmp_path):
+    """kill -9 of a sweep's worker after its first group: the sweep shows as interrupted, Resume
+    goes on in a new worker, the cells stored before keep their runs, and every cell ends stored
+    exactly once."""
+    import signal
+    import time
+
+    from kd import jobs, lease
+
+    store = Store(tmp_path)
+    sweep = Sweep(RunConfig(epochs=40), {"temperature": [1.0, 2.0, 4.0, 8.0]}, (0,), max_group=1)
+    sweep_id = sweep_run.start(store, sweep)
+    deadline = time.time() + 300
+    while not store.sweep_runs(sweep_id) and time.time() < deadline:
+        time.sleep(0.05)
+    first = dict(store.sweep_runs(sweep_id))
+    assert first, (tmp_path / sweep_id / "worker.log").read_text()
+    os.kill(store.get(sweep_id).pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while lease.state(store.get(sweep_id)) != "interrupted" and time.time() < deadline:
+        time.sleep(0.2)
+    assert lease.state(store.get(sweep_id)) == "interrupted"
+    jobs.resume(sweep_id, store)
+    deadline = time.time() + 300
+    while lease.state(store.get(sweep_id)) in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    assert store.get(sweep_id).status == "done", (tmp_path / sweep_id / "worker.log").read_text()
+    result = sweep_run.result(store, sweep_id)
+    assert all(len(c["run_ids"]) == 1 for c in result["cells"])
+    done = {(c, s): r for (c, s), r in store.sweep_runs(sweep_id).items()}
+    for key, run_id in first.items():
+        if store.get(run_id) is not None:  # stored whole before the kill: kept as it was
+            assert done[key] == run_id
+    assert len(store.runs()) == 4  # a half-written run of the killed worker was deleted
