@@ -73,9 +73,10 @@ def main() -> None:
                 page.wait_for_timeout(4000)
                 assert page.locator("[data-testid='stException']").count() == 0, name
                 # Streamlit scrolls inside its main block: grow the viewport to its full height
-                full = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-                page.set_viewport_size({"width": width, "height": max(height, min(full, 4000))})
-                page.wait_for_timeout(800)
+                for _ in range(3):  # charts below the first screen draw once shown, and make it taller
+                    full = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+                    page.set_viewport_size({"width": width, "height": max(height, min(full, 4000))})
+                    page.wait_for_timeout(1500)
                 page.screenshot(path=str(out / f"{name}-{width}.png"))
                 page.set_viewport_size({"width": width, "height": height})
                 print(f"{name}-{width}.png")

@@ -101,29 +101,40 @@ def sweep_heatmap(frame: pd.DataFrame, x: str | None, y: str | None, axes: dict[
                 else "training: validation gain so far"
             )
         )
+    # The colours and numbers are a heatmap (it fills whatever width it gets); an invisible marker on
+    # each cell carries the hover text and is what a click selects.
+    z = [[None] * len(xs) for _ in ys]
+    text = [[""] * len(xs) for _ in ys]
+    for xv, yv, g, t in zip(xcol, ycol, frame["gain"], texts):
+        if xv in xs and yv in ys:
+            z[ys.index(yv)][xs.index(xv)] = None if g != g else float(g)
+            text[ys.index(yv)][xs.index(xv)] = t
     fig = go.Figure(
-        go.Scatter(
-            x=xcol,
-            y=ycol,
-            mode="markers+text",
-            marker=dict(
-                symbol="square",
-                size=min(90, max(36, 560 // max(len(xs), len(ys)))),
-                color=frame["gain"].fillna(0),
-                colorscale="RdBu",
-                cmin=-limit,
-                cmax=limit,
-                colorbar=dict(title="gain<br>(points)"),
-                line=dict(color="#888", width=1),
-            ),
-            text=texts,
-            textfont=dict(  # white on the dark ends of the scale, dark elsewhere
-                size=12, color=["#fff" if abs(g) > 0.55 * limit else "#111" for g in frame["gain"].fillna(0)]
-            ),
-            hovertext=hovers,
-            hoverinfo="text",
-            customdata=frame["cell"],
+        go.Heatmap(
+            z=z,
+            x=xs,
+            y=ys,
+            text=text,
+            texttemplate="%{text}",
+            textfont=dict(size=12),
+            colorscale="RdBu",
+            zmin=-limit,
+            zmax=limit,
+            xgap=3,
+            ygap=3,
+            colorbar=dict(title="gain<br>(points)"),
+            hoverinfo="skip",
         )
+    )
+    fig.add_scatter(
+        x=xcol,
+        y=ycol,
+        mode="markers",
+        marker=dict(size=40, opacity=0, symbol="square"),
+        hovertext=hovers,
+        hoverinfo="text",
+        customdata=frame["cell"],
+        showlegend=False,
     )
     fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), type="category", categoryorder="array", categoryarray=xs)
     fig.update_yaxes(title_text=AXIS_TITLES.get(y, y), type="category", categoryorder="array", categoryarray=ys)

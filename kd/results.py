@@ -67,11 +67,14 @@ def grid_result(config: dict, folder: Path = RESULTS) -> dict | None:
     return None
 
 
-def paying_cell(sweep: dict) -> dict | None:
-    """The cell of a grid with the highest mean gain, if that gain is above one standard
-    deviation of its seeds (it pays, beyond noise); else None."""
+def best_cell(sweep: dict) -> dict | None:
+    """The cell of a grid with the highest mean gain; None for a grid without one."""
     cells = [c for c in sweep.get("cells", []) if c.get("gain_mean") is not None]
-    if not cells:
-        return None
-    best = max(cells, key=lambda c: c["gain_mean"])
-    return best if best["gain_mean"] > max(best["gain_std"] or 0.0, 0.0) else None
+    return max(cells, key=lambda c: c["gain_mean"]) if cells else None
+
+
+def paying_cell(sweep: dict) -> dict | None:
+    """best_cell, if its gain is above one standard deviation of its seeds (it pays, beyond
+    noise); else None."""
+    best = best_cell(sweep)
+    return best if best and best["gain_mean"] > max(best["gain_std"] or 0.0, 0.0) else None

@@ -396,10 +396,16 @@ def save_teacher_file(data: bytes) -> str:
 
 # -- the demos, and what was measured of them -----------------------------------------------------
 def quick_demo() -> RunConfig:
-    """The Home page's quick demo: every default, but T and alpha from the cell that pays in the
-    newest grid of the defaults (bench/grids.py), when one does."""
-    base = RunConfig()
-    cell = paying_cell(base)
+    """The Home page's quick demo: every default, but T and alpha from the best cell of the
+    newest grid of the defaults (bench/grids.py), when there is one."""
+    return _best_of_grid(RunConfig())
+
+
+def _best_of_grid(base: RunConfig) -> RunConfig:
+    from kd import results
+
+    grid = demo_grid(base)
+    cell = results.best_cell(grid["sweep"]) if grid else None
     return base.replace(**cell["params"]) if cell else base
 
 
@@ -411,8 +417,16 @@ def demo_grid(cfg: RunConfig) -> dict | None:
     return results.grid_result(cfg.to_dict())
 
 
+def best_cell(cfg: RunConfig) -> dict | None:
+    """The best cell of the grid measured for cfg's demo (T and alpha aside), or None."""
+    from kd import results
+
+    grid = demo_grid(cfg)
+    return results.best_cell(grid["sweep"]) if grid else None
+
+
 def paying_cell(cfg: RunConfig) -> dict | None:
-    """The grid's best cell for cfg's demo, if it gains beyond its seeds' spread; else None."""
+    """best_cell, if it gains beyond its seeds' spread; else None."""
     from kd import results
 
     grid = demo_grid(cfg)
@@ -421,10 +435,8 @@ def paying_cell(cfg: RunConfig) -> dict | None:
 
 def few_labels_demo() -> RunConfig:
     """The Home page's few-labels demo: the students learn from 5 % of digits' training images;
-    T and alpha from the cell that pays most in its newest grid, when one does."""
-    base = RunConfig(**FEW_LABELS)
-    cell = paying_cell(base)
-    return base.replace(**cell["params"]) if cell else base
+    T and alpha from the best cell of its newest grid, when there is one."""
+    return _best_of_grid(RunConfig(**FEW_LABELS))
 
 
 def measured(cfg: RunConfig) -> dict | None:

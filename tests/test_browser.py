@@ -166,9 +166,16 @@ def test_a_sweep_from_its_page_fills_its_heatmap_and_opens_its_best_cell_as_a_ru
     page.locator(".js-plotly-plot text", has_text="epoch").first.wait_for(timeout=120_000)
     no_exception(page)
     # ... and settles on mean ± std over the seeds once stored.
-    page.get_by_text("12 of 12 students stored").wait_for(timeout=300_000)
+    page.locator("[data-testid='stMarkdownContainer']", has_text="12 of 12 students stored").filter(
+        has_text="done"
+    ).wait_for(timeout=300_000)
     page.locator(".js-plotly-plot text", has_text="±").first.wait_for(timeout=60_000)
     no_exception(page)
+    for k, title in ((3, "T = 4, α = 0.9"), (0, "T = 1, α = 0.5")):  # a click on a cell opens it
+        page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=30_000)  # app idle
+        box = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(k).bounding_box()  # grid order
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.locator("h3", has_text=title).wait_for(timeout=30_000)
     page.get_by_text("Open as a run", exact=False).first.click()
     page.wait_for_url("**/results?run=*", timeout=30_000)
     cells = page.locator("[data-testid='stDataFrame'] td")

@@ -171,10 +171,11 @@ def test_a_demo_takes_t_and_alpha_from_the_cell_of_its_grid_that_pays_beyond_noi
     assert results.grid_result({**quick, "epochs": 3}, tmp_path) is None  # another config
 
 
-def test_the_bundled_grids_set_the_demos():
+def test_the_bundled_grids_set_the_demos_t_and_alpha():
     few, quick = service.few_labels_demo(), service.quick_demo()
     cell = service.paying_cell(few)
-    assert cell is not None and cell["gain_mean"] > 0  # distillation pays with few labels ...
+    assert cell is not None and cell["gain_mean"] > 0  # distillation pays with few labels
     assert {"temperature": few.temperature, "alpha": few.alpha} == cell["params"]
-    if service.paying_cell(service.RunConfig()) is None:  # ... and where no cell pays, the defaults stay
-        assert quick == service.RunConfig()
+    best = service.best_cell(quick)  # the quick demo: its grid's best cell, paying or not
+    assert {"temperature": quick.temperature, "alpha": quick.alpha} == best["params"]
+    assert quick.replace(temperature=4.0, alpha=0.9) == service.RunConfig()  # all else: the defaults
