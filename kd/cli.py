@@ -254,10 +254,27 @@ def cmd_sweep(args) -> int:
         args.max_group or DEFAULT_MAX_GROUP,
         "sequential" if args.sequential else "lockstep",
     )
+    if not args.json:
+        for line in plan_lines(sweep):
+            _err(line)
     store = Store()
     progress = None if args.json else SweepProgress(sweep)
     sweep_id, status = sweep_run.train_new(store, sweep, progress=progress, say=_err)
     return _sweep_finished(store, sweep_id, status, args.json)
+
+
+def plan_lines(sweep) -> list[str]:
+    """How the sweep will train its students, a line per kind of group (kd.sweep.plan)."""
+    from kd.sweep import plan
+
+    out = []
+    for g in plan(sweep):
+        who = "students alone" if g["stage"] == "baseline" else f"distilled students ({g['method']})"
+        n, size = g["students"], min(g["group"], g["students"])
+        groups = -(-n // size)
+        how = "one after another" if size == 1 else f"in {groups} lockstep group{'s' if groups > 1 else ''} of {size}"
+        out.append(f"{n} {g['student']} {who}: {how}, about {g['mb_each']:.1f} MB each (budget: KD_GROUP_MB)")
+    return out
 
 
 def _sweep_finished(store, sweep_id: str, status: str, as_json: bool) -> int:

@@ -53,6 +53,26 @@ def can_share(model: nn.Module) -> bool:
     return not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
+def student_bytes(cfg: RunConfig, input_shape: tuple, num_classes: int) -> int:
+    """What one student adds to a group's memory, estimated (fp32): its weights, gradient and two
+    Adam moments, and one batch of its inputs and of every layer's outputs, kept for the backward
+    pass and its gradients (counted twice)."""
+    model = models.build(cfg.student, input_shape, num_classes)
+    outputs = [0]
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: outputs.__setitem__(0, outputs[0] + out.numel()))
+        for m in model.modules()
+        if not list(m.children())
+    ]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *input_shape))
+    for h in hooks:
+        h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    inputs = math.prod(input_shape)
+    return 4 * (4 * params + cfg.batch_size * (inputs + 2 * outputs[0]))
+
+
 class _Raw:
     """What TeacherSide caches for a group: the teacher's raw logits (each student's method
     prepares them with its own knobs, per batch) and the features as the method reduces them."""

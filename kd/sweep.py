@@ -29,6 +29,7 @@ from kd.trainer import RunResult, Trainer
 
 AXES = ("temperature", "alpha", "method", "student", "standardize")  # besides every method's own knobs
 DEFAULT_MAX_GROUP = 64  # students per lockstep group unless --max-group says otherwise
+GROUP_MB = 1024  # a lockstep group's estimated memory at most ($KD_GROUP_MB): bigger ones split
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,16 @@ class SweepTrainer:
         return "done"
 
     def _groups(self, todo: list) -> list[list]:
-        """Lockstep groups: members with one group_key, at most max_group each, in grid order."""
+        """Lockstep groups: members with one group_key, in grid order, at most max_group each and
+        as many as fit in $KD_GROUP_MB by lockstep.student_bytes' estimate."""
         by_key: dict[str, list] = {}
         for item in todo:
             by_key.setdefault(lockstep.group_key(item[2]), []).append(item)
-        size = 1 if self.sweep.mode == "sequential" else self.sweep.max_group
-        return [members[i : i + size] for members in by_key.values() for i in range(0, len(members), size)]
+        groups = []
+        for members in by_key.values():
+            size = 1 if self.sweep.mode == "sequential" else group_size(self.sweep, members[0][2], self.spec)
+            groups += [members[i : i + size] for i in range(0, len(members), size)]
+        return groups
 
     def _baselines(self, cfgs: set[RunConfig]) -> dict[RunConfig, Finished]:
         out: dict[RunConfig, Finished] = {}
@@ -256,6 +261,47 @@ def seeds_cost(cfg: RunConfig, n: int) -> float:
     extra = results.lockstep_cost() if lockstep.can_share(probe) and not convolutional else None
     extra = 1.0 if extra is None else extra
     return (teacher + students * (1 + (n - 1) * extra)) / (teacher + students)
+
+
+def group_size(sweep: Sweep, cfg: RunConfig, spec: datasets.DataSpec) -> int:
+    """Students per lockstep group for cfg's architecture: max_group, or fewer where their
+    estimated memory would pass $KD_GROUP_MB."""
+    from kd.limits import env_limit
+
+    budget = env_limit("KD_GROUP_MB", GROUP_MB, error=ConfigError) * 2**20
+    each = lockstep.student_bytes(cfg, spec.input_shape, spec.num_classes)
+    return max(1, min(sweep.max_group, int(budget // each)))
+
+
+def plan(sweep: Sweep) -> list[dict]:
+    """How the sweep trains its students: one entry per kind of group (the students alone, then
+    each architecture and method), with how many students, in groups of how many, and the
+    estimated memory of one student. The CLI prints it; the sweep's JSON holds it."""
+    spec = datasets.spec(sweep.base.dataset, sweep.base.data_dir, sweep.base.image_size)
+    cfgs = [sweep.config(p, s) for p in sweep.cells() for s in sweep.seeds]
+    kinds: dict[tuple[str, str], list[RunConfig]] = {}
+    for stage, group in (
+        ("baseline", sorted({_baseline_cfg(c) for c in cfgs}, key=lambda c: (c.student, c.seed))),
+        ("student", cfgs),
+    ):
+        for cfg in group:
+            kinds.setdefault((stage, lockstep.group_key(cfg)), []).append(cfg)
+    out = []
+    for (stage, _), members in kinds.items():
+        cfg = members[0]
+        probe = models.build(cfg.student, spec.input_shape, spec.num_classes)
+        shared = sweep.mode == "lockstep" and lockstep.can_share(probe) and len(members) > 1
+        out.append(
+            {
+                "stage": stage,
+                "student": cfg.student,
+                "method": cfg.method,
+                "students": len(members),
+                "group": group_size(sweep, cfg, spec) if shared else 1,
+                "mb_each": lockstep.student_bytes(cfg, spec.input_shape, spec.num_classes) / 2**20,
+            }
+        )
+    return out
 
 
 def _baseline_cfg(cfg: RunConfig) -> RunConfig:

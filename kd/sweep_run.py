@@ -19,7 +19,7 @@ from kd.events import Cell, Metrics, RunEnded, RunStarted, StageEnded, StageStar
 from kd.lease import LeaseLost
 from kd.runner import EventWriter, StopFlag
 from kd.store import Store
-from kd.sweep import Finished, Sweep, SweepTrainer, mean_std, table
+from kd.sweep import Finished, Sweep, SweepTrainer, mean_std, plan, table
 
 
 def create(store: Store, sweep: Sweep, lease: str | None = None) -> str:
@@ -274,5 +274,6 @@ def result(store: Store, sweep_id: str, sweep: Sweep | None = None) -> dict:
         "method": sweep.base.method,
         "teacher": {"arch": sweep.base.teacher, "accuracy": teacher["accuracy"] if teacher else None},
         "baseline": {"accuracy_mean": mean, "accuracy_std": std, "per_seed": baseline},
+        "groups": plan(sweep),
         "cells": table(sweep, found),
     }

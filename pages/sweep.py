@@ -126,6 +126,15 @@ def show(sweep_id: str) -> None:
             f"{b['accuracy_mean'] * 100:.2f} ± {b['accuracy_std'] * 100:.2f} % over its seeds. "
             "Gain: the distilled student's test accuracy minus its own seed's student alone, in points."
         )
+    st.caption(
+        "Trained "
+        + "; ".join(
+            f"{g['students']} {'students alone' if g['stage'] == 'baseline' else 'distilled students'} "
+            + ("one after another" if g["group"] == 1 else f"in lockstep groups of up to {g['group']}")
+            for g in result.get("groups", [])
+        )
+        + " (memory budget: KD_GROUP_MB)."
+    )
     frame = plots.sweep_frame(result, events)
     many = [k for k, v in axes.items() if len(v) > 1]
     x_default = "temperature" if "temperature" in many else (many[0] if many else None)

@@ -160,3 +160,20 @@ def test_a_sweep_killed_mid_way_resumes_keeping_the_cells_it_stored(tmp_path):
         if store.get(run_id) is not None:  # stored whole before the kill: kept as it was
             assert done[key] == run_id
     assert len(store.runs()) == 4  # a half-written run of the killed worker was deleted
+
+
+def test_groups_split_to_fit_the_memory_budget_and_the_plan_says_so(tmp_path, monkeypatch):
+    from kd.sweep import SweepTrainer, plan
+
+    sweep = Sweep(RunConfig(epochs=1), {"temperature": [1.0, 2.0, 4.0]}, (0, 1))
+    whole = {g["stage"]: g for g in plan(sweep)}
+    assert whole["student"]["students"] == 6 and whole["student"]["group"] == 64
+    each = whole["student"]["mb_each"]
+    monkeypatch.setenv("KD_GROUP_MB", str(2.5 * each))  # room for two students a group
+    split = {g["stage"]: g for g in plan(sweep)}
+    assert split["student"]["group"] == 2 and split["baseline"]["group"] == 2
+    trainer = SweepTrainer(sweep)
+    assert trainer.run() == "done"
+    assert [stage for stage, _ in trainer.timings] == ["baseline"] + ["student"] * 3  # 2 alone; 6 in 3 groups
+    p = _kd("sweep", "--temperature", "1,2,4", "--seeds", "0,1", "--epochs", "1", runs_dir=tmp_path)
+    assert "6 mlp-128 distilled students (kd): in 3 lockstep groups of 2" in p.stderr
