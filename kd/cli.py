@@ -140,10 +140,12 @@ def _sweep_parser(sub, argv) -> None:
             sweep.add_argument(flag, dest=field, action="store_true", default=None)
         else:
             sweep.add_argument(flag, dest=field, default=None, metavar="V[,V...]" if field in AXES else field.upper())
+    FIELD_TO_FLAG.update(seeds="--seeds", max_group="--max-group")  # the sweep's own, in its messages
     if not argv or argv[0] in ("sweep", "-h", "--help"):
         from kd.config import method_options
 
         for name in method_options():
+            FIELD_TO_FLAG[name] = _flag(name)
             sweep.add_argument(_flag(name), dest=f"option_{name}", default=None, metavar="V[,V...]")
     sweep.add_argument("--seeds", default="0", metavar="S[,S...]", help="the students' seeds (default: 0)")
     sweep.add_argument(
@@ -227,14 +229,15 @@ def cmd_sweep(args) -> int:
     options = {}
     for name, text in given.items():
         kind, flag = kinds[name], FIELD_TO_FLAG.get(name, _flag(name))
+        is_option = name not in {f for f, _ in TRAIN_FLAGS.values()}
+        listed = name in AXES or is_option  # only an axis takes a comma list: a path may hold a comma
         if kind is bool:
             values = [True]
         else:
             try:
-                values = [_typed(flag, kind)(v.strip()) for v in str(text).split(",")]
+                values = [_typed(flag, kind)(v.strip()) for v in (str(text).split(",") if listed else [text])]
             except argparse.ArgumentTypeError as e:
                 raise UsageError(f"argument {flag}: {e}") from None
-        is_option = name not in {f for f, _ in TRAIN_FLAGS.values()}
         if len(values) > 1:
             if name not in AXES and not is_option:
                 raise UsageError(f"argument {flag}: one value only; the axes are {', '.join(AXES)} and method knobs")
@@ -251,9 +254,10 @@ def cmd_sweep(args) -> int:
         RunConfig(**base, options=options or None),
         axes,
         seeds,
-        args.max_group or DEFAULT_MAX_GROUP,
+        DEFAULT_MAX_GROUP if args.max_group is None else args.max_group,
         "sequential" if args.sequential else "lockstep",
     )
+    sweep_run.check(sweep)  # refused in one line before anything is said or made
     if not args.json:
         for line in plan_lines(sweep):
             _err(line)
@@ -345,7 +349,12 @@ def cmd_sweeps(args) -> int:
     from kd.store import Store
 
     store = Store()
-    results = [sweep_run.result(store, r.id) for r in store.runs(sweeps=True)]
+    results = []
+    for r in store.runs(sweeps=True):  # one that cannot be read (a folder gone) is said, not fatal
+        try:
+            results.append(sweep_run.result(store, r.id))
+        except KDError as e:
+            results.append({"sweep_id": r.id, "error": str(e)})
     if args.json:
         print(json.dumps(results))
         return 0
@@ -353,6 +362,9 @@ def cmd_sweeps(args) -> int:
         print("no sweeps yet: python -m kd sweep --temperature 1,2,4,8 --alpha 0.5,0.9 --seeds 0,1,2")
         return 0
     for r in results:
+        if "error" in r:
+            print(f"{r['sweep_id']}  cannot be read: {r['error']}")
+            continue
         done = sum(len(c["seeds"]) for c in r["cells"])
         total = len(r["cells"]) * len(r["seeds"])
         axes = " x ".join(f"{k}({len(v)})" for k, v in r["axes"].items()) or "one cell"

@@ -9,9 +9,10 @@ over the stack is K optimizers; the learning-rate schedule is the same for all, 
 epochs, batch size and data. A student trained here ends as it would trained alone by kd/trainer.py
 within float tolerance (batched kernels round in another order): tests/test_lockstep.py checks it.
 
-Which cells can share a group is `group_key`'s rule: everything equal but the seed and the
-method's float knobs. A student with dropout cannot (its random masks would differ from its run
-alone): `can_share` says so and the sweep trains it alone.
+Which cells can share a group is `group_key`'s rule: everything equal but the seed, T, alpha
+and the method's float knobs (except those it lists in `group_knobs`). A student with dropout
+cannot (its random masks would differ from its run alone): `can_share` says so and the sweep
+trains it alone.
 """
 
 from __future__ import annotations
@@ -35,16 +36,19 @@ from kd.features import Features, Tap
 from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
 
-SHARED_KNOBS = ("seed", "temperature", "alpha")  # besides the float method options
+PER_STUDENT = ("seed", "temperature", "alpha")  # may differ within a group, as may float method knobs
 
 
 def group_key(cfg: RunConfig) -> str:
     """Cells with the same key can train in one group: all but the seed, T, alpha and the float
-    method options agree (the architecture, the method, its other knobs, epochs, batch size...)."""
+    method knobs agree (the architecture, the method, its other knobs, epochs, batch size...),
+    and the float knobs the method lists in `group_knobs` agree too."""
     d = cfg.to_dict()
-    for k in SHARED_KNOBS:
+    for k in PER_STUDENT:
         d.pop(k, None)
-    d["options"] = {k: v for k, v in (d.get("options") or {}).items() if not isinstance(v, float)}
+    shared = getattr(methods.METHODS.get(cfg.method), "group_knobs", ())
+    d["options"] = {k: v for k, v in (d.get("options") or {}).items() if not isinstance(v, float) or k in shared}
+    d["group_knobs"] = {k: cfg.option(k) for k in shared}  # given or default: the values in force
     return repr(sorted(d.items()))
 
 
@@ -139,8 +143,7 @@ class Group:
             torch.manual_seed(cfg.seed + 1)
             student = models.build(cfg.student, shape, spec.num_classes).to(device)
             method = methods.build(cfg)
-            if method.uses_teacher or hasattr(method, "bind"):
-                methods.bind(method, student, teacher, shape)
+            methods.bind(method, student, teacher, shape)
             own = getattr(method, "module", None)
             if own is not None:
                 own.to(device)
@@ -163,7 +166,7 @@ class Group:
         """The method's float attributes that differ between students, as (K,) tensors."""
         out = {}
         for name, value in vars(self.methods[0]).items():
-            if isinstance(value, float) and not isinstance(value, bool):
+            if isinstance(value, float):
                 values = [getattr(m, name) for m in self.methods]
                 if any(v != value for v in values):
                     out[name] = torch.tensor(values, dtype=torch.float32, device=self.device)
@@ -225,7 +228,8 @@ class Group:
         done_epochs = [epochs] * k
         messages = [""] * k
         live = torch.ones(k, device=dev)  # 0 for a student whose loss blew up: it stops learning
-        last_good = {name: p.detach().clone() for name, p in self.params.items()}
+        state = {**self.params, **self.buffers}  # weights and BatchNorm statistics, stacked
+        last_good = {name: t.detach().clone() for name, t in state.items()}
         started, step = time.perf_counter(), 0
         on_epoch = getattr(method, "on_epoch", None)
         on_step = getattr(method, "on_step", None)
@@ -241,8 +245,15 @@ class Group:
                 window_terms, window_sizes = [], []
                 seen = 0
                 for i in range(steps_per_epoch):
-                    if self.should_stop():
-                        return self._members(["stopped"] * k, [epoch - 1] * k, [f"stopped in epoch {epoch}"] * k)
+                    if self.should_stop():  # the students still learning stop; diverged ones stay so
+                        for j in range(k):
+                            if status[j] == "done":
+                                status[j], done_epochs[j], messages[j] = (
+                                    "stopped",
+                                    epoch - 1,
+                                    f"stopped in epoch {epoch}",
+                                )
+                        return self._members(status, done_epochs, messages, last_good)
                     idx = perms[:, i * bs : (i + 1) * bs]  # (K, B)
                     b = idx.shape[1]
                     x = self.x_train.index_select(0, idx.reshape(-1)).view(k, b, *self.x_train.shape[1:])
@@ -266,7 +277,11 @@ class Group:
                         self.params, self.buffers, self.knobs, x, y, t, t_feats
                     )
                     stepper.zero_grad()
-                    (terms.sum(1) * live).sum().backward()
+                    torch.where(live.bool(), terms.sum(1), 0.0).sum().backward()
+                    if not live.all():  # a frozen student learns nothing, not even from a NaN
+                        with torch.no_grad():
+                            for p in self.params.values():
+                                p.grad[~live.bool()] = 0
                     stepper.step(cfg.lr * cosine(step, total_steps))
                     step += 1
                     correct += (logits.detach().argmax(-1) == y).sum(1)
@@ -304,13 +319,13 @@ class Group:
                         ),
                     )
                 with torch.no_grad():
-                    for name, p in self.params.items():
-                        keep = live.view(-1, *[1] * (p.dim() - 1)).bool()
-                        last_good[name] = torch.where(keep, p, last_good[name])
+                    for name, t in state.items():
+                        keep = live.view(-1, *[1] * (t.dim() - 1)).bool()
+                        last_good[name] = torch.where(keep, t, last_good[name])
         finally:
             if self.tap is not None:
                 self.tap.close()
-        return self._members(status, done_epochs, messages)
+        return self._members(status, done_epochs, messages, last_good)
 
     def _log_window(self, terms, sizes, epoch, step, total_steps, optimizer, status) -> None:
         """Each student's loss terms averaged over the window's examples: one host sync."""
@@ -336,12 +351,14 @@ class Group:
             )
 
     def _freeze(self, j: int, last_good: dict, optimizer, live: Tensor) -> None:
-        """Student j's loss blew up: its weights go back to its last finished epoch's, its
-        optimizer moments to zero, and it learns no more (its loss is left out of the sum)."""
+        """Student j's loss blew up: its weights and statistics go back to its last finished
+        epoch's, its optimizer moments to zero, and it learns no more (its loss and gradients
+        are left out); it ends with those last good weights (_members)."""
         with torch.no_grad():
             live[j] = 0
-            for name, p in self.params.items():
-                p[j] = last_good[name][j]
+            for name, t in {**self.params, **self.buffers}.items():
+                t[j] = last_good[name][j]
+            for p in self.params.values():
                 for v in optimizer.state.get(p, {}).values():
                     if isinstance(v, Tensor) and v.shape == p.shape:
                         v[j] = 0
@@ -382,15 +399,15 @@ class Group:
                     p.copy_(self.params["own." + name][j])
         return method.report()
 
-    def _members(self, status, epochs, messages) -> list[Member]:
-        """Each student with its own slice of the stacked weights."""
+    def _members(self, status, epochs, messages, last_good: dict) -> list[Member]:
+        """Each student with its own slice of the stacked weights: as trained, or for one that
+        diverged or stopped, as its last finished epoch left them."""
         out = []
         with torch.no_grad():
             for j, student in enumerate(self.students):
                 for name, t in student.state_dict().items():
-                    src = self.params.get("student." + name)
-                    if src is None:
-                        src = self.buffers["student." + name]
+                    key = "student." + name
+                    src = last_good[key] if status[j] != "done" else {**self.params, **self.buffers}[key]
                     t.copy_(src[j])
                 out.append(Member(status[j], epochs[j], messages[j], student))
         return out

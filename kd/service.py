@@ -147,7 +147,7 @@ def teachers_for(dataset: str, teacher: str) -> list[RunInfo]:
 # A sweep is a row of runs (its state, stop, resume, delete and events are a run's: the functions
 # above take its id) plus its grid; each (cell, seed) it finishes is a run of its own.
 def sweep_axes() -> list[str]:
-    """What a sweep may vary: temperature, alpha, method, student, standardize and every method's
+    """What a sweep may vary: temperature, alpha, method, student and every method's
     own knobs."""
     from kd.config import method_options
     from kd.sweep import AXES
@@ -195,12 +195,11 @@ def sweep_result(sweep_id: str) -> dict:
 
 def sweep_of(run_id: str) -> tuple[str, dict] | None:
     """For a run that is a sweep's cell: (the sweep's id, that cell of its result), else None."""
-    store = _store()
-    for sweep in store.runs(sweeps=True):
-        for (cell, _seed), rid in store.sweep_runs(sweep.id).items():
-            if rid == run_id:
-                return sweep.id, sweep_result(sweep.id)["cells"][cell]
-    return None
+    found = _store().sweep_of_run(run_id)
+    if found is None:
+        return None
+    sweep_id, cell, _ = found
+    return sweep_id, sweep_result(sweep_id)["cells"][cell]
 
 
 # -- results ------------------------------------------------------------------------------------

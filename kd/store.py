@@ -433,6 +433,12 @@ class Store:
                 (sweep_id, cell, seed, run_id),
             )
 
+    def sweep_of_run(self, run_id: str) -> tuple[str, int, int] | None:
+        """(sweep id, cell, seed) of a run that holds a sweep's cell; None for any other run."""
+        with self._connect() as db:
+            row = db.execute("SELECT sweep_id, cell, seed FROM sweep_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return tuple(row) if row else None
+
     def sweep_runs(self, sweep_id: str) -> dict[tuple[int, int], str]:
         """(cell, seed) -> run id, for the cells a sweep has finished."""
         with self._connect() as db:

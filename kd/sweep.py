@@ -27,7 +27,7 @@ from kd.errors import ConfigError
 from kd.events import Cell, Epoch, Step, to_dict, type_of
 from kd.trainer import RunResult, Trainer
 
-AXES = ("temperature", "alpha", "method", "student", "standardize")  # besides every method's own knobs
+AXES = ("temperature", "alpha", "method", "student")  # besides every method's own knobs
 DEFAULT_MAX_GROUP = 64  # students per lockstep group unless --max-group says otherwise
 GROUP_MB = 1024  # a lockstep group's estimated memory at most ($KD_GROUP_MB): bigger ones split
 
@@ -49,25 +49,40 @@ class Sweep:
                 raise ConfigError(name, "an axis needs at least one value")
             if len(set(map(repr, values))) != len(values):
                 raise ConfigError(name, f"a value is given twice: {values}")
+        methods_swept = set(self.axes.get("method", [self.base.method]))
+        for name in self.axes:
+            owners = method_options().get(name, (None, None))[1]
+            if owners is not None and not methods_swept & set(owners):
+                raise ConfigError(
+                    name, f"is a knob of {', '.join(owners)}; this sweep's methods: {', '.join(sorted(methods_swept))}"
+                )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"give one or more different seeds, got {list(self.seeds)}")
         if self.max_group < 1:
             raise ConfigError("max_group", f"must be at least 1, got {self.max_group}")
-        for cell in self.cells():  # every cell's config is valid, or the sweep is refused before it starts
-            for seed in self.seeds[:1]:
-                self.config(cell, seed)
+        for seed in self.seeds:  # every seed and every cell valid, or the sweep is refused before it starts
+            try:
+                self.base.replace(seed=seed)
+            except ConfigError as e:
+                raise ConfigError("seeds", e.message) from None
+        for cell in self.cells():
+            self.config(cell, self.seeds[0])
 
     def cells(self) -> list[dict]:
         names = list(self.axes)
         return [dict(zip(names, values)) for values in itertools.product(*self.axes.values())]
 
     def config(self, params: dict, seed: int) -> RunConfig:
-        """The RunConfig of one cell for one seed (a ConfigError names the axis a value breaks)."""
+        """The RunConfig of one cell for one seed (a ConfigError names the axis a value breaks).
+        A method's own knob on an axis applies to the cells of the methods that have it (kd
+        against dkd at several dkd_beta: the kd cells share one config, trained once)."""
         fields = {k: v for k, v in params.items() if k in AXES}
+        method = fields.get("method", self.base.method)
+        owners = method_options()
         options = dict(self.base.options or {})
         options.update({k: v for k, v in params.items() if k not in AXES})
-        cfg = self.base.replace(**fields, seed=seed, options=options or None)
-        return cfg
+        options = {k: v for k, v in options.items() if k not in owners or method in owners[k][1]}
+        return self.base.replace(**fields, seed=seed, options=options or None)
 
     def to_dict(self) -> dict:
         return {"axes": self.axes, "seeds": list(self.seeds), "max_group": self.max_group, "mode": self.mode}
@@ -138,13 +153,20 @@ class SweepTrainer:
         baselines = self._baselines({_baseline_cfg(cfg) for _, _, cfg in todo})
         if self.stopped:
             return "stopped"
-        for group in self._groups(todo):
+        same: dict[str, list[tuple[int, int]]] = {}  # cells whose configs are one (an unused knob)
+        first: dict[str, tuple] = {}
+        for c, s, cfg in todo:
+            same.setdefault(cfg.to_json(), []).append((c, s))
+            first.setdefault(cfg.to_json(), (c, s, cfg))
+        groups = self._groups(list(first.values()))
+        for i, group in enumerate(groups):
             ends = self._train([cfg for _, _, cfg in group], [(c, s) for c, s, _ in group], "student")
-            for (c, s, cfg), end in zip(group, ends):
-                self.on_member(c, s, end, baselines[_baseline_cfg(cfg)])
-            if self._stop():  # asked between groups: the next one does not start
+            for (_, _, cfg), end in zip(group, ends):
+                for c, s in same[cfg.to_json()]:
+                    self.on_member(c, s, end, baselines[_baseline_cfg(cfg)])
+            if i < len(groups) - 1 and self._stop():  # asked between groups: the next one does not start
                 return "stopped"
-        return "done"
+        return "stopped" if self.stopped else "done"
 
     def _groups(self, todo: list) -> list[list]:
         """Lockstep groups: members with one group_key, in grid order, at most max_group each and

@@ -22,12 +22,17 @@ from kd.store import Store
 from kd.sweep import Finished, Sweep, SweepTrainer, mean_std, plan, table
 
 
+def check(sweep: Sweep) -> None:
+    """Refuse a sweep whose cells a run would refuse (kd.trainer.check on each): before it exists."""
+    from kd.trainer import check as check_run
+
+    for params in sweep.cells():
+        check_run(sweep.config(params, sweep.seeds[0]))
+
+
 def create(store: Store, sweep: Sweep, lease: str | None = None) -> str:
     """The sweep's row (queued) and its grid; nothing trains yet."""
-    from kd.trainer import check
-
-    for params in sweep.cells():  # each cell's pair and method checked before the sweep exists
-        check(sweep.config(params, sweep.seeds[0]))
+    check(sweep)
     sweep_id = store.create_run(
         sweep.base.to_dict(),
         status="queued",
@@ -35,7 +40,7 @@ def create(store: Store, sweep: Sweep, lease: str | None = None) -> str:
         lease=lease,
         inputs={"teacher_checkpoint": jobs.TEACHER_COPY},
     )
-    store.mark_sweep(sweep_id, sweep.to_dict())
+    store.mark_sweep(sweep_id, {**sweep.to_dict(), "groups": plan(sweep)})  # the plan kept: pages read it
     return sweep_id
 
 
@@ -93,8 +98,8 @@ def execute(store: Store, sweep_id: str, lease: str, beat, progress=None) -> str
                 lease=lease,
                 status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                 message=message,
-                results=result(store, sweep_id, sweep),
             )
+            store.update(sweep_id, lease=lease, results=result(store, sweep_id, sweep))  # what it has, if it can
         except Exception:
             pass
         raise
@@ -170,10 +175,15 @@ class _Saver:
         models = {"teacher": teacher, "baseline": self.reports[alone.cfg], "student": self._model_report(end)}
         summary = metrics.run_summary(models)
         cfg = end.cfg.replace(teacher_checkpoint=str(self.teacher_path))
+        store.check_lease(self.sweep_id, lease)  # not ours any more: nothing written
         run_id = store.create_run(
             cfg.to_dict(), status="running", lease=lease, inputs={"teacher_checkpoint": jobs.TEACHER_COPY}
         )
-        store.add_sweep_run(self.sweep_id, cell, seed, run_id, lease)  # found and redone if this process dies now
+        try:  # registered at once: a process that dies from here on leaves a run the resume deletes
+            store.add_sweep_run(self.sweep_id, cell, seed, run_id, lease)
+        except LeaseLost:
+            store.delete(run_id)
+            raise
         t = self.trainer.trainer
         events = [
             RunStarted(
@@ -270,10 +280,10 @@ def result(store: Store, sweep_id: str, sweep: Sweep | None = None) -> dict:
         "axes": sweep.axes,
         "seeds": list(sweep.seeds),
         "dataset": sweep.base.dataset,
-        "student": sweep.base.student,
-        "method": sweep.base.method,
+        "student": sweep.axes.get("student", sweep.base.student),  # a list where it is an axis
+        "method": sweep.axes.get("method", sweep.base.method),
         "teacher": {"arch": sweep.base.teacher, "accuracy": teacher["accuracy"] if teacher else None},
         "baseline": {"accuracy_mean": mean, "accuracy_std": std, "per_seed": baseline},
-        "groups": plan(sweep),
+        "groups": spec.get("groups") or plan(sweep),
         "cells": table(sweep, found),
     }

@@ -48,7 +48,7 @@ def pays(demo: service.RunConfig) -> str:
     gain = f"{100 * cell['gain_mean']:+.1f} ± {100 * cell['gain_std']:.1f} points"
     if service.paying_cell(demo) is None:
         return (
-            f" With all the labels no T and α pays here (the grid below): the best, this one, gives {gain} "
+            f" No T and α pays here (the grid below): the best, this one, gives {gain} "
             f"against the student alone ({len(cell['seeds'])} seeds)."
         )
     seeds = len(cell["seeds"])

@@ -36,7 +36,7 @@ elif run.state != "done":
     st.warning(f"This run {said.get(run.state, run.state)}: the models below are what it had.")
 
 siblings = service.sweep_of(run.id)  # a run that is one seed of several: the spread first
-if siblings and len(siblings[1]["seeds"]) > 1:
+if siblings and len(siblings[1]["seeds"]) > 1 and siblings[1]["gain_mean"] is not None:
     sweep_id, cell = siblings
     seeds = []
     for seed, rid in zip(cell["seeds"], cell["run_ids"]):

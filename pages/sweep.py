@@ -68,7 +68,11 @@ def past_sweeps() -> None:
         return
     st.subheader("Past sweeps")
     for s in sweeps[:20]:
-        r = service.sweep_result(s.id)
+        try:
+            r = service.sweep_result(s.id)
+        except KDError as e:  # e.g. its data folder is gone: said on its line, the others still listed
+            st.caption(f"{s.id}: cannot be read ({plain(str(e))})")
+            continue
         axes = " × ".join(f"{NAMES.get(k, k)} ({len(v)})" for k, v in r["axes"].items()) or "one cell"
         done = sum(len(c["seeds"]) for c in r["cells"])
         st.page_link(
@@ -120,10 +124,11 @@ def show(sweep_id: str) -> None:
     if run.message and run.state not in ("done", *service.ACTIVE):
         st.caption(plain(run.message))
     b, t = result["baseline"], result["teacher"]
-    if t["accuracy"] is not None:
+    if t["accuracy"] is not None and b["accuracy_mean"] is not None:
+        alone = "students alone (each architecture" if "student" in axes else "student alone (each seed"
         st.caption(
-            f"Teacher {t['accuracy'] * 100:.2f} %; student alone "
-            f"{b['accuracy_mean'] * 100:.2f} ± {b['accuracy_std'] * 100:.2f} % over its seeds. "
+            f"Teacher {t['accuracy'] * 100:.2f} %; {alone}, then mean ± std) "
+            f"{b['accuracy_mean'] * 100:.2f} ± {b['accuracy_std'] * 100:.2f} %. "
             "Gain: the distilled student's test accuracy minus its own seed's student alone, in points."
         )
     st.caption(

@@ -99,10 +99,11 @@ def test_a_conv_group_with_batch_norm_keeps_each_students_statistics(teacher_fil
         assert _max_diff(ends[j].model, model) < 1e-4  # running means and variances included
 
 
-def test_a_student_whose_loss_blows_up_stops_alone_and_the_others_go_on(teacher_file):
+@pytest.mark.parametrize("decay", [0.0, 0.01])  # AdamW's decay must not move a frozen student either
+def test_a_student_whose_loss_blows_up_stops_alone_and_the_others_go_on(teacher_file, decay):
     """Student 1's weights turn NaN early in epoch 2 (as a blown-up step leaves them): it ends
     "diverged" with its epoch-1 weights, and student 0 trains on as it would alone."""
-    base = RunConfig(epochs=2, teacher_checkpoint=teacher_file["mlp"])
+    base = RunConfig(epochs=2, teacher_checkpoint=teacher_file["mlp"], weight_decay=decay)
     cfgs = [base, base.replace(seed=1, temperature=2.0)]
     spec = datasets.spec(base.dataset, None, base.image_size)
     bundle = datasets.load(base.dataset, None, base.val_fraction, base.image_size)
@@ -142,6 +143,11 @@ def test_who_can_share_a_group():
     dkd = base.replace(method="dkd")
     assert lockstep.group_key(dkd.replace(options={"dkd_beta": 2.0})) == lockstep.group_key(dkd)
     assert lockstep.group_key(dkd.replace(options={"dkd_warmup": 3})) != lockstep.group_key(dkd)
+    at, ctkd = base.replace(method="at"), base.replace(method="ctkd")  # knobs shared by a group
+    assert lockstep.group_key(at.replace(options={"at_p": 4.0})) != lockstep.group_key(at)  # the teacher's maps
+    assert lockstep.group_key(at.replace(options={"at_weight": 10.0})) == lockstep.group_key(at)
+    assert lockstep.group_key(ctkd.replace(options={"ctkd_t_start": 2.0})) != lockstep.group_key(ctkd)  # its module
+    assert lockstep.group_key(ctkd.replace(alpha=0.5)) == lockstep.group_key(ctkd)
     from kd import models
 
     assert not lockstep.can_share(models.build("hinton-1200", (784,), 10))  # dropout

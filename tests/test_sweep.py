@@ -81,6 +81,10 @@ def test_a_cell_trained_alone_with_the_sweeps_teacher_ends_as_in_the_sweep(cli_s
         (["--seeds", "0,x"], "--seeds"),
         (["--alpha", "0.5,0.5"], "alpha"),
         (["--method", "at"], "--method"),
+        (["--seeds", "0,-1"], "--seeds"),
+        (["--max-group", "0"], "--max-group"),
+        (["--dkd-beta", "2,8"], "--dkd-beta"),  # a knob of dkd, and the sweep's method is kd
+        (["--method", "kd,dkd", "--dkd-beta", "2,-1"], "--dkd-beta"),
     ],
 )
 def test_bad_sweeps_are_refused_in_one_line_naming_the_flag(args, flag, tmp_path):
@@ -177,3 +181,18 @@ def test_groups_split_to_fit_the_memory_budget_and_the_plan_says_so(tmp_path, mo
     assert [stage for stage, _ in trainer.timings] == ["baseline"] + ["student"] * 3  # 2 alone; 6 in 3 groups
     p = _kd("sweep", "--temperature", "1,2,4", "--seeds", "0,1", "--epochs", "1", runs_dir=tmp_path)
     assert "6 mlp-128 distilled students (kd): in 3 lockstep groups of 2" in p.stderr
+
+
+def test_a_knob_of_one_method_sweeps_beside_another_method_and_equal_cells_train_once(tmp_path):
+    """kd against dkd at two dkd_beta: the kd cells ignore the knob, share one config and one
+    training; the dkd cells each have theirs."""
+    store = Store(tmp_path)
+    sweep = Sweep(RunConfig(epochs=1), {"method": ["kd", "dkd"], "dkd_beta": [2.0, 8.0]})
+    sweep_id, status = sweep_run.train_new(store, sweep)
+    assert status == "done"
+    cells = sweep_run.result(store, sweep_id)["cells"]
+    runs = [store.get(c["run_ids"][0]) for c in cells]
+    assert [r.config["method"] for r in runs] == ["kd", "kd", "dkd", "dkd"]
+    assert runs[0].config["options"] is None and runs[1].config["options"] is None
+    assert runs[0].models["student"] == runs[1].models["student"]  # one training, stored for both cells
+    assert [r.config["options"]["dkd_beta"] for r in runs[2:]] == [2.0, 8.0]

@@ -30,6 +30,7 @@ def _pooled(feature: Tensor, size: tuple) -> Tensor:
 class AT:
     uses_teacher = True
     knobs = ()
+    group_knobs = ("at_p",)  # the teacher's cached maps depend on it: one value per lockstep group
     options = {
         "at_weight": option(1000.0, "AT weight", "weight of the attention term", lo=0, hi=1e7),
         "at_p": option(2.0, "AT power p", "attention map: mean over channels of |F|^p", lo=1, hi=8),

@@ -21,6 +21,10 @@ class Method(Protocol):
     # Optional: parameters of the method's own (nn.Module), trained, checkpointed and resumed
     # with the student's (FitNet's adapter, CTKD's temperature).
     module: nn.Module | None
+    # Optional: float knobs of its own that students trained in lockstep (kd/lockstep.py) must
+    # share, because they shape what is computed once for the group (the teacher's cached
+    # features) or live in `module` rather than on the method.
+    group_knobs: tuple[str, ...]
 
     # The loss with this run's numbers (LaTeX) and a line saying what it means: the Train page's.
     def formula(self) -> tuple[str, str]: ...

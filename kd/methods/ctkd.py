@@ -23,6 +23,7 @@ from kd.schema import option
 class CTKD:
     uses_teacher = True
     knobs = ("alpha", "standardize")
+    group_knobs = ("ctkd_t_start", "ctkd_t_range")  # they live in its module: one value per lockstep group
     options = {
         "ctkd_t_start": option(
             1.0,
