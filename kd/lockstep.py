@@ -209,7 +209,7 @@ class Group:
         epochs = cfg.epochs
         steps_per_epoch = math.ceil(n / bs)
         total_steps = epochs * steps_per_epoch
-        log_every = max(1, steps_per_epoch // 20)
+        log_every = max(1, steps_per_epoch // 5)  # ~5 step events per student and epoch: K students log
         method = self.method
         optimizer = make_optimizer(cfg, self.holder)
         stepper = Stepper(optimizer)
