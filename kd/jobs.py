@@ -133,7 +133,9 @@ def claim(
             fields.update(
                 status="queued",
                 queued_at=run.queued_at if run.status == "queued" else now,
-                stop_requested=0,
+                # resume() queued it with the request cleared: one asked since (Stop right after
+                # Resume) stands; a run resumed straight from stopped or interrupted starts clear
+                stop_requested=run.stop_requested if run.status == "queued" else 0,
                 message=None,
             )
         return fields

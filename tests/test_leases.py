@@ -259,3 +259,24 @@ def test_a_plain_worker_on_a_requeued_run_goes_on_and_never_trains_from_scratch_
     assert p.returncode == 0 and store.get(run_id).status == "done", p.stderr
     assert store.get(run_id).resumed == 1
     assert epoch_events(store, run_id) == {s: list(range(1, 7)) for s in ("teacher", "baseline", "student")}
+
+
+def test_stop_right_after_resume_stands(runs_dir):
+    """Resume queues the run and spawns a worker; a Stop asked before that worker claims the run
+    is kept by the claim, so the run stops instead of training to the end."""
+    store = Store()
+    run_id = jobs.start(RunConfig(epochs=300, teacher_epochs=300, device="cpu"), store)
+
+    def wait(done, seconds=120):
+        deadline = time.time() + seconds
+        while not done(store.get(run_id)) and time.time() < deadline:
+            time.sleep(0.2)
+
+    wait(lambda r: r.status == "running")
+    jobs.stop(run_id, store)
+    wait(lambda r: r.status == "stopped")
+    jobs.resume(run_id, store)
+    jobs.stop(run_id, store)  # at once: the new worker is still starting
+    wait(lambda r: r.status not in ("queued", "running"))
+    run = store.get(run_id)
+    assert run.status == "stopped", (runs_dir / run_id / "worker.log").read_text()

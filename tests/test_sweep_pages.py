@@ -89,3 +89,29 @@ def test_three_seeds_from_the_train_page_train_one_teacher_and_results_show_thei
     at = page("pages/results.py", run=runs[0].id)
     assert any(h.value == "Over 3 seeds" for h in at.subheader)
     assert any("±" in m.value and "points" in m.value for m in at.markdown)
+
+
+def test_a_sweep_is_stopped_and_resumed_from_its_page(runs_dir):
+    from kd import jobs
+
+    store = Store()
+    sweep_id = sweep_run.start(store, Sweep(RunConfig(epochs=300), {"temperature": [1.0, 4.0]}, (0, 1)))
+    deadline = time.time() + 120
+    while store.get(sweep_id).status != "running" and time.time() < deadline:
+        time.sleep(0.2)
+    at = page("pages/sweep.py", sweep=sweep_id)
+    next(b for b in at.button if b.label == "Stop sweep").click().run()
+    assert not at.exception, at.exception
+    deadline = time.time() + 120
+    while store.get(sweep_id).status == "running" and time.time() < deadline:
+        time.sleep(0.2)
+    assert store.get(sweep_id).status == "stopped", (runs_dir / sweep_id / "worker.log").read_text()
+    at = page("pages/sweep.py", sweep=sweep_id)
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert not at.exception, at.exception
+    assert store.get(sweep_id).status in ("queued", "running")
+    jobs.stop(sweep_id, store)  # not to the end: stopped again
+    deadline = time.time() + 120
+    while store.get(sweep_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    assert store.get(sweep_id).status == "stopped"
