@@ -135,7 +135,13 @@ def show(sweep_id: str) -> None:
         "Trained "
         + "; ".join(
             f"{g['students']} {'students alone' if g['stage'] == 'baseline' else 'distilled students'} "
-            + ("one after another" if g["group"] == 1 else f"in lockstep groups of up to {g['group']}")
+            + (
+                "one after another"
+                if g["group"] == 1
+                else "in one lockstep group"
+                if g["students"] <= g["group"]
+                else f"in lockstep groups of up to {g['group']}"
+            )
             for g in result.get("groups", [])
         )
         + " (memory budget: KD_GROUP_MB)."
