@@ -172,10 +172,16 @@ def test_a_sweep_from_its_page_fills_its_heatmap_and_opens_its_best_cell_as_a_ru
     page.locator(".js-plotly-plot text", has_text="±").first.wait_for(timeout=60_000)
     no_exception(page)
     for k, title in ((3, "T = 4, α = 0.9"), (0, "T = 1, α = 0.5")):  # a click on a cell opens it
-        page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=30_000)  # app idle
-        box = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(k).bounding_box()  # grid order
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.locator("h3", has_text=title).wait_for(timeout=30_000)
+        for _ in range(5):  # a click that lands while the page redraws its chart is lost: click again
+            page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=30_000)  # idle
+            box = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(k).bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # points in grid order
+            try:
+                page.locator("h3", has_text=title).wait_for(timeout=10_000)
+                break
+            except playwright.TimeoutError:
+                continue
+        page.locator("h3", has_text=title).wait_for(timeout=10_000)
     page.get_by_text("Open as a run", exact=False).first.click()
     page.wait_for_url("**/results?run=*", timeout=30_000)
     cells = page.locator("[data-testid='stDataFrame'] td")
