@@ -164,11 +164,11 @@ def start_sweep(cfg: RunConfig, axes: dict[str, list], seeds: list[int], max_gro
     return sweep_run.start(_store(), sweep)
 
 
-def seeds_cost(cfg: RunConfig, n: int) -> float:
-    """What training cfg with n seeds costs against one seed, estimated (kd.sweep.seeds_cost)."""
+def seeds_cost(cfg: RunConfig, ns: tuple[int, ...]) -> dict[int, float]:
+    """What training cfg with n seeds costs against one seed, for each n, estimated (kd.sweep.seeds_cost)."""
     from kd.sweep import seeds_cost
 
-    return seeds_cost(cfg, n)
+    return seeds_cost(cfg, ns)
 
 
 def start_seeds(cfg: RunConfig, n: int) -> str:
@@ -191,6 +191,17 @@ def sweep_result(sweep_id: str) -> dict:
     from kd import sweep_run
 
     return sweep_run.result(_store(), sweep_id)
+
+
+def seed_runs(cell: dict) -> list[dict]:
+    """A sweep cell's stored seeds: [{"seed", "run", "baseline", "student"}], accuracies in %."""
+    out = []
+    for seed, run_id in zip(cell["seeds"], cell["run_ids"]):
+        r = get_run(run_id)
+        if r and r.models.get("student") and r.models.get("baseline"):
+            b, s = (100 * r.models[k]["accuracy"] for k in ("baseline", "student"))
+            out.append({"seed": seed, "run": r, "baseline": b, "student": s})
+    return out
 
 
 def sweep_of(run_id: str) -> tuple[str, dict] | None:

@@ -265,8 +265,8 @@ class SweepTrainer:
         )
 
 
-def seeds_cost(cfg: RunConfig, n: int) -> float:
-    """What a run with n seeds costs against one seed, estimated from the models' FLOPs: the
+def seeds_cost(cfg: RunConfig, ns: tuple[int, ...]) -> dict[int, float]:
+    """What a run with n seeds costs against one seed, for each n, estimated from the models' FLOPs: the
     teacher trains once (not at all when loaded); the n students alone and n distilled students
     train in lockstep, each extra one at the cost bench/sweep.py measured (kd.results.lockstep_cost),
     or at full cost where no result says otherwise or the student cannot share (dropout,
@@ -282,7 +282,7 @@ def seeds_cost(cfg: RunConfig, n: int) -> float:
     convolutional = any(isinstance(m, nn.Conv2d) for m in probe.modules())
     extra = results.lockstep_cost() if lockstep.can_share(probe) and not convolutional else None
     extra = 1.0 if extra is None else extra
-    return (teacher + students * (1 + (n - 1) * extra)) / (teacher + students)
+    return {n: (teacher + students * (1 + (n - 1) * extra)) / (teacher + students) for n in ns}
 
 
 def group_size(sweep: Sweep, cfg: RunConfig, spec: datasets.DataSpec) -> int:

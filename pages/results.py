@@ -38,17 +38,7 @@ elif run.state != "done":
 siblings = service.sweep_of(run.id)  # a run that is one seed of several: the spread first
 if siblings and len(siblings[1]["seeds"]) > 1 and siblings[1]["gain_mean"] is not None:
     sweep_id, cell = siblings
-    seeds = []
-    for seed, rid in zip(cell["seeds"], cell["run_ids"]):
-        other = service.get_run(rid)
-        if other and other.models.get("baseline") and other.models.get("student"):
-            seeds.append(
-                {
-                    "seed": seed,
-                    "baseline": 100 * other.models["baseline"]["accuracy"],
-                    "student": 100 * other.models["student"]["accuracy"],
-                }
-            )
+    seeds = service.seed_runs(cell)
     st.subheader(f"Over {len(seeds)} seeds")
     gain, std = 100 * cell["gain_mean"], 100 * cell["gain_std"]
     st.markdown(

@@ -192,18 +192,7 @@ def show_cell(result: dict, cell: int) -> None:
     if not c["run_ids"]:
         st.caption("Not stored yet: its seeds are still training.")
         return
-    seeds = []
-    for seed, run_id in zip(c["seeds"], c["run_ids"]):
-        r = service.get_run(run_id)
-        if r and r.models.get("student") and r.models.get("baseline"):
-            seeds.append(
-                {
-                    "seed": seed,
-                    "run": r,
-                    "baseline": 100 * r.models["baseline"]["accuracy"],
-                    "student": 100 * r.models["student"]["accuracy"],
-                }
-            )
+    seeds = service.seed_runs(c)
     if not seeds:
         return
     st.plotly_chart(plots.seeds_figure(seeds), key=f"seeds_{cell}")

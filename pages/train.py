@@ -172,23 +172,18 @@ elif source.startswith("upload"):
 ready = (source.startswith("train") or checkpoint is not None) and refused is None
 SEEDS = [1, 3, 5]
 try:  # 3 seeds by default where they cost less than twice one (the teacher trains once)
-    costs = {
-        n: service.seeds_cost(
-            service.RunConfig(
-                dataset=dataset,
-                data_dir=data_dir,
-                image_size=int(image_size),
-                teacher=teacher,
-                student=student,
-                teacher_checkpoint=checkpoint,
-                **chosen,
-            ),
-            n,
-        )
-        for n in SEEDS[1:]
-    }
-except KDError:
-    costs = {}
+    cfg = service.RunConfig(
+        dataset=dataset,
+        data_dir=data_dir,
+        image_size=int(image_size),
+        teacher=teacher,
+        student=student,
+        teacher_checkpoint=checkpoint,
+        **chosen,
+    )
+    costs = service.seeds_cost(cfg, tuple(SEEDS[1:]))
+except KDError as e:
+    cfg, costs, refused = None, {}, refused or e
 n_seeds = st.radio(
     "Seeds",
     SEEDS,
@@ -200,15 +195,8 @@ n_seeds = st.radio(
 )
 if st.button("Start training", type="primary", disabled=not ready):
     try:
-        cfg = service.RunConfig(
-            dataset=dataset,
-            data_dir=data_dir,
-            image_size=int(image_size),
-            teacher=teacher,
-            student=student,
-            teacher_checkpoint=checkpoint,
-            **chosen,
-        )
+        if cfg is None:
+            raise refused
         if n_seeds == 1:
             run_id = service.start(cfg)  # checked first: the pair, the method with every number, the teacher file
         else:
