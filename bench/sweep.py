@@ -1,18 +1,20 @@
 """A sweep's students in lockstep against the same cells one after another, alternated in one run.
 
-usage: python bench/sweep.py [--data-dir ../shared/data] [--skip-mnist] [--cli-sample N] [--json]
+usage: python bench/sweep.py [--data-dir ../shared/data] [--skip-mnist] [--cli-sample N] [--repeats N] [--json]
 
 Two grids of 4 temperatures x 3 alphas x 3 seeds (36 students each), each trained by
-kd.sweep.SweepTrainer both ways in this process, in the order lockstep, sequential, sequential,
-lockstep after one untimed lockstep warm-up (each way's figure is the mean of its two):
+kd.sweep.SweepTrainer both ways in this process, alternated (lockstep, sequential, then
+sequential, lockstep, ...) after one untimed lockstep warm-up, `--repeats` times each way on
+digits and 2 fewer (at least 2) on MNIST; each way's figure is the median of its runs:
 (a) the default pair (mlp-512-256 -> mlp-128) on digits, 10 epochs: small steps, bound by the
     work around each step, which lockstep shares (`lockstep_speedup`, target >= 5);
 (b) the seed pair on MNIST, 3 epochs: steps bound by arithmetic (`mnist_lockstep_speedup`, and
     `mnist_lockstep_mfu`: the lockstep students' training FLOP/s over an fp32 matmul's, measured
     in the same run, target >= 0.6).
 Both: `max_cell_acc_diff` (test accuracy of a (cell, seed) between the two ways, points),
-seconds per cell each way (the sweep's whole wall time over its 36 students, teacher included)
-and `peak_rss_mib`. `cli_speedup`: grid (a) against its cells as separate `python -m kd train`
+seconds per cell each way (the sweep's whole wall time over its 36 students, teacher included),
+`cells_speedup` (the students alone and distilled only: the sweep with its teacher reused) and
+`peak_rss_mib`. `cli_speedup`: grid (a) against its cells as separate `python -m kd train`
 runs, timed on `--cli-sample` of them (default 4) and scaled to 36. Writes
 bench/results/sweep-DATE-TIME.json.
 """
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,18 +68,20 @@ def one_way(base: RunConfig, mode: str) -> dict:
     return {
         "seconds": seconds,
         "student_seconds": sum(student),
+        "cells_seconds": sum(s for _, s in trainer.timings),  # students alone and distilled: no teacher
         "accuracy": accuracy,
         "n_train": len(trainer.trainer.y_train),
     }
 
 
-def compare(base: RunConfig, name: str) -> dict:
+def compare(base: RunConfig, name: str, repeats: int) -> dict:
     runs = {"lockstep": [], "sequential": []}
     one_way(base, "lockstep")  # warm-up, not timed: first calls, caches, the data set read once
-    for mode in ("lockstep", "sequential", "sequential", "lockstep"):
-        runs[mode].append(one_way(base, mode))
-        print(f"  {name} {mode}: {runs[mode][-1]['seconds']:.2f} s", file=sys.stderr)
-    mean = lambda mode, key: sum(r[key] for r in runs[mode]) / len(runs[mode])
+    for r in range(repeats):
+        for mode in ("lockstep", "sequential") if r % 2 == 0 else ("sequential", "lockstep"):
+            runs[mode].append(one_way(base, mode))
+            print(f"  {name} {mode}: {runs[mode][-1]['seconds']:.2f} s", file=sys.stderr)
+    median = lambda mode, key: statistics.median(r[key] for r in runs[mode])
     cells = len(runs["lockstep"][0]["accuracy"])
     diff = max(
         abs(a["accuracy"][k] - b["accuracy"][k])
@@ -85,13 +90,15 @@ def compare(base: RunConfig, name: str) -> dict:
         for k in a["accuracy"]
     )
     return {
-        "speedup": mean("sequential", "seconds") / mean("lockstep", "seconds"),
-        "students_speedup": mean("sequential", "student_seconds") / mean("lockstep", "student_seconds"),
-        "seconds_per_cell": {m: mean(m, "seconds") / cells for m in runs},
-        "seconds_per_cell_distilled_only": {m: mean(m, "student_seconds") / cells for m in runs},
+        "speedup": median("sequential", "seconds") / median("lockstep", "seconds"),
+        "students_speedup": median("sequential", "student_seconds") / median("lockstep", "student_seconds"),
+        "cells_speedup": median("sequential", "cells_seconds") / median("lockstep", "cells_seconds"),
+        "teacher_seconds": median("lockstep", "seconds") - median("lockstep", "cells_seconds"),
+        "seconds_per_cell": {m: median(m, "seconds") / cells for m in runs},
+        "seconds_per_cell_distilled_only": {m: median(m, "student_seconds") / cells for m in runs},
         "max_cell_acc_diff": 100 * diff,
         "cells": cells,
-        "student_seconds_lockstep": mean("lockstep", "student_seconds"),
+        "student_seconds_lockstep": median("lockstep", "student_seconds"),
         "n_train": runs["lockstep"][0]["n_train"],
     }
 
@@ -120,11 +127,12 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--skip-mnist", action="store_true")
     ap.add_argument("--cli-sample", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs each way on digits (MNIST: 2 fewer)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out: dict = {"grid": GRID, "seeds": list(SEEDS)}
     digits = RunConfig(epochs=10)
-    a = compare(digits, "digits")
+    a = compare(digits, "digits", args.repeats)
     out["digits"] = a
     out["lockstep_speedup"] = a["speedup"]
     sample = max(1, min(args.cli_sample, 36))
@@ -135,7 +143,7 @@ def main() -> None:
     out["max_cell_acc_diff"] = a["max_cell_acc_diff"]
     if not args.skip_mnist:
         mnist = RunConfig(dataset="mnist", data_dir=args.data_dir, epochs=3, teacher_epochs=3)
-        b = compare(mnist, "mnist")
+        b = compare(mnist, "mnist", max(2, args.repeats - 2))
         out["mnist"] = b
         out["mnist_lockstep_speedup"] = b["speedup"]
         student = models.build(mnist.student, (1, 28, 28), 10)

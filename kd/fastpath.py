@@ -9,7 +9,9 @@ The trainer's step is autograd and `optimizer.step()`. Three parts skip work on 
   without the kernel, a parameter without a gradient).
 - `mlp`: `MLPStep` runs a plain MLP's forward and backward pass (Flatten, Linear, ReLU) without
   autograd, with the same kernels in the same order: the same bits. Fallback: autograd (dropout,
-  convolutions, batch norm, a frozen layer, a forward hook).
+  convolutions, batch norm, a frozen layer, a forward hook). `GroupMLPStep` does the same for K
+  such students stacked in lockstep (kd/lockstep.py) with batched matmuls. Fallback: vmap and
+  autograd; the same numbers within float tolerance.
 - `grad`: a method may give the gradient of its loss in the logits written out (`kd` and `none`
   do); the trainer then calls `logits.backward(grad)` instead of building the loss's graph.
   Fallback: the method's own loss through autograd, which every method has. The same formula
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd.errors import KDError
@@ -145,27 +148,11 @@ class MLPStep:
     def of(cls, model: nn.Module) -> MLPStep | None:
         """An MLPStep over the model's own parameters, or None where autograd must serve: the
         part is off, or the model is not a plain MLP, or a hook watches one of its modules."""
-        if not enabled("mlp") or type(model) is not nn.Sequential or _hooked(model):
+        plan = _plain_mlp(model)
+        if plan is None:
             return None
-        modules = list(model)
-        flatten = (
-            bool(modules) and type(modules[0]) is nn.Flatten and modules[0].start_dim == 1 and modules[0].end_dim == -1
-        )
-        if flatten:
-            modules = modules[1:]
-        layers: list[list] = []
-        for m in modules:
-            if _hooked(m):
-                return None
-            if type(m) is nn.Linear and m.weight.requires_grad and (m.bias is None or m.bias.requires_grad):
-                layers.append([m.weight, m.bias, False])
-            elif type(m) is nn.ReLU and layers and not layers[-1][2]:
-                layers[-1][2] = True
-            else:
-                return None
-        if not layers:
-            return None
-        return cls([tuple(layer) for layer in layers], flatten)
+        layers, flatten = plan
+        return cls([(m.weight, m.bias, relu) for _, m, relu in layers], flatten)
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.detach().reshape(len(x), -1) if self.flatten else x.detach()
@@ -193,6 +180,188 @@ class MLPStep:
             if k:
                 grad = torch.mm(grad, w)
         self.inputs, self.output = [], None
+
+
+class GroupMLPStep:
+    """MLPStep for K plain MLPs of one architecture trained in lockstep (kd/lockstep.py), their
+    weights stacked (K, out, in) and biases (K, out). Every student has its own batch; students
+    who see the same batches (one seed: the same data order) sit together, `shares` of them, and
+    their first layers are one matmul: (B, in) @ (in, shares * out). That layer holds most of an
+    MLP's arithmetic, and one wide matmul runs near the machine's peak where many narrow ones do
+    not. The other layers are batched matmuls (baddbmm forward, two bmm backward) over the K
+    students. Without it the group runs torch.func's functional_call under vmap and autograd: the
+    same numbers, with vmap's dispatch and autograd's graph on every small kernel
+    (tests/test_lockstep.py checks both)."""
+
+    def __init__(self, layers: list[tuple[Tensor, Tensor | None, bool]], flatten: bool = True, shares: int = 1):
+        self.flatten = flatten
+        self.params = layers  # (stacked weight, stacked bias or None, ReLU after it): the Parameters
+        self.k = layers[0][0].shape[0]
+        if self.k % shares or (shares > 1 and len(layers) < 2):
+            shares = 1
+        self.shares = shares
+        self.layers = [
+            (w.detach(), w.detach().transpose(1, 2), None if b is None else b.detach().unsqueeze(1), relu)
+            for w, b, relu in layers
+        ]
+        w, b = layers[0][0].detach(), layers[0][1]
+        groups, out_features = self.k // shares, w.shape[1]
+        # The first layer seen per batch: (S, shares * out, in), and its bias (S, 1, shares * out).
+        self.first_t = w.view(groups, shares * out_features, -1).transpose(1, 2)
+        self.first_b = None if b is None else b.detach().view(groups, 1, shares * out_features)
+        self.inputs: list[Tensor] = []
+        self.output: Tensor | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module, stacked: dict[str, Tensor], prefix: str = "", shares: int = 1) -> GroupMLPStep | None:
+        """A GroupMLPStep over the stacked parameters (`prefix` + the model's parameter names ->
+        (K, ...) tensors) of K copies of `model`, or None where vmap and autograd must serve (as
+        for MLPStep.of). `shares`: how many adjacent students see each batch."""
+        plan = _plain_mlp(model)
+        if plan is None:
+            return None
+        layers, flatten = plan
+        out = []
+        for name, m, relu in layers:
+            bias = None if m.bias is None else stacked[f"{prefix}{name}.bias"]
+            out.append((stacked[f"{prefix}{name}.weight"], bias, relu))
+        return cls(out, flatten, shares)
+
+    def forward(self, x: Tensor, keep: bool = True) -> Tensor:
+        """(K, B, classes) logits of (K / shares, B, *shape) inputs, one batch per group of students
+        that share it; `keep=False` for an evaluation that no backward pass follows. The logits are
+        class-major in memory (a transposed view of (K, classes, B)): the last layer's matmul is
+        faster that way round for a few classes, and so are the softmaxes of the methods'
+        written-out gradients (kd.fastpath.softmax)."""
+        x = x.detach()
+        h = x.reshape(x.shape[0], x.shape[1], -1) if self.flatten else x
+        inputs = []
+        last = len(self.layers) - 1
+        for k, (w, wt, b, relu) in enumerate(self.layers):
+            inputs.append(h)
+            if k == last:  # (K, classes, B) = W h^T + b
+                ht = h.transpose(1, 2)
+                h = (torch.baddbmm(b.transpose(1, 2), w, ht) if b is not None else torch.bmm(w, ht)).transpose(1, 2)
+            elif k == 0:  # (S, B, shares * out): one matmul per shared batch, then (K, B, out)
+                h = self._first(h)
+                if relu:
+                    h.relu_()
+                h = self._per_student(h)
+                relu = False
+            else:
+                h = torch.baddbmm(b, h, wt) if b is not None else torch.bmm(h, wt)
+            if relu:
+                h.relu_()
+        if keep:
+            self.inputs, self.output = inputs, h
+        return h
+
+    def _first(self, x: Tensor) -> Tensor:
+        """The first layer on (S, B, in): a matmul per shared batch (for a few wide ones, a loop of
+        mm runs faster than bmm on a CPU), a bmm where no batch is shared."""
+        if self.shares == 1:
+            if self.first_b is None:
+                return torch.bmm(x, self.first_t)
+            return torch.baddbmm(self.first_b, x, self.first_t)
+        out = x.new_empty(x.shape[0], x.shape[1], self.first_t.shape[2])
+        for s in range(x.shape[0]):
+            if self.first_b is not None:
+                torch.addmm(self.first_b[s], x[s], self.first_t[s], out=out[s])
+            else:
+                torch.mm(x[s], self.first_t[s], out=out[s])
+        return out
+
+    def _per_student(self, h: Tensor) -> Tensor:
+        """(S, B, shares * out) -> (K, B, out)."""
+        s, b, _ = h.shape
+        return h.view(s, b, self.shares, -1).transpose(1, 2).reshape(self.k, b, -1)
+
+    def _per_batch(self, g: Tensor) -> Tensor:
+        """(K, B, out) -> (S, B, shares * out): _per_student undone."""
+        _, b, out = g.shape
+        return g.view(-1, self.shares, b, out).transpose(1, 2).reshape(-1, b, self.shares * out)
+
+    def backward(self, grad: Tensor) -> None:
+        """Set .grad of every stacked weight and bias from the (K, B, classes) gradient in the logits."""
+        grad = grad.detach()
+        for k in range(len(self.layers) - 1, -1, -1):
+            w, _, _, relu = self.layers[k]
+            weight, bias, _ = self.params[k]
+            if relu:
+                after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
+                grad = torch.ops.aten.threshold_backward(grad, after, 0)
+            if k == 0 and self.shares > 1 and len(self.layers) > 1:
+                g = self._per_batch(grad)  # (S, B, shares * out)
+                x, wgrad = self.inputs[0], weight.new_empty(g.shape[0], g.shape[2], self.inputs[0].shape[2])
+                for s in range(g.shape[0]):
+                    torch.mm(g[s].t(), x[s], out=wgrad[s])
+                weight.grad = wgrad.view_as(weight)
+                if bias is not None:
+                    bias.grad = g.sum(1).view_as(bias)
+                break
+            gt = grad.transpose(1, 2)  # (K, out, B)
+            weight.grad = torch.bmm(gt, self.inputs[k])
+            if bias is not None:
+                bias.grad = gt.sum(2)
+            if k:
+                grad = torch.bmm(grad, w)
+        self.inputs, self.output = [], None
+
+
+# Softmax, log-softmax and cross-entropy over the last dimension. For logits whose classes are
+# not the contiguous dimension (GroupMLPStep's are class-major), torch's CPU kernels first copy the
+# tensor and then walk it a row at a time, which for a few classes costs several times these
+# elementwise ops and reductions over the whole tensor; for any other layout they are torch's own.
+# The written-out gradients (kd.losses) and the loss terms of the methods that offer one use them.
+
+
+def softmax(z: Tensor) -> Tensor:
+    """torch.softmax(z, -1), written out for class-major logits."""
+    if z.stride(-1) == 1:
+        return torch.softmax(z, -1)
+    e = (z - z.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
+def log_softmax(z: Tensor) -> Tensor:
+    """F.log_softmax(z, -1), written out for class-major logits."""
+    if z.stride(-1) == 1:
+        return F.log_softmax(z, -1)
+    shifted = z - z.amax(-1, keepdim=True)
+    return shifted - shifted.exp().sum(-1, keepdim=True).log()
+
+
+def cross_entropy(z: Tensor, y: Tensor) -> Tensor:
+    """F.cross_entropy(z, y) (mean over the batch) for (B, C) logits, written out for class-major ones."""
+    if z.stride(-1) == 1:
+        return F.cross_entropy(z, y)
+    return -log_softmax(z).gather(-1, y.unsqueeze(-1)).mean()
+
+
+def _plain_mlp(model: nn.Module) -> tuple[list[tuple[str, nn.Linear, bool]], bool] | None:
+    """A plain MLP's layers, [(module name, its nn.Linear, ReLU after it)], and whether a
+    nn.Flatten leads; None where the `mlp` part is off, or the model is something else (dropout,
+    a frozen layer...), or a hook watches one of its modules."""
+    if not enabled("mlp") or type(model) is not nn.Sequential or _hooked(model):
+        return None
+    modules = list(model.named_children())
+    first = modules[0][1] if modules else None
+    flatten = type(first) is nn.Flatten and first.start_dim == 1 and first.end_dim == -1
+    if flatten:
+        modules = modules[1:]
+    layers: list[list] = []
+    for name, m in modules:
+        if _hooked(m):
+            return None
+        if type(m) is nn.Linear and m.weight.requires_grad and (m.bias is None or m.bias.requires_grad):
+            layers.append([name, m, False])
+        elif type(m) is nn.ReLU and layers and not layers[-1][2]:
+            layers[-1][2] = True
+        else:
+            return None
+    if not layers:
+        return None
+    return [tuple(layer) for layer in layers], flatten
 
 
 def _hooked(m: nn.Module) -> bool:

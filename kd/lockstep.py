@@ -17,6 +17,7 @@ trains it alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -31,7 +32,7 @@ from kd import data as datasets
 from kd import methods, models
 from kd.config import RunConfig
 from kd.events import Epoch, Step, to_dict
-from kd.fastpath import Stepper
+from kd.fastpath import GroupMLPStep, Stepper, written_gradient
 from kd.features import Features, Tap
 from kd.optim import cosine, make_optimizer
 from kd.teacher import TeacherSide
@@ -116,6 +117,8 @@ class Member:
 class Group:
     """K students (one RunConfig each, all with one group_key) trained as one batched model."""
 
+    windows = 2  # log windows per epoch, each a Step event per student and a check for non-finite loss
+
     def __init__(
         self,
         cfgs: list[RunConfig],
@@ -161,6 +164,7 @@ class Group:
         self.holder.stack = nn.ParameterList(list(params.values()))
         self.params = dict(zip(params, self.holder.stack))  # the very tensors the optimizer steps
         self.tap, self.reads_features, self.names = None, False, []
+        self.fast: GroupMLPStep | None = None  # set by train() where it applies
 
     def _knob_values(self) -> dict[str, Tensor]:
         """The method's float attributes that differ between students, as (K,) tensors."""
@@ -171,6 +175,33 @@ class Group:
                 if any(v != value for v in values):
                     out[name] = torch.tensor(values, dtype=torch.float32, device=self.device)
         return out
+
+    @contextlib.contextmanager
+    def _stacked_knobs(self):
+        """The method with each differing knob as a (K, 1, 1) tensor, for its written-out
+        gradient and `prepare` on stacked (K, B, C) logits."""
+        method = self.method
+        saved = {name: getattr(method, name) for name in self.knobs}
+        try:
+            for name, value in self.knobs.items():
+                setattr(method, name, value.view(-1, 1, 1))
+            yield method
+        finally:
+            for name, value in saved.items():
+                setattr(method, name, value)
+
+    def _terms(self, knobs, logits, y, t):
+        """One student's loss terms (stacked) from its logits, with its knob values (under vmap)."""
+        method, saved = self.method, {name: getattr(self.method, name) for name in knobs}
+        try:
+            for name, value in knobs.items():
+                setattr(method, name, value)
+            terms = method(logits, y, t)
+        finally:
+            for name, value in saved.items():
+                setattr(method, name, value)
+        self.names = list(terms)
+        return torch.stack(list(terms.values()))
 
     # -- one student's step, under vmap -------------------------------------------------
     def _one(self, params, buffers, knobs, x, y, t, t_feats):
@@ -209,7 +240,7 @@ class Group:
         epochs = cfg.epochs
         steps_per_epoch = math.ceil(n / bs)
         total_steps = epochs * steps_per_epoch
-        log_every = max(1, steps_per_epoch // 5)  # ~5 step events per student and epoch: K students log
+        log_every = max(1, math.ceil(steps_per_epoch / self.windows))
         method = self.method
         optimizer = make_optimizer(cfg, self.holder)
         stepper = Stepper(optimizer)
@@ -224,10 +255,21 @@ class Group:
             side.cache(self.x_train)
         per_batch = side is not None and (shift or side.needs_teacher_per_batch)
         self.tap = Tap(self.pair.student, student_taps, "student") if student_taps else None
+        # Plain MLPs with a method that writes out its gradient: batched matmuls, no vmap, no autograd.
+        logit_grad = written_gradient(method)
+        fast = None
+        if logit_grad is not None and not self.reads_features and getattr(method, "module", None) is None:
+            shares = _runs([c.seed for c in self.cfgs])
+            fast = GroupMLPStep.of(self.pair.student, self.params, "student.", shares=shares)
+        self.fast = fast
+        shares = fast.shares if fast is not None else 1  # students in a row who see the same batches
+        if fast is not None and side is not None and not per_batch:
+            teacher_classes = side.logits.t().contiguous()  # (C, N)
         status = ["done"] * k
         done_epochs = [epochs] * k
         messages = [""] * k
-        live = torch.ones(k, device=dev)  # 0 for a student whose loss blew up: it stops learning
+        live = torch.ones(k, dtype=torch.bool, device=dev)  # False for a student whose loss blew up: it stops learning
+        all_live = True
         state = {**self.params, **self.buffers}  # weights and BatchNorm statistics, stacked
         last_good = {name: t.detach().clone() for name, t in state.items()}
         started, step = time.perf_counter(), 0
@@ -242,8 +284,8 @@ class Group:
                 perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(dev)  # (K, N)
                 ys = self.y_train[perms]  # (K, N)
                 correct = torch.zeros(k, device=dev)
-                window_terms, window_sizes = [], []
-                seen = 0
+                window: list = []  # per step: its (K, terms) times its batch size, or (logits, y, t) on the fast path
+                seen = window_seen = 0
                 for i in range(steps_per_epoch):
                     if self.should_stop():  # the students still learning stop; diverged ones stay so
                         for j in range(k):
@@ -256,40 +298,55 @@ class Group:
                         return self._members(status, done_epochs, messages, last_good)
                     idx = perms[:, i * bs : (i + 1) * bs]  # (K, B)
                     b = idx.shape[1]
-                    x = self.x_train.index_select(0, idx.reshape(-1)).view(k, b, *self.x_train.shape[1:])
+                    rows = idx[::shares]  # one batch per run of students with one seed
+                    x = self.x_train.index_select(0, rows.reshape(-1)).view(len(rows), b, *self.x_train.shape[1:])
                     y = ys[:, i * bs : (i + 1) * bs]
                     if shift:
-                        x = torch.stack([datasets.random_shift(x[j], max_shift, jitters[j]) for j in range(k)])
+                        x = torch.stack(
+                            [datasets.random_shift(x[j], max_shift, jitters[j * shares]) for j in range(len(rows))]
+                        )
                     if on_step is not None:
                         on_step(step, total_steps)
                     t, t_feats = None, None
                     if per_batch:
                         t, t_feats = side.batch(x.flatten(0, 1))
-                        t = t.view(k, b, *t.shape[1:])
+                        t = t.view(len(rows), b, *t.shape[1:]).repeat_interleave(shares, 0)
                         if t_feats is not None:
                             t_feats = {n_: v.view(k, b, *v.shape[1:]) for n_, v in t_feats.items()}
+                    elif fast is not None and side is not None:  # class-major, as the fast path's logits
+                        t = teacher_classes.index_select(1, idx.reshape(-1)).view(-1, k, b).permute(1, 2, 0)
                     elif side is not None:
                         t = side.logits[idx]
                         if side.features is not None:
                             t_feats = {n_: v[idx] for n_, v in side.features.items()}
-                    dims = (0, 0, 0, 0, 0, None if t is None else 0, None if t_feats is None else 0)
-                    terms, logits = vmap(self._one, in_dims=dims, randomness="error")(
-                        self.params, self.buffers, self.knobs, x, y, t, t_feats
-                    )
                     stepper.zero_grad()
-                    torch.where(live.bool(), terms.sum(1), 0.0).sum().backward()
-                    if not live.all():  # a frozen student learns nothing, not even from a NaN
+                    if fast is not None:
+                        with self._stacked_knobs() as stacked:
+                            t = stacked.prepare(t) if t is not None else None
+                            logits = fast.forward(x)
+                            grad = logit_grad(logits, y, t)
+                        if not all_live:
+                            grad = torch.where(live.view(-1, 1, 1), grad, 0.0)
+                        fast.backward(grad)
+                        window.append((logits, y, t))
+                    else:
+                        dims = (0, 0, 0, 0, 0, None if t is None else 0, None if t_feats is None else 0)
+                        terms, logits = vmap(self._one, in_dims=dims, randomness="error")(
+                            self.params, self.buffers, self.knobs, x, y, t, t_feats
+                        )
+                        torch.where(live, terms.sum(1), 0.0).sum().backward()
+                        window.append(terms.detach() * b)
+                    if not all_live:  # a frozen student learns nothing, not even from a NaN
                         with torch.no_grad():
                             for p in self.params.values():
-                                p.grad[~live.bool()] = 0
+                                p.grad[~live] = 0
                     stepper.step(cfg.lr * cosine(step, total_steps))
                     step += 1
-                    correct += (logits.detach().argmax(-1) == y).sum(1)
-                    window_terms.append(terms.detach() * b)
-                    window_sizes.append(b)
+                    correct += (logits.detach().max(-1).indices == y).sum(1)  # argmax, in any layout
                     seen += b
-                    if len(window_terms) == log_every or i == steps_per_epoch - 1:
-                        self._log_window(window_terms, window_sizes, epoch, step, total_steps, optimizer, status)
+                    window_seen += b
+                    if len(window) == log_every or i == steps_per_epoch - 1:
+                        self._log_window(window, window_seen, epoch, step, total_steps, optimizer, status)
                         bad = [j for j in range(k) if status[j] == "done" and not self._finite[j]]
                         for j in bad:
                             self._freeze(j, last_good, optimizer, live)
@@ -297,7 +354,8 @@ class Group:
                             messages[j] = (
                                 f"loss became non-finite in epoch {epoch}; kept the weights of epoch {epoch - 1}"
                             )
-                        window_terms, window_sizes = [], []
+                        all_live = all_live and not bad
+                        window, window_seen = [], 0
                 val_loss, val_acc = self._validate()
                 for j in range(k):
                     if status[j] != "done":
@@ -320,16 +378,23 @@ class Group:
                     )
                 with torch.no_grad():
                     for name, t in state.items():
-                        keep = live.view(-1, *[1] * (t.dim() - 1)).bool()
+                        keep = live.view(-1, *[1] * (t.dim() - 1))
                         last_good[name] = torch.where(keep, t, last_good[name])
         finally:
             if self.tap is not None:
                 self.tap.close()
         return self._members(status, done_epochs, messages, last_good)
 
-    def _log_window(self, terms, sizes, epoch, step, total_steps, optimizer, status) -> None:
-        """Each student's loss terms averaged over the window's examples: one host sync."""
-        mean = (torch.stack(terms).sum(0) / sum(sizes)).tolist()  # (K, terms)
+    def _log_window(self, window, seen, epoch, step, total_steps, optimizer, status) -> None:
+        """Each student's loss terms averaged over the window's examples: one host sync. On the
+        fast path no step built its terms: they are computed here, from the window's logits."""
+        if isinstance(window[0], tuple):
+            logits, y, t = (_cat_steps(parts) for parts in zip(*window))
+            dims = (0, 0, 0, None if t is None else 0)
+            with torch.no_grad():
+                mean = vmap(self._terms, in_dims=dims)(self.knobs, logits, y, t).tolist()
+        else:
+            mean = (torch.stack(window).sum(0) / seen).tolist()  # (K, terms)
         self._finite = [all(math.isfinite(v) for v in row) for row in mean]
         for j, row in enumerate(mean):
             if status[j] != "done" or not self._finite[j]:
@@ -355,7 +420,7 @@ class Group:
         epoch's, its optimizer moments to zero, and it learns no more (its loss and gradients
         are left out); it ends with those last good weights (_members)."""
         with torch.no_grad():
-            live[j] = 0
+            live[j] = False
             for name, t in {**self.params, **self.buffers}.items():
                 t[j] = last_good[name][j]
             for p in self.params.values():
@@ -369,12 +434,14 @@ class Group:
             return [None] * self.k, [None] * self.k
         logits = self.predict(self.x_val)  # (K, N, C)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), self.y_val.repeat(self.k), reduction="none")
-        acc = (logits.argmax(-1) == self.y_val).float().mean(1)
+        acc = (logits.max(-1).indices == self.y_val).float().mean(1)
         return loss.view(self.k, -1).mean(1).tolist(), acc.tolist()
 
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 2048) -> Tensor:
         """Every student's logits (K, N, C) in eval mode."""
+        if self.fast is not None:  # a plain MLP: no mode to switch
+            return torch.cat([self._fast_logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)], 1)
         self.pair.eval()
         try:
             out = [
@@ -386,6 +453,9 @@ class Group:
         finally:
             self.pair.train()
         return torch.cat(out, 1).float()
+
+    def _fast_logits(self, x: Tensor) -> Tensor:
+        return self.fast.forward(x.unsqueeze(0).expand(self.k // self.fast.shares, *x.shape), keep=False).float()
 
     def _report(self, j: int) -> dict | None:
         """The method's end-of-epoch scalars for student j (ctkd's learned T)."""
@@ -411,6 +481,23 @@ class Group:
                     t.copy_(src[j])
                 out.append(Member(status[j], epochs[j], messages[j], student))
         return out
+
+
+def _runs(seeds: list[int]) -> int:
+    """M where the seeds come in runs of M equal ones (0,0,1,1,2,2: 2), else 1."""
+    for m in range(len(seeds), 1, -1):
+        if len(seeds) % m == 0 and all(len(set(seeds[i : i + m])) == 1 for i in range(0, len(seeds), m)):
+            return m
+    return 1
+
+
+def _cat_steps(parts: list[Tensor | None]) -> Tensor | None:
+    """Steps' (K, B, ...) tensors joined along B, (K, B, C) ones in the layout they came in."""
+    if parts[0] is None:
+        return None
+    if parts[0].dim() == 3 and parts[0].stride(-1) != 1:  # class-major: keep it so
+        return torch.cat([p.transpose(1, 2) for p in parts], 2).transpose(1, 2)
+    return torch.cat(parts, 1)
 
 
 def _prefixed(params: dict, buffers: dict, prefix: str) -> dict:

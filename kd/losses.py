@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kd.fastpath import cross_entropy, log_softmax, softmax
+
 
 def kl_sum(log_p_student: Tensor, teacher: Tensor, log_target: bool) -> Tensor:
     """F.kl_div(log_p_student, teacher, reduction="sum", log_target=...) written in the ops it
@@ -31,8 +33,9 @@ def kl_sum(log_p_student: Tensor, teacher: Tensor, log_target: bool) -> Tensor:
 
 
 def soft_targets(teacher_logits: Tensor, temperature: float) -> Tensor:
-    """log softmax(t/T): the teacher's softened distribution, in log space (exact, no log(0))."""
-    return F.log_softmax(teacher_logits / temperature, dim=1)
+    """log softmax(t/T): the teacher's softened distribution, in log space (exact, no log(0)).
+    Over the last dimension: (B, C) logits, or (K, B, C) with T a (K, 1, 1) tensor (lockstep)."""
+    return log_softmax(teacher_logits / temperature)
 
 
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -42,7 +45,7 @@ def soft_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
 
 def soft_kl_to(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float) -> Tensor:
     """soft_kl with the teacher's side already softened by soft_targets() (the trainer caches it)."""
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K)
+    log_p_student = log_softmax(student_logits / temperature)  # (B, K)
     kl = kl_sum(log_p_student, teacher_log_probs, log_target=True) / log_p_student.shape[0]  # batchmean
     return kl * temperature**2
 
@@ -59,7 +62,7 @@ def kd_terms_to(
 ) -> dict[str, Tensor]:
     """kd_terms with the teacher's side already softened by soft_targets()."""
     return {
-        "ce": (1.0 - alpha) * F.cross_entropy(student_logits, targets),
+        "ce": (1.0 - alpha) * cross_entropy(student_logits, targets),
         "soft": alpha * soft_kl_to(student_logits, teacher_log_probs, temperature),
     }
 
@@ -72,36 +75,47 @@ def kd_terms_to(
 # with the functions above. tests/test_losses.py checks them against autograd.
 
 
-def ce_grad(student_logits: Tensor, targets: Tensor, weight: float = 1.0) -> Tensor:
-    """d/ds weight * CE(s, y) (mean over the batch) = weight/B · (softmax(s) - onehot(y))."""
-    grad = torch.softmax(student_logits.detach(), 1)
-    grad.scatter_add_(1, targets.unsqueeze(1), _minus_ones(grad))
-    return grad.mul_(weight / grad.shape[0])
+def ce_grad(student_logits: Tensor, targets: Tensor, weight: float | Tensor = 1.0) -> Tensor:
+    """d/ds weight * CE(s, y) (mean over the batch) = weight/B · (softmax(s) - onehot(y)).
+
+    Logits (B, C), or (K, B, C) for K students in lockstep (kd/lockstep.py), with targets (K, B)
+    and a weight that may be a (K, 1, 1) tensor: each student's gradient, stacked."""
+    grad = softmax(student_logits.detach())
+    grad.scatter_add_(-1, targets.unsqueeze(-1), _minus_ones(grad))
+    return grad.mul_(weight / grad.shape[-2])
 
 
 def kd_grad(
-    student_logits: Tensor, teacher_log_probs: Tensor, targets: Tensor, temperature: float, alpha: float
+    student_logits: Tensor,
+    teacher_log_probs: Tensor,
+    targets: Tensor,
+    temperature: float | Tensor,
+    alpha: float | Tensor,
 ) -> Tensor:
     """The gradient in s of kd_terms_to's sum:
 
     d/ds (1-a)·CE   = (1-a)/B · (softmax(s) - onehot(y))
     d/ds a·T²·KL    = a·T/B  · (softmax(s/T) - p_t)
-    """
-    T = float(temperature)
+
+    Stacked students as in ce_grad: T and alpha then may be (K, 1, 1) tensors."""
+    T = temperature if isinstance(temperature, Tensor) else float(temperature)
     grad = ce_grad(student_logits, targets, 1.0 - alpha)
-    soft = torch.softmax(student_logits.detach() / T, 1).sub_(teacher_log_probs.exp())
-    return grad.add_(soft, alpha=alpha * T / grad.shape[0])
+    soft = softmax(student_logits.detach() / T).sub_(teacher_log_probs.exp())
+    scale = alpha * T / grad.shape[-2]
+    if isinstance(scale, Tensor):
+        return grad.add_(soft.mul_(scale))
+    return grad.add_(soft, alpha=scale)
 
 
-_MINUS_ONES: dict[tuple, Tensor] = {}  # (rows, dtype, device) -> a (rows, 1) column of -1
+_MINUS_ONES: dict[tuple, Tensor] = {}  # (leading shape, dtype, device) -> a column of -1
 
 
 def _minus_ones(like: Tensor) -> Tensor:
-    """What scatter_add_ subtracts at each row's target: made once per batch size, not per step."""
-    key = (like.shape[0], like.dtype, like.device)
+    """What scatter_add_ subtracts at each row's target: made once per batch shape, not per step."""
+    key = (like.shape[:-1], like.dtype, like.device)
     column = _MINUS_ONES.get(key)
     if column is None:
-        column = _MINUS_ONES[key] = torch.full((like.shape[0], 1), -1.0, dtype=like.dtype, device=like.device)
+        column = _MINUS_ONES[key] = torch.full((*like.shape[:-1], 1), -1.0, dtype=like.dtype, device=like.device)
     return column
 
 

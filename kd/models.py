@@ -300,9 +300,19 @@ def check_fit(name: str, input_shape, num_classes: int) -> None:
     """Raise FitError / UnknownKeyError if `name` cannot be built for this shape.
 
     Builds and runs on the "meta" device: shapes only, no memory and no arithmetic,
-    so it is cheap enough to call for every drop-down choice in the UI."""
-    model = _build(name, input_shape, num_classes, "meta")
-    _dry_run(name, model, tuple(int(s) for s in input_shape), "meta")
+    so it is cheap enough to call for every drop-down choice in the UI. A fit once shown is
+    remembered (for the factory registered under the name then): a sweep builds many students
+    of one architecture."""
+    shape = tuple(int(s) for s in input_shape)
+    key = (name, shape, int(num_classes), MODELS.get(name))
+    if key in _FITS:
+        return
+    model = _build(name, shape, num_classes, "meta")
+    _dry_run(name, model, shape, "meta")
+    _FITS.add(key)
+
+
+_FITS: set[tuple] = set()  # (name, input shape, classes, factory) that check_fit passed
 
 
 def check_built(name: str, input_shape, num_classes: int) -> nn.Module:

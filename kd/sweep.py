@@ -170,14 +170,16 @@ class SweepTrainer:
 
     def _groups(self, todo: list) -> list[list]:
         """Lockstep groups: members with one group_key, in grid order, at most max_group each and
-        as many as fit in $KD_GROUP_MB by lockstep.student_bytes' estimate."""
+        as many as fit in $KD_GROUP_MB by lockstep.student_bytes' estimate, in whole cells where
+        that many fit."""
         by_key: dict[str, list] = {}
         for item in todo:
             by_key.setdefault(lockstep.group_key(item[2]), []).append(item)
         groups = []
         for members in by_key.values():
             size = 1 if self.sweep.mode == "sequential" else group_size(self.sweep, members[0][2], self.spec)
-            groups += [members[i : i + size] for i in range(0, len(members), size)]
+            # Each group's students ordered by seed: those who see the same batches sit together.
+            groups += [sorted(members[i : i + size], key=lambda m: m[2].seed) for i in range(0, len(members), size)]
         return groups
 
     def _baselines(self, cfgs: set[RunConfig]) -> dict[RunConfig, Finished]:
@@ -292,7 +294,9 @@ def group_size(sweep: Sweep, cfg: RunConfig, spec: datasets.DataSpec) -> int:
 
     budget = env_limit("KD_GROUP_MB", GROUP_MB, error=ConfigError) * 2**20
     each = lockstep.student_bytes(cfg, spec.input_shape, spec.num_classes)
-    return max(1, min(sweep.max_group, int(budget // each)))
+    size = max(1, min(sweep.max_group, int(budget // each)))
+    seeds = len(sweep.seeds)
+    return size - size % seeds if size > seeds else size  # whole cells: each seed's students share batches
 
 
 def plan(sweep: Sweep) -> list[dict]:

@@ -31,7 +31,7 @@ def _alone(cfg: RunConfig) -> tuple[torch.nn.Module, list[dict]]:
     return result.models["student"], [e for e in events if e["kind"] == "epoch" and e["stage"] == "student"]
 
 
-def _group(cfgs: list[RunConfig]):
+def _group(cfgs: list[RunConfig], keep: list | None = None):
     cfg = cfgs[0]
     spec = datasets.spec(cfg.dataset, None, cfg.image_size)
     bundle = datasets.load(cfg.dataset, None, cfg.val_fraction, cfg.image_size)
@@ -52,6 +52,8 @@ def _group(cfgs: list[RunConfig]):
         torch.device("cpu"),
         emit=lambda k, e: events.setdefault(k, []).append(e),
     )
+    if keep is not None:
+        keep.append(group)
     return group.train(), events
 
 
@@ -88,6 +90,31 @@ def test_each_student_of_a_group_ends_as_it_would_alone(case, teacher_file):
         assert [e["val_acc"] for e in mine] == pytest.approx([e["val_acc"] for e in epochs], abs=1e-9)
         if case == "ctkd":  # the learned temperature, per student
             assert mine[-1]["method"]["T"] == pytest.approx(epochs[-1]["method"]["T"], abs=1e-5)
+
+
+@pytest.mark.parametrize("fast", ["all", "none"])
+def test_mlp_students_step_alike_on_batched_matmuls_and_on_vmap(fast, teacher_file, monkeypatch):
+    """Plain MLPs with a written-out gradient take kd.fastpath.GroupMLPStep (class-major logits,
+    one first-layer matmul per seed's batch, no vmap, no autograd); with $KD_FAST_PATH=none,
+    vmap and autograd. Each ends as alone, and its logged loss terms are the ones its weights give."""
+    monkeypatch.setenv("KD_FAST_PATH", fast)
+    base = RunConfig(epochs=2, teacher_checkpoint=teacher_file["mlp"])
+    knobs = ((1.0, 0.5, 0), (4.0, 0.9, 0), (8.0, 0.7, 1), (2.0, 0.3, 1))
+    cfgs = [base.replace(temperature=t, alpha=a, seed=s) for t, a, s in knobs]
+    kept: list = []
+    ends, events = _group(cfgs, kept)
+    assert (kept[0].fast is not None) == (fast == "all")
+    if fast == "all":  # two students per seed: each pair's first layer is one matmul on their one batch
+        assert kept[0].fast.shares == 2
+    for j, cfg in enumerate(cfgs):
+        model, epochs = _alone(cfg)
+        assert ends[j].status == "done"
+        assert _max_diff(ends[j].model, model) < TOL, j
+        mine = [e for e in events[j] if e["kind"] == "epoch"]
+        assert [e["val_loss"] for e in mine] == pytest.approx([e["val_loss"] for e in epochs], abs=1e-5)
+        steps = [e for e in events[j] if e["kind"] == "step"]
+        assert len(steps) == 2 * lockstep.Group.windows and all({"loss_ce", "loss_soft"} <= set(e) for e in steps)
+        assert all(0 < e["loss"] < 10 for e in steps)
 
 
 def test_a_conv_group_with_batch_norm_keeps_each_students_statistics(teacher_file):

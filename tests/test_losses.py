@@ -124,6 +124,38 @@ def test_every_methods_grad_matches_autograd_on_its_own_terms(method):
     torch.testing.assert_close(m.grad(s, y, t), want, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("method", _with_grad())
+def test_every_methods_grad_takes_stacked_students_with_their_own_knobs(method):
+    """Students in lockstep (kd/lockstep.py, kd.fastpath.GroupMLPStep) call prepare() and grad()
+    once for K students: logits (K, B, C), class-major in memory, and each float knob a (K, 1, 1)
+    tensor. Each student's slice equals the method's answer for that student alone, and so do its
+    loss terms on class-major logits (kd.fastpath's written-out softmaxes)."""
+    from kd.config import RunConfig
+    from kd.methods import build
+
+    knobs = [dict(temperature=1.0, alpha=0.5), dict(temperature=4.0, alpha=0.9), dict(temperature=8.0, alpha=0.1)]
+    alone = [build(RunConfig(method=method, **k)) for k in knobs]
+    stacked = build(RunConfig(method=method))
+    for name in ("temperature", "alpha"):
+        if isinstance(getattr(stacked, name, None), float):
+            setattr(stacked, name, torch.tensor([getattr(m, name) for m in alone]).view(-1, 1, 1))
+    g = torch.Generator().manual_seed(8)
+    s = torch.randn(3, 10, 64, generator=g).mul(3).transpose(1, 2)  # (K, B, C), class-major
+    raw = torch.randn(3, 10, 64, generator=g).mul(3).transpose(1, 2)
+    y = torch.randint(0, 10, (3, 64), generator=g)
+    t = stacked.prepare(raw) if stacked.uses_teacher else None
+    grad = stacked.grad(s, y, t)
+    for j, m in enumerate(alone):
+        tj = m.prepare(raw[j].contiguous()) if m.uses_teacher else None
+        if tj is not None:
+            torch.testing.assert_close(t[j], tj, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad[j], m.grad(s[j].contiguous(), y[j], tj), rtol=1e-5, atol=1e-7)
+        want = m(s[j].contiguous(), y[j], tj)
+        got = m(s[j], y[j], t[j] if t is not None else None)  # class-major slices
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
 def test_the_fast_path_stays_where_it_pays_and_autograd_serves_the_rest():
     from kd.methods import METHODS
 

@@ -50,7 +50,10 @@ class Method(Protocol):
     # Optional: the gradient of the terms' sum in the student's logits, written out. The trainer
     # then calls logits.backward(grad) instead of building the loss's graph, and computes the
     # terms' values with __call__ once per log window; tests/test_losses.py checks every
-    # registered method's grad against autograd on its own __call__.
+    # registered method's grad against autograd on its own __call__. A method with grad() is also
+    # called for K students in lockstep at once (kd.fastpath.GroupMLPStep): prepare() and grad()
+    # then get (K, B, C) logits and each float knob as a (K, 1, 1) tensor, so they work over the
+    # last dimension and broadcast their knobs (tests/test_losses.py checks that too).
     def grad(self, student_logits: Tensor, targets: Tensor, teacher: Tensor | None) -> Tensor: ...
 
     # Optional: see kd/methods/__init__.py.

@@ -4,10 +4,8 @@
 With --standardize both logits are z-scored before they are softened (kd.methods.standard).
 """
 
-import torch.nn.functional as F
-
 import kd.methods.standard as standard
-from kd.losses import kd_grad, kd_terms_to, soft_kl_to, soft_targets, standardize
+from kd.losses import cross_entropy, kd_grad, kd_terms_to, soft_kl_to, soft_targets, standardize
 from kd.methods.base import METHODS
 
 
@@ -41,7 +39,7 @@ class HintonKD:
         if not self.standardize:
             return kd_terms_to(student_logits, teacher_log_probs, targets, self.temperature, self.alpha)
         return {
-            "ce": (1 - self.alpha) * F.cross_entropy(student_logits, targets),
+            "ce": (1 - self.alpha) * cross_entropy(student_logits, targets),
             "soft": self.alpha * soft_kl_to(standardize(student_logits), teacher_log_probs, self.temperature),
         }
 
