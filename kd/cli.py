@@ -421,7 +421,7 @@ def _finished(store, run_id: str, result, as_json: bool) -> int:
     if as_json:
         print(json.dumps(run_json(run)))
     else:
-        print(results_table(run.models, run.summary, run.config))
+        print(results_table(run.models, run.config))
         print(
             f"\nrun {run_id}: {run.status}{' (' + run.message + ')' if run.message else ''}; "
             f"weights in {store.run_dir(run_id)}"
@@ -490,7 +490,7 @@ def run_json(run) -> dict:
     }
 
 
-def results_table(models: dict, summary: dict, config: dict | None = None) -> str:
+def results_table(models: dict, config: dict | None = None) -> str:
     from kd import metrics  # torch: imported only when there are results to show
 
     head = ("model", "test acc", "params", "size MB", "MFLOPs", "ms @1", "ms @256", "agree", "ECE", "train s")
@@ -517,21 +517,13 @@ def results_table(models: dict, summary: dict, config: dict | None = None) -> st
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
-    if summary and summary.get("gain") is not None:
-        lines.append("")
-        lines.append(summary_sentence(summary))
+    said = metrics.headline(models, config)
+    if said is not None:
+        lines += ["", textwrap.fill(said[1], 100)]
         note = metrics.no_gain_note(models, config)
         if note:
             lines += ["", textwrap.fill(note, 100)]
     return "\n".join(lines)
-
-
-def summary_sentence(s: dict) -> str:
-    return (
-        f"Distilled student: {100 * s['gain']:+.2f} points over the student alone; kept "
-        f"{100 * s['kept']:.1f} % of the teacher's accuracy at {s['compression']:.1f}x fewer "
-        f"parameters and {s['speedup']:.1f}x the teacher's speed (CPU, one thread, batch 256)."
-    )
 
 
 # -- runs, show, list, worker ------------------------------------------------------------------
@@ -571,7 +563,7 @@ def cmd_show(args) -> int:
 
     print(f"run {run.id}: {state(run)}" + (f" ({run.message})" if run.message else ""))
     print("config: " + ", ".join(f"{k}={v}" for k, v in run.config.items() if v is not None))
-    print(results_table(run.models, run.summary, run.config))
+    print(results_table(run.models, run.config))
     return 0
 
 

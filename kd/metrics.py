@@ -4,6 +4,7 @@ teacher-student agreement and calibration, per model; and per run, what distilla
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 from contextlib import contextmanager
@@ -184,37 +185,79 @@ def run_summary(models: dict[str, dict]) -> dict[str, float | None]:
     }
 
 
-def no_gain_note(models: dict[str, dict], config: dict | None = None) -> str | None:
-    """When the distilled student did not beat the student alone by more than one test example:
-    the difference in test examples, the teacher's lead over the student alone, and, for kd at a
-    temperature above 1, what that temperature asks of a short run. None when distillation
-    helped, or when a model is missing."""
+def noise(models: dict[str, dict]) -> float | None:
+    """How far apart two equally good models' test accuracies land by chance on this test set:
+    two standard errors of the difference of the student alone's and the distilled student's
+    accuracies on its n examples (unpaired, so on the safe side). None without both."""
+    b, s = models.get("baseline"), models.get("student")
+    if not (b and s and s.get("confusion")):
+        return None
+    n = sum(map(sum, s["confusion"]))
+    if not n:
+        return None
+    pb, ps = b["accuracy"], s["accuracy"]
+    return 2 * math.sqrt((pb * (1 - pb) + ps * (1 - ps)) / n) or 1 / n  # 100 % both: one example
+
+
+def headline(models: dict[str, dict], config: dict | None = None) -> tuple[str, str] | None:
+    """One sentence that is true for this run, and its tone ("good", "neutral" or "bad"): the
+    distilled student against the same student trained alone, the difference weighed against
+    this test set's noise (noise()); then what it keeps of the teacher at what size. None
+    without the three models."""
     config = config or {}
     t, b, s = (models.get(k) for k in STAGES)
-    if not (t and b and s) or not s.get("confusion") or config.get("method") == "none":
-        return None  # method "none": the second student never saw the teacher
-    n = sum(map(sum, s["confusion"]))  # test examples
-    gain = s["accuracy"] - b["accuracy"]
-    if not n or gain * n > 1.5:  # more than one example better: a gain, however small
+    band = noise(models)
+    if not (t and b and s) or band is None:
         return None
-    note = (
-        f"Distillation did not help in this run: {100 * gain:+.2f} points, "
-        f"{round(abs(gain) * n)} of {n:,} test examples {'fewer' if gain < 0 else 'more'} "
-        f"(one example is {100 / n:.2f} points; another seed moves results by a few examples). "
+    gain = s["accuracy"] - b["accuracy"]
+    pts = f"{100 * gain:+.2f} points"
+    band_txt = f"±{100 * band:.2f} points"
+    keeps = (
+        f"it keeps {100 * s['accuracy'] / t['accuracy']:.1f} % of the teacher's accuracy with "
+        f"{t['params'] / s['params']:.1f}× fewer parameters."
+        if t["accuracy"] and s.get("params") and t.get("params")
+        else ""
     )
+    tail = f"; {keeps}" if keeps else "."
+    if config.get("method") == "none":
+        return "neutral", f"Method none: both students trained alone, {pts} apart (noise {band_txt}){tail}"
+    if gain > band:
+        return (
+            "good",
+            f"Distillation paid: {pts} over the same student trained alone, beyond the noise of {band_txt}{tail}",
+        )
+    if gain < -band:
+        return (
+            "bad",
+            f"Distillation cost accuracy: {pts} against the same student alone, beyond the noise of {band_txt}{tail}",
+        )
+    return (
+        "neutral",
+        f"No clear difference: {pts} against the same student trained alone, within the noise of {band_txt}{tail}",
+    )
+
+
+def no_gain_note(models: dict[str, dict], config: dict | None = None) -> str | None:
+    """Where distillation did not clearly pay (headline() is not "good"): why this run likely
+    went so and what to try, in two sentences at most, from this run's own numbers and settings.
+    None when it paid, for method none, or when a model is missing."""
+    config = config or {}
+    said = headline(models, config)
+    if said is None or said[0] == "good" or config.get("method") == "none":
+        return None
+    t, b = models["teacher"], models["baseline"]
     lead = t["accuracy"] - b["accuracy"]
-    if lead * n < 3:
-        note += (
+    T = config.get("temperature", 1.0)
+    if lead <= (noise(models) or 0):
+        why = (
             f"The teacher is only {100 * lead:+.2f} points above the student alone: it knows little "
             "that the labels do not already say."
         )
-    else:
-        note += f"The teacher is {100 * lead:.2f} points above the student alone."
-    T = config.get("temperature", 1.0)
-    if config.get("method") == "kd" and T > 1:
-        note += (
-            f" At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's logits, not "
-            "just its top class, which a short run learns more slowly than the labels: try a lower T "
-            "or more epochs."
+    elif config.get("method") == "kd" and T > 1:
+        why = (
+            f"At T\u00a0=\u00a0{T:g} the soft term asks the student to match the teacher's whole "
+            "distribution, which a short run learns more slowly than the labels."
         )
-    return note
+    else:
+        why = f"The teacher is {100 * lead:.2f} points above the student alone, so there is something to learn."
+    return why + " A sweep of T and α on this data shows where distillation pays, and by how much."

@@ -214,8 +214,16 @@ def sweep_of(run_id: str) -> tuple[str, dict] | None:
 
 
 # -- results ------------------------------------------------------------------------------------
+def headline(run: Run) -> tuple[str, str] | None:
+    """(tone, sentence): what this run shows, weighed against its test set's noise (kd.metrics.headline)."""
+    from kd import metrics
+
+    return metrics.headline(run.models, run.config)
+
+
 def no_gain_note(run: Run) -> str | None:
-    """A short note when distillation did not help in this run (kd.metrics.no_gain_note), else None."""
+    """Why distillation did not clearly pay in this run and what to try, two sentences at most
+    (kd.metrics.no_gain_note), else None."""
     from kd import metrics
 
     return metrics.no_gain_note(run.models, run.config)
@@ -377,6 +385,75 @@ def field(name: str) -> Field:
 def fields_in(section: str) -> list[str]:
     """The RunConfig fields of one section of the Train page (data, models, method, training, teacher)."""
     return [name for name, k in knobs().items() if k.section == section]
+
+
+# -- the Train page's form in its URL ---------------------------------------------------------
+NOT_IN_LINKS = ("teacher_checkpoint", "data_dir")  # files of this machine: a link says the setup, not paths
+
+
+def form_to_query(cfg: RunConfig) -> dict[str, str]:
+    """The settings of cfg that differ from the defaults, as URL query parameters (a method's own
+    knobs as o.NAME), for a link that reopens the Train page set up the same way. A data set that
+    is a folder or an upload on this machine is left out."""
+    default, out = RunConfig().to_dict(), {}
+    for name, value in cfg.to_dict().items():
+        if name in NOT_IN_LINKS or value == default[name] or name == "options":
+            continue
+        if name == "dataset" and value not in datasets():
+            continue
+        out[name] = _query_value(value)
+    for name, value in (cfg.options or {}).items():
+        out[f"o.{name}"] = _query_value(value)
+    return out
+
+
+def form_from_query(params: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The settings a Train page URL holds (form_to_query's), each checked as RunConfig checks it,
+    and the parameters that were refused, each as 'name: why'. Unknown names are refused too."""
+    from kd.config import method_options
+
+    base, values, refused = RunConfig().to_dict(), {}, []
+    fields = RunConfig.__dataclass_fields__
+    own = {k: v for k, v in params.items() if k.startswith("o.")}
+    for key, text in [(k, v) for k, v in params.items() if k not in own]:
+        try:
+            if key not in fields or key in NOT_IN_LINKS or key == "options":
+                raise KDError(f"{key}: not a setting of the Train page")
+            value = _parse_query(key, text, *field_type(fields[key]))
+            RunConfig.from_dict({**base, key: value})
+            values[key] = value
+        except KDError as e:
+            refused.append(str(e))
+    for key, text in own.items():  # a method's own knobs, checked against the method chosen
+        try:
+            opt = method_options().get(key[2:])
+            if opt is None:
+                raise KDError(f"{key}: no method has this setting")
+            value = _parse_query(key, text, opt[0].kind, False)
+            RunConfig.from_dict({**base, **values, "options": {**values.get("options", {}), key[2:]: value}})
+            values.setdefault("options", {})[key[2:]] = value
+        except KDError as e:
+            refused.append(str(e))
+    return values, refused
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _parse_query(key: str, text: str, kind: type, optional: bool) -> Any:
+    if text == "" and optional:
+        return None
+    try:
+        if kind is bool:
+            if text not in ("0", "1", "true", "false"):
+                raise ValueError
+            return text in ("1", "true")
+        return int(text) if kind is int else float(text) if kind is float else text
+    except ValueError:
+        raise KDError(f"{key}: {text!r} is not a {kind.__name__}") from None
 
 
 def method_option(name: str) -> Field:

@@ -61,13 +61,16 @@ def plain(text: str) -> str:
 
 
 def current_run() -> service.RunInfo | None:
-    """The run named by ?run=ID in the URL; 'no such run' for anything else (never a path)."""
+    """The run named by ?run=ID in the URL, or None without one; for an id that names no run,
+    the error and a link to the Runs page, and the page stops there."""
     run_id = st.query_params.get("run")
     if not run_id:
         return None
     run = service.get_run(run_id)
-    if run is None:
-        st.error(f"No such run: {plain(repr(run_id))}. Pick one on the Runs page.")
+    if run is None:  # only the error: never another run's page under this URL
+        st.error(f"No such run: {plain(repr(run_id))}.")
+        st.page_link("pages/runs.py", label="Pick one on the Runs page", icon=":material/list:")
+        st.stop()
     return run
 
 
@@ -81,19 +84,29 @@ def run_label(run: service.RunInfo, status: bool = True) -> str:
     )
 
 
-def setting(name: str, where=st, options: list | None = None, format_func=None, disabled: bool = False):
+def setting(
+    name: str,
+    where=st,
+    options: list | None = None,
+    format_func=None,
+    disabled: bool = False,
+    start: dict | None = None,
+):
     """The Train page's widget for one RunConfig field, made from its declaration (kd/config.py):
     its label, help, default, range and choices; `options` narrows the choices (e.g. the devices
-    present). Returns the value as RunConfig takes it."""
+    present); `start`: the form's starting values (a link's, or the last ones used), else the
+    default. Returns the value as RunConfig takes it."""
     f = service.field(name)
-    return widget(name, f.knob, f.default, f.kind, f.optional, where, options, format_func, disabled)
+    value = (start or {}).get(name, f.default)
+    return widget(name, f.knob, value, f.kind, f.optional, where, options, format_func, disabled)
 
 
-def method_setting(name: str, where=st, options: list | None = None):
+def method_setting(name: str, where=st, options: list | None = None, start: dict | None = None):
     """The widget for a method's own knob (kd.schema.option), declared in the method's file;
-    `options`: the values to pick from (a model's taps)."""
+    `options`: the values to pick from (a model's taps); `start` as for setting()."""
     f = service.method_option(name)
-    return widget(name, f.knob, f.default, f.kind, f.optional, where, options)
+    value = ((start or {}).get("options") or {}).get(name, f.default)
+    return widget(name, f.knob, value, f.kind, f.optional, where, options)
 
 
 def widget(

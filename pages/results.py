@@ -21,17 +21,15 @@ if not run.models:
     st.page_link("pages/live.py", label="Watch it live", icon=":material/monitoring:", query_params={"run": run.id})
     st.stop()
 
-s = run.summary
-if s.get("gain") is not None:
-    st.success(
-        f"The distilled student kept **{100 * s['kept']:.1f} %** of the teacher's accuracy at "
-        f"**{s['compression']:.1f}× smaller** and **{s['speedup']:.1f}× faster**, "
-        f"**{100 * s['gain']:+.2f} points** against the same student trained alone."
-    )
+said = service.headline(run)
+if said is not None:
+    tone, sentence = said
+    {"good": st.success, "neutral": st.info, "bad": st.warning}[tone](sentence)
     note = service.no_gain_note(run)
     if note:
-        st.info(note, icon=":material/lightbulb:")
-elif run.state != "done":
+        st.caption(note)
+        st.page_link("pages/sweep.py", label="Sweep T and α on this data", icon=":material/grid_on:")
+if run.state != "done":
     said = {"queued": "is queued", "running": "is still running", "interrupted": "was interrupted"}
     st.warning(f"This run {said.get(run.state, run.state)}: the models below are what it had.")
 

@@ -10,20 +10,31 @@ D = service.RunConfig()  # defaults
 st.title("Train")
 check_store()  # a store that cannot be used is said at once
 
+# The form starts from the URL's settings (a shared link), else the last ones used here, else the
+# defaults; every change is written back to both, so a link reopens the same setup.
+FORM = "train_form"
+linked, refused_in_link = service.form_from_query({k: v for k, v in st.query_params.to_dict().items() if k != "seeds"})
+start = {**st.session_state.get(FORM, {}), **linked}
+if refused_in_link:
+    st.warning("This link's settings were not all used: " + plain("; ".join(refused_in_link)))
+
 # -- data ------------------------------------------------------------------------------
 UPLOAD = "upload a .zip of my images…"
 FOLDER = "a folder of my images on this machine…"
 left, right = st.columns(2)
 with left:
     registered = service.datasets()
+    listed = list(registered) + [UPLOAD, FOLDER]
     choice = st.selectbox(
         "Data set",
-        list(registered) + [UPLOAD, FOLDER],
+        listed,
+        index=listed.index(start["dataset"]) if start.get("dataset") in listed else 0,
+        key="train_dataset",  # keyed: the starting index may change while the page is open
         format_func=lambda k: k if k in (UPLOAD, FOLDER) else f"{k} — {registered[k]}",
     )
     dataset, image_size, data_dir = choice, D.image_size, None
     if choice in registered and service.needs_data_dir(choice):  # read from a folder (downloaded when online)
-        data_dir = setting("data_dir")
+        data_dir = setting("data_dir", start=start)
     if choice == FOLDER:  # the CLI's folder:PATH
         path = st.text_input(
             "Folder",
@@ -70,9 +81,15 @@ keys = list(fits)
 architectures = service.architectures()
 label = lambda k: f"{k} · {fits[k]:,} params — {architectures[k]}"
 with left:
-    teacher = st.selectbox("Teacher", keys, index=keys.index(D.teacher) if D.teacher in keys else 0, format_func=label)
+    first = start.get("teacher", D.teacher)
+    teacher = st.selectbox(
+        "Teacher", keys, index=keys.index(first) if first in keys else 0, format_func=label, key="train_teacher"
+    )
 with right:
-    student = st.selectbox("Student", keys, index=keys.index(D.student) if D.student in keys else 0, format_func=label)
+    first = start.get("student", D.student)
+    student = st.selectbox(
+        "Student", keys, index=keys.index(first) if first in keys else 0, format_func=label, key="train_student"
+    )
 refused = [k for k in architectures if k not in fits]
 if refused:
     st.caption(f"Not offered for {shape} inputs: {', '.join(refused)}.")
@@ -87,21 +104,30 @@ offered = service.methods()
 method = cols[0].selectbox(
     described["method"].label,
     list(offered),
-    index=list(offered).index(D.method),
+    index=list(offered).index(start.get("method", D.method)) if start.get("method", D.method) in offered else 0,
     format_func=lambda k: f"{k} — {offered[k].description}",
     help=described["method"].help,
+    key="train_method",
 )
 used = offered[method].knobs
-temperature, alpha = D.temperature, D.alpha
+temperature, alpha = start.get("temperature", D.temperature), start.get("alpha", D.alpha)
 if "temperature" in used:  # knobs a method does not use are not shown
     temperature = cols[1].slider(
-        described["temperature"].label, 0.5, 20.0, D.temperature, 0.5, help=described["temperature"].help
+        described["temperature"].label,
+        0.5,
+        20.0,
+        min(max(float(temperature), 0.5), 20.0),
+        0.5,
+        help=described["temperature"].help,
+        key="train_temperature",
     )
 if "alpha" in used:
-    alpha = cols[2].slider(described["alpha"].label, 0.0, 1.0, D.alpha, 0.05, help=described["alpha"].help)
+    alpha = cols[2].slider(
+        described["alpha"].label, 0.0, 1.0, float(alpha), 0.05, help=described["alpha"].help, key="train_alpha"
+    )
 chosen = dict(method=method, temperature=float(temperature), alpha=float(alpha))
 if "standardize" in used:
-    chosen["standardize"] = setting("standardize")
+    chosen["standardize"] = setting("standardize", start=start)
 own = offered[method].options  # the method's own knobs, from its file
 if own:
     cols = st.columns(max(3, len(own)))
@@ -111,6 +137,7 @@ if own:
             name,
             col,
             ["middle"] + service.taps(pair[opt.tap_of], spec) if opt.tap_of else None,
+            start=start,
         )
         for (name, opt), col in zip(own.items(), cols)
     }
@@ -137,7 +164,7 @@ special = {  # fields whose widget depends on this machine or this data set
 training = service.fields_in("training")  # every other field, from its declaration
 for row in range(0, len(training), 4):
     for col, name in zip(st.columns(4), training[row : row + 4]):
-        chosen[name] = setting(name, col, **special.get(name, {}))
+        chosen[name] = setting(name, col, start=start, **special.get(name, {}))
 if not images:
     chosen["augment"] = "none"
 
@@ -184,15 +211,21 @@ try:  # 3 seeds by default where they cost less than twice one (the teacher trai
     costs = service.seeds_cost(cfg, tuple(SEEDS[1:]))
 except KDError as e:
     cfg, costs, refused = None, {}, refused or e
+seeds_wanted = st.query_params.get("seeds") or st.session_state.get("train_seeds")
 n_seeds = st.radio(
     "Seeds",
     SEEDS,
-    index=1 if costs.get(3, 2) < 2 else 0,
+    index=SEEDS.index(int(seeds_wanted)) if seeds_wanted in ("1", "3", "5") else 1 if costs.get(3, 2) < 2 else 0,
     horizontal=True,
     format_func=lambda n: f"{n}" if n == 1 or n not in costs else f"{n} (about {costs[n]:.1f}× the time of one)",
     help="Train the students with several seeds (the teacher once) to see how much of the gain is noise: "
     "the results then show mean ± std and each seed.",
+    key="train_seeds_radio",
 )
+if cfg is not None:  # the form as it stands: kept for the next visit, and in the URL for a link
+    st.session_state[FORM] = {k: v for k, v in cfg.to_dict().items() if k != "teacher_checkpoint"}
+    st.session_state["train_seeds"] = str(n_seeds)
+    st.query_params.from_dict({**service.form_to_query(cfg), "seeds": str(n_seeds)})
 if st.button("Start training", type="primary", disabled=not ready):
     try:
         if cfg is None:

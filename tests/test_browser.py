@@ -87,7 +87,7 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
 
     page.get_by_text("See the results").click()
     page.wait_for_url("**/results?run=*", timeout=30_000)
-    page.get_by_text("kept", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("noise of ±", exact=False).first.wait_for(timeout=60_000)  # the headline
     cells = page.locator("[data-testid='stDataFrame'] td")
     cells.first.wait_for(state="attached", timeout=30_000)
     models = [cells.filter(has_text=label).count() for label in ("teacher", "student alone", "distilled student")]

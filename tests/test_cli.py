@@ -63,7 +63,7 @@ def test_progress_and_table_without_json():
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["model", "test", "acc"]
     assert any(x.startswith("teacher") for x in lines) and any(x.startswith("distilled student") for x in lines)
-    assert "kept" in out.stdout and "of the teacher's accuracy" in out.stdout
+    assert "keeps" in out.stdout and "of the teacher's accuracy" in out.stdout and "noise of ±" in out.stdout
 
 
 @pytest.mark.parametrize(
