@@ -124,6 +124,92 @@ def delete(run_id: str) -> None:
     _store().delete(run_id)
 
 
+# -- names -----------------------------------------------------------------------------------------
+NAME_MAX = 80
+_UNNAMED = ("data_dir", "teacher_checkpoint", "device")  # where it ran or read from: not what it is
+FIRST = ("dataset", "method", "temperature", "alpha", "student", "teacher")  # what people vary most, named first
+
+
+def rename(run_id: str, name: str) -> None:
+    """Give a run a name (at most NAME_MAX characters, one line); an empty one gives back the
+    name names() makes."""
+    name = " ".join(str(name).split())
+    if len(name) > NAME_MAX:
+        raise KDError(f"name: at most {NAME_MAX} characters, got {len(name)}")
+    if get_run(run_id) is None:
+        raise KDError(f"no such run: {run_id!r}")
+    _store().update(run_id, name=name or None)
+
+
+def differing(runs: list[Run]) -> list[str]:
+    """The RunConfig fields whose values differ among the runs (method knobs as options.NAME):
+    those in FIRST first, then in declaration order; none for fewer than two runs."""
+    if len(runs) < 2:
+        return []
+    flat = [_flat(r.config) for r in runs]
+    keys = [k for k in dict.fromkeys(k for f in flat for k in f) if k not in _UNNAMED]
+    keys.sort(key=lambda k: FIRST.index(k) if k in FIRST else len(FIRST))  # stable: declaration order after
+    return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+
+
+def names(runs: list[Run]) -> dict[str, str]:
+    """Each run's name, by id: the one it was given, else its data set and what sets it apart from
+    the other runs listed (the settings that differ among them, e.g. "digits · T=1 α=0.9"); a run
+    with nothing apart is named by its method and the numbers the method uses. Names made alike
+    get the run's time."""
+    apart = differing(runs)
+    out: dict[str, str] = {}
+    for r in runs:
+        if r.name:
+            out[r.id] = r.name
+            continue
+        c, flat = r.config, _flat(r.config)
+        method = methods().get(c.get("method"))
+        used = method.knobs if method else ("temperature", "alpha")
+        shown = [k for k in apart if k != "dataset"] or ["method", *[k for k in ("temperature", "alpha") if k in used]]
+        words = [_setting(k, flat[k]) for k in shown if flat.get(k) is not None]
+        out[r.id] = " · ".join([dataset_name(c.get("dataset", "?")), *([" ".join(words)] if words else [])])
+    made = [n for i, n in out.items() if not next(r for r in runs if r.id == i).name]
+    for r in runs:
+        if not r.name and made.count(out[r.id]) > 1:
+            out[r.id] += time.strftime(" · %d %b %H:%M:%S", time.localtime(r.created))
+    return out
+
+
+def dataset_name(dataset: str) -> str:
+    """A data set as a person knows it: a registered name, a folder's own name, an upload's file name."""
+    if not dataset.startswith("folder:"):
+        return dataset
+    from kd import uploads
+
+    return uploads.original_name(dataset) or Path(dataset[len("folder:") :]).name or dataset
+
+
+SHORT = {"temperature": "T", "alpha": "α", "lr": "lr", "weight_decay": "wd", "batch_size": "batch"}
+
+
+def _setting(key: str, value: Any) -> str:
+    if key in ("method", "student", "teacher", "dataset"):
+        return f"{'teacher ' if key == 'teacher' else ''}{value}"
+    if key == "student_fraction":
+        return f"students on {value:.0%}"
+    if isinstance(value, bool):
+        return key.replace("_", " ") if value else f"no {key.replace('_', ' ')}"
+    label = SHORT.get(key, key.removeprefix("options."))
+    return f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}"
+
+
+def config_value(config: dict, key: str) -> Any:
+    """A setting of a run's config by the names differing() gives (options.NAME for a method's knob)."""
+    return _flat(config).get(key)
+
+
+def _flat(config: dict) -> dict:
+    out = {k: v for k, v in config.items() if k != "options"}
+    out.update({f"options.{k}": v for k, v in (config.get("options") or {}).items()})
+    return out
+
+
 def weights_file(run_id: str, model: str) -> Path | None:
     """The saved weights (.safetensors) of a run's teacher, baseline or student; None when absent."""
     path = _store().weights_path(run_id, model)
@@ -465,12 +551,13 @@ def method_option(name: str) -> Field:
 
 
 # -- uploads --------------------------------------------------------------------------------------
-def save_image_zip(data: bytes) -> str:
+def save_image_zip(data: bytes, name: str | None = None) -> str:
     """Unpack a .zip of images, one folder per class, into the store's uploads; returns the data
-    set name (folder:PATH) to train on. A KDError says what is wrong with the archive."""
+    set name (folder:PATH) to train on. `name`: the file's own name, which names the data set in
+    titles and tables (dataset_name). A KDError says what is wrong with the archive."""
     from kd import uploads
 
-    return "folder:" + str(uploads.save_image_zip(data, _store().root))
+    return "folder:" + str(uploads.save_image_zip(data, _store().root, name))
 
 
 def save_teacher_file(data: bytes) -> str:

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS runs (
     resumed INTEGER NOT NULL DEFAULT 0, -- times resumed; a reader's cached events are stale when it changes
     token TEXT,                     -- the owner's lease (kd/lease.py): every write it makes carries it
     pid_start TEXT,                 -- start time of process pid (a reused pid is another process)
-    queued_at REAL                  -- when it last joined the queue: runs start in this order
+    queued_at REAL,                 -- when it last joined the queue: runs start in this order
+    name TEXT                       -- the name a person gave it; NULL: named by what sets it apart
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -86,6 +87,7 @@ COLUMNS = (
     "token",
     "pid_start",
     "queued_at",
+    "name",
 )
 ADDED_COLUMNS = {
     "host": "TEXT",
@@ -93,6 +95,7 @@ ADDED_COLUMNS = {
     "token": "TEXT",
     "pid_start": "TEXT",
     "queued_at": "REAL",
+    "name": "TEXT",
 }
 MIN_FREE_MB = 50  # below this much free disk a run is refused at start ($KD_MIN_FREE_MB)
 RESERVE_BYTES = 1 << 20  # kept on disk, given up when the disk fills so a run can record why it ended
@@ -123,6 +126,7 @@ class Run:
     token: str | None = None
     pid_start: str | None = None
     queued_at: float | None = None
+    name: str | None = None  # given by a person (rename); None: kd.service.names() makes one
 
     @property
     def models(self) -> dict[str, dict]:
@@ -560,6 +564,7 @@ def _run(row: tuple) -> Run:
         token,
         pid_start,
         queued_at,
+        name,
     ) = row
     return Run(
         id_,
@@ -577,4 +582,5 @@ def _run(row: tuple) -> Run:
         token,
         pid_start,
         queued_at,
+        name,
     )

@@ -183,8 +183,10 @@ def _unpack_all(archive: zipfile.ZipFile, members: list, folder: Path, dest: Pat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_image_zip(data: bytes, root: Path) -> Path:
+def save_image_zip(data: bytes, root: Path, name: str | None = None) -> Path:
     """Unpack a zip of class folders under root/uploads/<sha>/ and return the folder holding the classes.
+    `name`: the uploaded file's own name, kept beside it (root/uploads/<sha>.name) for
+    original_name(), so the upload is named as its owner knows it.
 
     Every member is checked before anything is written; the archive is unpacked into a temporary
     folder of its own (removed whatever happens) and renamed into place when complete. A zip whose
@@ -219,6 +221,11 @@ def save_image_zip(data: bytes, root: Path) -> Path:
         if not done:
             _check_room("dataset", folder, unpacked, all_uploads)
             _unpack_all(archive, members, folder, dest)
+    if name:
+        try:
+            dest.with_name(dest.name + ".name").write_text(Path(name).name[:200])
+        except OSError:
+            pass  # a name is a nicety: the data set is there
     try:
         entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
         if len(entries) == 1 and entries[0].is_dir() and any(c.is_dir() for c in entries[0].iterdir()):
@@ -260,3 +267,15 @@ def save_checkpoint(data: bytes, root: Path) -> Path:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def original_name(dataset: str) -> str | None:
+    """The file name an uploaded data set (folder:.../uploads/<sha>[/<top>]) came in, or None."""
+    path = Path(dataset.removeprefix("folder:"))
+    for folder in (path, path.parent):
+        if folder.parent.name == "uploads":
+            try:
+                return folder.with_name(folder.name + ".name").read_text().strip() or None
+            except OSError:
+                return None
+    return None

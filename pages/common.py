@@ -75,10 +75,10 @@ def current_run() -> service.RunInfo | None:
 
 
 def run_label(run: service.RunInfo, status: bool = True) -> str:
+    """A run as a line: its name (given, or made from its settings), pair, id and state."""
     c = run.config
     return (
-        f"{run.id} · {c['dataset']} · {c['teacher']} → {c['student']} · {c['method']} "
-        f"T={c['temperature']:g} α={c['alpha']:g}"
+        f"{service.names([run])[run.id]} · {c['teacher']} → {c['student']} · {run.id}"
         + (f" · students on {c['student_fraction']:.0%}" if c.get("student_fraction", 1) < 1 else "")
         + (f" · {run.state}" if status else "")
     )

@@ -1,4 +1,4 @@
-"""Runs: the history. Sort, overlay several runs' curves, compare, delete, download."""
+"""Runs: the history. Name, filter, tick to compare (?compare=ID,ID), delete, download."""
 
 import json
 
@@ -8,55 +8,122 @@ import streamlit as st
 
 from kd import plots, service
 from kd.errors import KDError
-from pages.common import check_store, run_label, show_error
+from pages.common import check_store, plain, show_error
 
 st.title("Runs")
 check_store()  # a store that cannot be used is said at once
-runs = service.runs()
-if not runs:
+every = service.runs()
+if not every:
     st.info("No runs yet. Start one on the Train page or with `python -m kd train`.")
     st.stop()
 
+# -- which runs: a filter on any setting that differs among them ------------------------------------
+apart = service.differing(every)
+values_of = {key: sorted({repr(service.config_value(r.config, key)) for r in every}) for key in apart}
+left, right = st.columns([1, 2])
+key = left.selectbox("Filter by", ["(all runs)", "status", *apart], key="runs_filter_by")
+runs = every
+if key != "(all runs)":
+    options = sorted({r.state for r in every}) if key == "status" else values_of[key]
+    keep = right.multiselect(f"{key} is", options, default=options, key=f"runs_filter_{key}")
+    value = (lambda r: r.state) if key == "status" else (lambda r: repr(service.config_value(r.config, key)))
+    runs = [r for r in every if value(r) in keep]
+if not runs:
+    st.info("No run matches the filter.")
+    st.stop()
+names = service.names(runs)
+apart = service.differing(runs)  # the columns: every setting that differs among the runs shown
+
+# -- the table: ticks and names are editable; the ticks live in the URL -----------------------------
+wanted = [i for i in st.query_params.get("compare", "").split(",") if i]
+version = st.session_state.setdefault("runs_table_version", 0)  # a new table after a rename or delete
+
 
 def row(r) -> dict:
-    c, status = r.config, r.state
-    out = {
-        "run": r.id,
-        "status": status,
-        "data set": c["dataset"],
-        "teacher": c["teacher"],
-        "student": c["student"],
-        "method": c["method"],
-        "T": c["temperature"],
-        "alpha": c["alpha"],
-        "epochs": c["epochs"],
-        "seed": c["seed"],
-    }
-    for name, title in (("teacher", "teacher acc %"), ("baseline", "alone acc %"), ("student", "distilled acc %")):
-        m = r.models.get(name)
-        out[title] = round(100 * m["accuracy"], 2) if m else None
+    out = {"compare": r.id in wanted, "name": names[r.id]}
     gain = r.summary.get("gain")
     out["gain (points)"] = round(100 * gain, 2) if gain is not None else None
+    for name, title in (("student", "distilled acc %"), ("baseline", "alone acc %"), ("teacher", "teacher acc %")):
+        m = r.models.get(name)
+        out[title] = round(100 * m["accuracy"], 2) if m else None
+    out["status"] = r.state
+    for k in apart:
+        v = service.config_value(r.config, k)
+        out[k] = v if isinstance(v, int | float | str | bool) or v is None else str(v)
+    out["run"] = r.id
     return out
 
 
 table = pd.DataFrame([row(r) for r in runs])
-picked = st.dataframe(
-    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="history"
+edited = st.data_editor(
+    table,
+    hide_index=True,
+    width="stretch",
+    disabled=[c for c in table.columns if c not in ("compare", "name")],
+    column_config={
+        "compare": st.column_config.CheckboxColumn("compare", help="tick runs to compare them below"),
+        "name": st.column_config.TextColumn("name", help="click to rename", max_chars=service.NAME_MAX),
+        "gain (points)": st.column_config.NumberColumn(help="distilled student minus the student alone"),
+    },
+    key=f"runs_table_{version}",
 )
-rows = list(picked.selection.rows) if picked and picked.selection else []
-if rows:  # the choice goes into the URL (?compare=ID,ID), so a comparison can be shared
-    chosen = [runs[i] for i in rows]
-    st.query_params["compare"] = ",".join(r.id for r in chosen)
+renamed = [(r, n) for r, n in zip(runs, edited["name"]) if str(n or "").strip() != names[r.id]]
+for r, new in renamed:
+    try:
+        service.rename(r.id, "" if new is None else str(new))
+    except KDError as e:
+        show_error(e)
+        break
 else:
-    wanted = st.query_params.get("compare", "").split(",")
-    chosen = [r for r in runs if r.id in wanted]
-st.caption("Click column headers to sort; tick rows to compare them below.")
+    if renamed:
+        st.session_state["runs_table_version"] = version + 1
+        st.rerun()
+ticked = [r for r, tick in zip(runs, edited["compare"]) if tick]
+# Ticks of runs the filter hides stay in the link; the ones shown are as ticked.
+shown = {r.id for r in runs}
+chosen_ids = [i for i in wanted if i not in shown] + [r.id for r in ticked]
+if chosen_ids != wanted:
+    st.query_params["compare"] = ",".join(chosen_ids)
+st.caption("Tick runs to compare them below; click a name to rename the run. The link keeps the ticks.")
+chosen = [r for r in every if r.id in chosen_ids]
 if not chosen:
     st.stop()
 
-# -- compare the chosen runs -------------------------------------------------------------------
+
+# -- delete, after asking --------------------------------------------------------------------------
+@st.dialog("Delete runs")
+def confirm_delete(doomed: list) -> None:
+    st.write(f"Delete {len(doomed)} run{'s' if len(doomed) > 1 else ''}? Their records, events and weights go.")
+    for r in doomed:
+        st.markdown(f"- {plain(names.get(r.id) or r.id)} ({r.id})")
+    yes, no = st.columns(2)
+    if yes.button("Delete", type="primary", key="delete_yes"):
+        failed = []
+        for r in doomed:
+            try:
+                service.delete(r.id)
+            except KDError as e:
+                failed.append(str(e))
+        st.query_params.pop("compare", None)  # nothing stays ticked: no next run under the pointer
+        st.session_state["runs_table_version"] = version + 1
+        if failed:
+            st.session_state["runs_delete_failed"] = failed
+        st.rerun()
+    if no.button("Cancel", key="delete_no"):
+        st.rerun()
+
+
+for message in st.session_state.pop("runs_delete_failed", []):
+    show_error(KDError(message))
 st.subheader(f"{len(chosen)} run{'s' if len(chosen) > 1 else ''} chosen")
+active = [r for r in chosen if r.state in service.ACTIVE]
+if st.button(f"Delete the {len(chosen) - len(active)} ticked run(s)…", disabled=len(active) == len(chosen)):
+    confirm_delete([r for r in chosen if r.state not in service.ACTIVE])
+if active:
+    st.caption(f"{len(active)} ticked run(s) still active: stop them on their Live page before deleting them.")
+
+# -- compare the chosen runs -----------------------------------------------------------------------
+label = {r.id: names.get(r.id) or service.names([r])[r.id] for r in chosen}
 fig = go.Figure()
 dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
 for i, r in enumerate(chosen):
@@ -68,15 +135,17 @@ for i, r in enumerate(chosen):
                 x=part["epoch"],
                 y=100 * part["val_acc"],
                 mode="lines+markers",
-                name=f"{r.id[-6:]} {plots.LABELS[name]}",
+                name=f"{label[r.id]}: {plots.LABELS[name]}",
+                legendgroup=r.id,
                 line=dict(color=plots.COLORS[name], dash=dashes[i % len(dashes)]),
+                hovertemplate=f"{label[r.id]}<br>{plots.LABELS[name]}<br>epoch %{{x}}: %{{y:.2f}} %<extra></extra>",
             )
 fig.update_layout(
     template="plotly_white",
     xaxis_title="epoch",
     yaxis_title="validation accuracy (%)",
     margin=dict(l=10, r=10, t=30, b=10),
-    legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+    legend=dict(orientation="h", y=-0.2, yanchor="top"),
 )
 st.plotly_chart(fig, key="overlay")
 st.caption("Colour: the model (teacher / student alone / distilled student); line style: the run.")
@@ -84,14 +153,14 @@ st.caption("Colour: the model (teacher / student alone / distilled student); lin
 frames = []
 for r in chosen:
     f = plots.metrics_table(r.models)
-    f.insert(0, "run", r.id)
+    f.insert(0, "name", label[r.id])
     frames.append(f)
 metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 st.dataframe(metrics, hide_index=True, width="stretch")
 st.download_button("Download these metrics (CSV)", metrics.to_csv(index=False).encode(), "metrics.csv", "text/csv")
 
 for r in chosen:
-    with st.expander(run_label(r)):
+    with st.expander(f"{label[r.id]} ({r.id}, {r.state})"):
         cols = st.columns(4)
         for col, name in zip(cols, plots.MODELS):
             path = service.weights_file(r.id, name)
@@ -107,12 +176,3 @@ for r in chosen:
             "config (JSON)", json.dumps(r.config, indent=2), f"{r.id}-config.json", "application/json", key=f"c-{r.id}"
         )
         st.page_link("pages/results.py", label="Results", icon=":material/leaderboard:", query_params={"run": r.id})
-        if r.state in service.ACTIVE:
-            st.caption("Running: stop it on its Live page before deleting it.")
-        elif st.button("Delete this run", key=f"del-{r.id}", type="secondary"):
-            try:
-                service.delete(r.id)
-            except KDError as e:
-                show_error(e)
-            else:
-                st.rerun()

@@ -49,7 +49,7 @@ with left:
         dataset = None
         if archive is not None:
             try:
-                dataset = service.save_image_zip(archive.getvalue())
+                dataset = service.save_image_zip(archive.getvalue(), archive.name)
             except KDError as e:
                 show_error(e)
 try:

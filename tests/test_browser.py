@@ -192,3 +192,82 @@ def test_a_sweep_from_its_page_fills_its_heatmap_and_opens_its_best_cell_as_a_ru
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 3
     no_exception(page)
+
+
+def _cell(page, row: int, column: int):
+    """The centre of a cell of the Runs page's table, drawn on a canvas: column 0 is the ticks,
+    column 1 the names (at least 100 px wide); rows 35 px tall under a 35 px header."""
+    box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    return box["x"] + (40 if column == 0 else 130), box["y"] + 35 + 35 * row + 17
+
+
+def _idle(page) -> None:
+    """Wait until the app has no script run going (its status widget gone)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+
+
+def _poll(predicate, seconds: float) -> bool:
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_runs_page_ticks_keep_each_other_rename_and_delete_asks_first(server, page, runs_dir):
+    """A ?compare= link restores its ticks, a new tick keeps them, a name is edited in place, and
+    Delete asks first, then clears the ticks (nothing under the pointer for a second click)."""
+    from kd import runner
+    from kd.config import RunConfig
+
+    store = Store(runs_dir)
+    tiny = RunConfig(epochs=1, teacher_epochs=1, batch_size=256, device="cpu")
+    ids = [runner.train_new(store, tiny.replace(seed=s))[0] for s in (0, 1, 2)]  # listed newest first
+    page.goto(f"{server}/runs?compare={ids[0]},{ids[1]}")
+    page.get_by_text("2 runs chosen").wait_for(timeout=60_000)
+    no_exception(page)
+
+    x, y = _cell(page, 0, 0)  # the newest run, ids[2]: ticked (a click selects the cell, space ticks it)
+    for _ in range(5):  # a key pressed while the page redraws is lost: again
+        _idle(page)
+        page.mouse.click(x, y)
+        page.keyboard.press(" ")
+        if _poll(lambda: page.get_by_text("3 runs chosen").count(), 8):
+            break
+    assert set(page.url.split("compare=")[1].replace("%2C", ",").split(",")) == set(ids)
+
+    x, y = _cell(page, 1, 1)  # rename ids[1]; an edit typed while the page redraws is lost: again
+    for _ in range(5):
+        _idle(page)
+        page.mouse.dblclick(x, y)  # the cell's editor: a textarea over the canvas
+        editor = page.locator("textarea.gdg-input")
+        editor.wait_for(timeout=10_000)
+        editor.fill("my favourite")
+        editor.press("Enter")
+        if _poll(lambda: Store(runs_dir).get(ids[1]).name == "my favourite", 10):
+            break
+    cells = "[...document.querySelectorAll('[data-testid=stDataFrame] td')]"
+    page.wait_for_function(f"() => {cells}.some(e => e.innerText.includes('my favourite'))", timeout=30_000)
+    assert Store(runs_dir).get(ids[1]).name == "my favourite"
+    no_exception(page)
+
+    asked = False
+    for _ in range(5):  # a dialog opened while the page redraws closes with the redraw: again
+        _idle(page)
+        page.get_by_role("button", name="Delete the 3 ticked run(s)…").click()
+        dialog = page.get_by_role("dialog")
+        try:
+            dialog.get_by_text("Delete 3 runs?").wait_for(timeout=10_000)
+            asked = asked or len(Store(runs_dir).runs()) == 3  # asked, not done
+            dialog.get_by_role("button", name="Delete", exact=True).click(timeout=5_000)
+        except playwright.TimeoutError:
+            continue
+        if _poll(lambda: not Store(runs_dir).runs(), 10):
+            break
+    assert asked
+    page.get_by_text("No runs yet").wait_for(timeout=30_000)
+    assert Store(runs_dir).runs() == [] and "compare" not in page.url
+    no_exception(page)

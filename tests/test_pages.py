@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from kd import jobs, runner
 from kd.config import RunConfig
+from kd.errors import KDError
 from kd.store import Store
 from pages.common import plain
 
@@ -300,11 +301,32 @@ def test_results_page_with_an_unknown_run_id_shows_only_the_error_and_a_way_to_r
         assert at.query_params["run"] == "../../etc/passwd"  # the URL left as it was
 
 
-def test_runs_page_lists_real_runs(finished_run):
+def test_runs_page_lists_real_runs_by_name(finished_run):
     at = page("pages/runs.py")
     table = at.dataframe[0].value
+    assert list(table.columns[:3]) == ["compare", "name", "gain (points)"]  # it leads with name and gain
     assert list(table["run"]) == [finished_run] and table["status"][0] == "done"
+    assert table["name"][0] == "digits · kd T=4 α=0.9"  # alone: its method and the numbers it uses
     assert 0 < table["distilled acc %"][0] <= 100
+
+
+def test_runs_are_named_by_what_sets_them_apart_and_renamed(finished_run):
+    from kd import service
+
+    store = Store()
+    second, _ = runner.train_new(store, TINY.replace(seed=1, temperature=2.0, lr=0.01))
+    at = page("pages/runs.py")
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[second, "name"] == "digits · T=2 lr=0.01 seed=1"
+    assert {"seed", "temperature", "lr"} <= set(table.columns) and "alpha" not in table.columns  # alpha is one
+    service.rename(second, "  my   best  ")
+    assert store.get(second).name == "my best"
+    with pytest.raises(KDError, match="at most 80"):
+        service.rename(second, "x" * 81)
+    at = page("pages/runs.py")
+    assert at.dataframe[0].value.set_index("run").loc[second, "name"] == "my best"
+    service.rename(second, "")  # back to the made name
+    assert store.get(second).name is None
 
 
 def test_runs_page_when_empty():
@@ -357,20 +379,23 @@ def test_a_run_started_from_the_cli_shows_up_live(runs_dir):
         proc.kill()
 
 
-def test_runs_page_compares_chosen_runs_and_deletes_one(finished_run):
+def test_runs_page_restores_a_compare_link_and_asks_before_deleting(finished_run):
     store = Store()
     second, _ = runner.train_new(store, TINY.replace(seed=1))
+    third, _ = runner.train_new(store, TINY.replace(seed=2))
     at = page(None, compare=f"{finished_run},{second}")
     at.switch_page("pages/runs.py").run()
     assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert table["compare"].to_dict() == {finished_run: True, second: True, third: False}  # the link's ticks
     assert any("2 runs chosen" in s.value for s in at.subheader)
-    metrics = at.dataframe[1].value  # the comparison table: 3 models x 2 runs
-    assert len(metrics) == 6 and set(metrics["run"]) == {finished_run, second}
+    metrics = at.dataframe[1].value  # the comparison table: 3 models x 2 runs, by name
+    assert len(metrics) == 6 and set(metrics["name"]) == {"digits · seed=0", "digits · seed=1"}
     overlay = at.get("plotly_chart")[0]
     assert overlay is not None
-    next(b for b in at.button if b.label == "Delete this run").click().run()
-    assert not at.exception
-    assert len(store.runs()) == 1
+    next(b for b in at.button if b.label.startswith("Delete the 2 ticked")).click().run()
+    assert not at.exception and len(store.runs()) == 3  # it asks first: nothing deleted yet
+    assert any("Delete 2 runs?" in m.value for m in at.markdown) and at.button(key="delete_yes")
 
 
 def _wait(predicate, timeout: float):
