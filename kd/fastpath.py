@@ -184,32 +184,30 @@ class MLPStep:
 
 class GroupMLPStep:
     """MLPStep for K plain MLPs of one architecture trained in lockstep (kd/lockstep.py), their
-    weights stacked (K, out, in) and biases (K, out). Every student has its own batch; students
-    who see the same batches (one seed: the same data order) sit together, `shares` of them, and
-    their first layers are one matmul: (B, in) @ (in, shares * out). That layer holds most of an
-    MLP's arithmetic, and one wide matmul runs near the machine's peak where many narrow ones do
-    not. The other layers are batched matmuls (baddbmm forward, two bmm backward) over the K
-    students. Without it the group runs torch.func's functional_call under vmap and autograd: the
-    same numbers, with vmap's dispatch and autograd's graph on every small kernel
-    (tests/test_lockstep.py checks both)."""
+    weights stacked (K, out, in) and biases (K, out). Every layer's output is kept feature-major,
+    (K, out, B) = W @ input^T + b: on a CPU a matmul with the batch as its short last dimension
+    runs well above one with the batch as its rows, and the logits come out class-major, as the
+    written-out softmaxes want them (kd.fastpath.softmax). Students who see the same batches (one
+    seed: the same data order) sit together, `shares` of them: their first layers, where most of
+    an MLP's arithmetic is, are one wide matmul (shares * out, in) @ (in, B) per batch. Without it
+    the group runs torch.func's functional_call under vmap and autograd: the same numbers within
+    float tolerance (tests/test_lockstep.py checks both)."""
 
     def __init__(self, layers: list[tuple[Tensor, Tensor | None, bool]], flatten: bool = True, shares: int = 1):
         self.flatten = flatten
         self.params = layers  # (stacked weight, stacked bias or None, ReLU after it): the Parameters
         self.k = layers[0][0].shape[0]
-        if self.k % shares or (shares > 1 and len(layers) < 2):
-            shares = 1
-        self.shares = shares
+        self.shares = shares if self.k % shares == 0 else 1
+        # Detached (K, out, in) weights, their (K, in, out) transposes, (K, out, 1) biases.
         self.layers = [
-            (w.detach(), w.detach().transpose(1, 2), None if b is None else b.detach().unsqueeze(1), relu)
+            (w.detach(), w.detach().transpose(1, 2), None if b is None else b.detach().unsqueeze(2), relu)
             for w, b, relu in layers
         ]
         w, b = layers[0][0].detach(), layers[0][1]
-        groups, out_features = self.k // shares, w.shape[1]
-        # The first layer seen per batch: (S, shares * out, in), and its bias (S, 1, shares * out).
-        self.first_t = w.view(groups, shares * out_features, -1).transpose(1, 2)
-        self.first_b = None if b is None else b.detach().view(groups, 1, shares * out_features)
-        self.inputs: list[Tensor] = []
+        groups, width = self.k // self.shares, self.shares * w.shape[1]
+        self.first = w.view(groups, width, -1)  # per shared batch: (shares * out, in)
+        self.first_b = None if b is None else b.detach().view(groups, width, 1)
+        self.inputs: list[Tensor] = []  # each layer's input, feature-major (the first: (S, B, in))
         self.output: Tensor | None = None
 
     @classmethod
@@ -228,83 +226,55 @@ class GroupMLPStep:
         return cls(out, flatten, shares)
 
     def forward(self, x: Tensor, keep: bool = True) -> Tensor:
-        """(K, B, classes) logits of (K / shares, B, *shape) inputs, one batch per group of students
-        that share it; `keep=False` for an evaluation that no backward pass follows. The logits are
-        class-major in memory (a transposed view of (K, classes, B)): the last layer's matmul is
-        faster that way round for a few classes, and so are the softmaxes of the methods'
-        written-out gradients (kd.fastpath.softmax)."""
+        """(K, B, classes) logits, a transposed view of (K, classes, B), of (K / shares, B, *shape)
+        inputs, one batch per run of students that share it; `keep=False` for an evaluation that
+        no backward pass follows."""
         x = x.detach()
-        h = x.reshape(x.shape[0], x.shape[1], -1) if self.flatten else x
-        inputs = []
-        last = len(self.layers) - 1
-        for k, (w, wt, b, relu) in enumerate(self.layers):
-            inputs.append(h)
-            if k == last:  # (K, classes, B) = W h^T + b
-                ht = h.transpose(1, 2)
-                h = (torch.baddbmm(b.transpose(1, 2), w, ht) if b is not None else torch.bmm(w, ht)).transpose(1, 2)
-            elif k == 0:  # (S, B, shares * out): one matmul per shared batch, then (K, B, out)
-                h = self._first(h)
-                if relu:
-                    h.relu_()
-                h = self._per_student(h)
-                relu = False
-            else:
-                h = torch.baddbmm(b, h, wt) if b is not None else torch.bmm(h, wt)
+        x = x.reshape(x.shape[0], x.shape[1], -1) if self.flatten else x
+        inputs = [x]
+        h = self._first(x)  # (K, out, B)
+        for k, (w, _, b, relu) in enumerate(self.layers):
+            if k:
+                inputs.append(h)
+                h = torch.baddbmm(b, w, h) if b is not None else torch.bmm(w, h)
             if relu:
                 h.relu_()
         if keep:
             self.inputs, self.output = inputs, h
-        return h
+        return h.transpose(1, 2)
 
     def _first(self, x: Tensor) -> Tensor:
-        """The first layer on (S, B, in): a matmul per shared batch (for a few wide ones, a loop of
-        mm runs faster than bmm on a CPU), a bmm where no batch is shared."""
-        if self.shares == 1:
-            if self.first_b is None:
-                return torch.bmm(x, self.first_t)
-            return torch.baddbmm(self.first_b, x, self.first_t)
-        out = x.new_empty(x.shape[0], x.shape[1], self.first_t.shape[2])
-        for s in range(x.shape[0]):
-            if self.first_b is not None:
-                torch.addmm(self.first_b[s], x[s], self.first_t[s], out=out[s])
-            else:
-                torch.mm(x[s], self.first_t[s], out=out[s])
-        return out
-
-    def _per_student(self, h: Tensor) -> Tensor:
-        """(S, B, shares * out) -> (K, B, out)."""
-        s, b, _ = h.shape
-        return h.view(s, b, self.shares, -1).transpose(1, 2).reshape(self.k, b, -1)
-
-    def _per_batch(self, g: Tensor) -> Tensor:
-        """(K, B, out) -> (S, B, shares * out): _per_student undone."""
-        _, b, out = g.shape
-        return g.view(-1, self.shares, b, out).transpose(1, 2).reshape(-1, b, self.shares * out)
+        """The first layer of every student, (K, out, B), from the (S, B, in) shared batches: a
+        matmul per batch (for a few wide ones a loop of mm beats bmm on a CPU)."""
+        s, batch, _ = x.shape
+        out = x.new_empty(s, self.first.shape[1], batch)
+        for i in range(s):
+            torch.mm(self.first[i], x[i].t(), out=out[i])
+        if self.first_b is not None:  # added after: addmm into out= with a column bias runs slower
+            out.add_(self.first_b)
+        return out.view(self.k, -1, batch)
 
     def backward(self, grad: Tensor) -> None:
         """Set .grad of every stacked weight and bias from the (K, B, classes) gradient in the logits."""
-        grad = grad.detach()
+        g = grad.detach().transpose(1, 2)  # (K, out, B)
         for k in range(len(self.layers) - 1, -1, -1):
-            w, _, _, relu = self.layers[k]
+            w, wt, _, relu = self.layers[k]
             weight, bias, _ = self.params[k]
             if relu:
                 after = self.inputs[k + 1] if k + 1 < len(self.layers) else self.output
-                grad = torch.ops.aten.threshold_backward(grad, after, 0)
-            if k == 0 and self.shares > 1 and len(self.layers) > 1:
-                g = self._per_batch(grad)  # (S, B, shares * out)
-                x, wgrad = self.inputs[0], weight.new_empty(g.shape[0], g.shape[2], self.inputs[0].shape[2])
-                for s in range(g.shape[0]):
-                    torch.mm(g[s].t(), x[s], out=wgrad[s])
-                weight.grad = wgrad.view_as(weight)
-                if bias is not None:
-                    bias.grad = g.sum(1).view_as(bias)
-                break
-            gt = grad.transpose(1, 2)  # (K, out, B)
-            weight.grad = torch.bmm(gt, self.inputs[k])
+                g = torch.ops.aten.threshold_backward(g, after, 0)
             if bias is not None:
-                bias.grad = gt.sum(2)
+                bias.grad = g.sum(2)
             if k:
-                grad = torch.bmm(grad, w)
+                weight.grad = torch.bmm(g, self.inputs[k].transpose(1, 2))
+                g = torch.bmm(wt, g)  # (K, in, B)
+                continue
+            x = self.inputs[0]  # (S, B, in)
+            gs = g.reshape(x.shape[0], -1, x.shape[1])  # (S, shares * out, B)
+            wgrad = weight.new_empty(self.first.shape)
+            for i in range(x.shape[0]):
+                torch.mm(gs[i], x[i], out=wgrad[i])
+            weight.grad = wgrad.view_as(weight)
         self.inputs, self.output = [], None
 
 
