@@ -58,7 +58,7 @@ def main() -> None:
         "live": f"/live?run={digits}",
         "results": f"/results?run={digits}",
         "results-moons": f"/results?run={moons}",
-        "runs": "/runs",
+        "runs": f"/runs?compare={digits},{moons}",
         "sweep": f"/sweep?sweep={sweep}",
         "pareto": "/pareto",
         "temperature": f"/temperature?run={digits}",
