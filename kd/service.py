@@ -154,10 +154,18 @@ def differing(runs: list[Run]) -> list[str]:
 
 def names(runs: list[Run]) -> dict[str, str]:
     """Each run's name, by id: the one it was given, else its data set and what sets it apart from
-    the other runs listed (the settings that differ among them, e.g. "digits · T=1 α=0.9"); a run
-    with nothing apart is named by its method and the numbers the method uses. Names made alike
-    get the run's time."""
-    apart = differing(runs)
+    the other runs listed: of the settings that differ among them (differing()), in that order,
+    each that tells more of them apart, e.g. "digits · T=1 α=0.9"; a run with nothing apart is
+    named by its method and the numbers the method uses. Names made alike get the run's time."""
+    apart, flats = [k for k in differing(runs) if k != "dataset"], [_flat(r.config) for r in runs]
+    kinds = lambda keys: len({tuple(repr(f.get(k)) for k in ["dataset", *keys]) for f in flats})
+    told: list[str] = []  # the settings that tell the runs apart, fewest first by FIRST's order
+    for k in apart:
+        if kinds(told) == len(runs):
+            break
+        if kinds([*told, k]) > kinds(told):
+            told.append(k)
+    apart = told
     out: dict[str, str] = {}
     for r in runs:
         if r.name:
@@ -166,7 +174,7 @@ def names(runs: list[Run]) -> dict[str, str]:
         c, flat = r.config, _flat(r.config)
         method = methods().get(c.get("method"))
         used = method.knobs if method else ("temperature", "alpha")
-        shown = [k for k in apart if k != "dataset"] or ["method", *[k for k in ("temperature", "alpha") if k in used]]
+        shown = apart or ["method", *[k for k in ("temperature", "alpha") if k in used]]
         words = [_setting(k, flat[k]) for k in shown if flat.get(k) is not None]
         out[r.id] = " · ".join([dataset_name(c.get("dataset", "?")), *([" ".join(words)] if words else [])])
     made = [n for i, n in out.items() if not next(r for r in runs if r.id == i).name]
