@@ -5,6 +5,9 @@ import streamlit as st
 from kd.errors import KDError
 
 st.set_page_config(page_title="Distill Lab", page_icon=":material/science:", layout="wide")
+# Streamlit's own "Stop" beside its running indicator stops this page's script, not a run, and
+# flickers with each poll of the live pages: hidden, so the one Stop is the app's "Stop run".
+st.html("<style>[data-testid='stStatusWidget'] button {display: none}</style>")
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

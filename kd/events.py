@@ -93,9 +93,11 @@ class Step:
     # one key per term, "loss_<name>"
     lr: float  # learning rate of the window's last step
     samples_per_s: float | None  # training examples per second over the window (None: no time measured)
+    epochs: int | None = None  # the stage's epochs, for an x axis in epochs (absent from older runs)
     extra: dict = field(default_factory=dict)
 
     TERM_PREFIX: ClassVar[str] = "loss_"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("epochs",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

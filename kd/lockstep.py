@@ -411,6 +411,7 @@ class Group:
                         terms=dict(zip(self.names, row)),
                         lr=optimizer.param_groups[0]["lr"],
                         samples_per_s=None,
+                        epochs=self.cfgs[0].epochs,
                     )
                 ),
             )

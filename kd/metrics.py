@@ -79,7 +79,20 @@ def latencies_ms(
     budget_s: float = 0.75,
     max_rounds: int = 50,
 ) -> dict[str, float]:
-    """Median CPU wall time of one forward pass on a batch, in ms, per model, after warm-up.
+    """Median CPU wall time of one forward pass on a batch, in ms, per model (latency_quartiles)."""
+    quartiles = latency_quartiles(models, input_shape, batch_size, budget_s, max_rounds)
+    return {name: q[1] for name, q in quartiles.items()}
+
+
+def latency_quartiles(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    budget_s: float = 0.75,
+    max_rounds: int = 50,
+) -> dict[str, tuple[float, float, float]]:
+    """CPU wall time of one forward pass on a batch, in ms, per model, after warm-up: its first
+    quartile, median and third quartile over the timed rounds.
 
     On one thread, and the models timed in turn, round after round: a busy moment (the
     dashboard's browser drawing, another run) then slows every model alike instead of one. Timed
@@ -100,7 +113,14 @@ def latencies_ms(
                 t0 = time.perf_counter()
                 m(x)
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    return {name: tuple(q * 1e3 for q in _quartiles(t)) for name, t in times.items()}
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return (values[0],) * 3
+    q1, median, q3 = statistics.quantiles(values, n=4)
+    return q1, median, q3
 
 
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, budget_s: float = 0.25) -> float:

@@ -34,7 +34,7 @@ TERM_LABELS = {
 }  # loss_<term> -> legend text; unknown terms keep their name
 TERM_DASHES = ("dot", "dash", "dashdot", "longdash")
 GREY = "#7F7F7F"
-STEP_COLUMNS = ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]  # loss_* go after "loss"
+STEP_COLUMNS = ["stage", "epoch", "step", "loss", "lr", "samples_per_s", "total_steps", "epochs"]  # loss_* after "loss"
 EPOCH_COLUMNS = ["stage", "epoch", "epochs", "train_acc", "val_acc", "val_loss", "seconds"]
 GL_THRESHOLD = 1000  # WebGL only for long series: browsers cap live WebGL contexts (~16 per page)
 
@@ -79,6 +79,10 @@ def events_frames(stored: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for df in (step_df, epoch_df):  # None (e.g. no validation set) -> NaN, so numbers stay numeric
         num = [c for c in df.columns if c != "stage"]
         df[num] = df[num].apply(pd.to_numeric, errors="coerce")
+    # Where in its stage each window ends, in epochs (fractional); older runs' steps lack the
+    # stage's epochs: their x is the step count.
+    per_epoch = step_df["total_steps"] / step_df["epochs"]
+    step_df["at_epoch"] = (step_df["step"] / per_epoch).where(per_epoch.notna(), step_df["step"])
     return step_df, epoch_df
 
 
@@ -107,7 +111,7 @@ def loss_figure(steps: pd.DataFrame, max_points: int = 1500) -> go.Figure:
         scatter = go.Scattergl if len(sub) > GL_THRESHOLD else go.Scatter
         fig.add_trace(
             scatter(
-                x=sub["step"],
+                x=sub["at_epoch"],
                 y=sub["loss"],
                 mode="lines",
                 name=label,
@@ -123,7 +127,7 @@ def loss_figure(steps: pd.DataFrame, max_points: int = 1500) -> go.Figure:
             name = col[len("loss_") :]
             fig.add_trace(
                 scatter(
-                    x=sub["step"][ok],
+                    x=sub["at_epoch"][ok],
                     y=sub[col][ok],
                     mode="lines",
                     legendgroup=stage,
@@ -131,8 +135,8 @@ def loss_figure(steps: pd.DataFrame, max_points: int = 1500) -> go.Figure:
                     line=dict(color=color, width=1, dash=TERM_DASHES[i % len(TERM_DASHES)]),
                 )
             )
-    fig.update_xaxes(title_text="step (within stage)")
-    fig.update_yaxes(title_text="loss")
+    fig.update_xaxes(title_text="epoch (within stage)")
+    fig.update_yaxes(title_text="loss (log scale)", type="log")  # every term readable, the T²-weighted soft term too
     return _style(fig, unified=True)
 
 
@@ -230,17 +234,17 @@ def metrics_frame(models: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols, index=pd.Index(keys, name="key"))
 
 
-METRIC_TITLES = {  # metrics_frame column -> table header with its unit
+METRIC_TITLES = {  # metrics_frame column -> table header with its unit, short: ten fit in 800 px
     "model": "model",
-    "accuracy": "test accuracy (%)",
-    "params": "parameters",
-    "size_mb": "size (MB)",
-    "mflops": "MFLOPs / example",
-    "latency_ms": "latency (ms, batch 1)",
-    "latency_ms_256": "latency (ms, batch 256)",
-    "agreement": "agreement with teacher (%)",
+    "accuracy": "test acc %",
+    "params": "params",
+    "size_mb": "MB",
+    "mflops": "MFLOPs/ex",
+    "latency_ms": "ms @1",
+    "latency_ms_256": "ms @256",
+    "agreement": "agrees %",
     "ece": "ECE",
-    "train_seconds": "training (s)",
+    "train_seconds": "train s",
 }
 
 
@@ -274,12 +278,12 @@ def compact(v: float, digits: int = 4) -> str:
 
 
 COMPARISON = (  # (metrics_frame column, subplot title = axis unit, bar label format)
-    ("accuracy", "test accuracy (%)", lambda v: f"{v:.1f}" if math.isfinite(v) else ""),
+    ("accuracy", "test accuracy (%, zoomed)", lambda v: f"{v:.2f}" if math.isfinite(v) else ""),
     ("params", "parameters", compact),
     ("size_mb", "size (MB)", lambda v: compact(v, 3)),
     ("mflops", "MFLOPs / example", lambda v: compact(v, 3)),
     ("latency_ms_256", "ms / batch of 256", lambda v: compact(v, 3)),
-)
+)  # latency: the median; where the run kept them, whiskers from its first to its third quartile
 
 
 def comparison_figure(models: dict[str, dict]) -> go.Figure:
@@ -296,10 +300,16 @@ def comparison_figure(models: dict[str, dict]) -> go.Figure:
     for i, (col, title, fmt) in enumerate(COMPARISON):
         row, c = divmod(i, 3)
         for key, value in frame[col].items():
+            spread = models[key].get("latency_ms_256_quartiles") if col == "latency_ms_256" else None
             fig.add_trace(
                 go.Bar(
                     x=[STAGE_TITLES[key]],
                     y=[value],
+                    error_y=(  # the median's bar, the middle half of the timed rounds as whiskers
+                        dict(type="data", symmetric=False, array=[spread[2] - value], arrayminus=[value - spread[0]])
+                        if spread
+                        else None
+                    ),
                     name=STAGE_TITLES[key],
                     legendgroup=key,
                     showlegend=i == 0,
@@ -313,8 +323,11 @@ def comparison_figure(models: dict[str, dict]) -> go.Figure:
                 row=row + 1,
                 col=c + 1,
             )
-        top = frame[col].max()
-        if math.isfinite(top) and top > 0:  # headroom so the outside labels stay inside the panel
+        top, low = frame[col].max(), frame[col].min()
+        if col == "accuracy" and math.isfinite(low):  # from 0, a 2-point difference is invisible
+            gap = max(top - low, 1.0)
+            fig.update_yaxes(range=[max(0.0, low - 2 * gap), top + 0.6 * gap], row=row + 1, col=c + 1)
+        elif math.isfinite(top) and top > 0:  # headroom so the outside labels stay inside the panel
             fig.update_yaxes(range=[0, top * 1.22], row=row + 1, col=c + 1)
         # SI prefixes read well for counts (160k) but not below 1 (0.4 MB would show as 400m)
         fig.update_yaxes(tickformat="~s" if col in ("params", "flops") else "~g", row=row + 1, col=c + 1)

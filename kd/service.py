@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from kd import jobs, lease
 from kd.config import FEW_LABELS, RunConfig, field_type, knobs
 from kd.errors import KDError
+from kd.events import STAGES
 from kd.schema import Knob
 from kd.store import Run, Store, default_root
 
@@ -122,6 +123,30 @@ def delete(run_id: str) -> None:
     if run is not None and run.state in ACTIVE:
         raise KDError(f"run {run_id} is {run.state}: stop it before deleting it")
     _store().delete(run_id)
+
+
+# -- time ------------------------------------------------------------------------------------------
+def estimate_seconds(cfg: RunConfig) -> tuple[float, RunInfo] | None:
+    """The training time a run of cfg (one seed) will take on this machine, judged from the
+    newest finished run of the same data set, pair and batch size (its seconds per epoch of each
+    model, times cfg's epochs; no teacher time when cfg loads one; the students' share scaled),
+    and that run; None without such a run. Start-up, data loading and the final measurements
+    come on top; several seeds cost seeds_cost's factor."""
+    same = [
+        r
+        for r in runs()
+        if r.state == "done"
+        and all(r.config.get(k) == getattr(cfg, k) for k in ("dataset", "teacher", "student", "batch_size"))
+        and all((r.models.get(m) or {}).get("epochs") for m in STAGES)
+    ]
+    if not same:
+        return None
+    r = same[0]
+    per_epoch = {m: r.models[m]["train_seconds"] / r.models[m]["epochs"] for m in STAGES}
+    share = cfg.student_fraction / (r.config.get("student_fraction") or 1.0)
+    teacher = 0.0 if cfg.teacher_checkpoint else per_epoch["teacher"] * cfg.teacher_epochs_resolved
+    students = (per_epoch["baseline"] + per_epoch["student"]) * cfg.epochs * share
+    return teacher + students, r
 
 
 # -- names -----------------------------------------------------------------------------------------

@@ -527,6 +527,7 @@ class Trainer:
                                 terms=dict(zip(names, values)),
                                 lr=optimizer.param_groups[0]["lr"],
                                 samples_per_s=len(seen) / elapsed if elapsed > 0 else None,
+                                epochs=epochs,
                             )
                         )
                         window, window_start, window_first = [], time.perf_counter(), i + 1
@@ -608,7 +609,7 @@ class Trainer:
         logits = {name: metrics.predict(m, x_test).cpu() for name, m in result.models.items()}
         teacher_logits = logits.get("teacher")
         y = y_test.cpu()
-        latency = [metrics.latencies_ms(result.models, spec.input_shape, b) for b in (1, 256)]
+        latency = [metrics.latency_quartiles(result.models, spec.input_shape, b) for b in (1, 256)]
         for name, model in result.models.items():
             stage = result.stages[name]
             report = metrics.model_report(
@@ -618,12 +619,13 @@ class Trainer:
                 teacher_logits if name != "teacher" else None,
                 spec.input_shape,
                 spec.num_classes,
-                latency=(latency[0][name], latency[1][name]),
+                latency=(latency[0][name][1], latency[1][name][1]),
             )
             report.update(train_seconds=stage.seconds, epochs=stage.epochs, status=stage.status)
-            result.metrics[name] = report
             shown = {k: v for k, v in report.items() if k not in ("reliability", "confusion")}
             self._send(Metrics(model=name, **shown))
+            # Kept with the results (not in the event): the batch-256 latency's quartiles, its spread.
+            result.metrics[name] = {**report, "latency_ms_256_quartiles": list(latency[1][name])}
         result.summary = metrics.run_summary(result.metrics)
 
 

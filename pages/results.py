@@ -56,8 +56,10 @@ if siblings and len(siblings[1]["seeds"]) > 1 and siblings[1]["gain_mean"] is no
 st.plotly_chart(plots.comparison_figure(run.models), key="comparison")
 st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
 st.caption(
-    "Latency: median CPU time of one forward pass on one thread, the models timed in turn; "
-    "faster is the teacher's batch-256 latency over the distilled student's."
+    "test acc: on the test set; MB: the weights on disk; MFLOPs/ex: one example's forward pass; "
+    "ms @1, ms @256: median CPU time of one forward pass on one thread at batch 1 and 256, the "
+    "models timed in turn (in the chart, whiskers span the middle half of the timed rounds); agrees: "
+    "same top-1 class as the teacher; ECE: calibration error."
 )
 
 st.subheader("Where they err")

@@ -7,6 +7,14 @@ from kd.errors import KDError
 from pages.common import check_store, method_setting, plain, setting, show_error
 
 D = service.RunConfig()  # defaults
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 st.title("Train")
 check_store()  # a store that cannot be used is said at once
 
@@ -226,7 +234,18 @@ if cfg is not None:  # the form as it stands: kept for the next visit, and in th
     st.session_state[FORM] = {k: v for k, v in cfg.to_dict().items() if k != "teacher_checkpoint"}
     st.session_state["train_seeds"] = str(n_seeds)
     st.query_params.from_dict({**service.form_to_query(cfg), "seeds": str(n_seeds)})
-if st.button("Start training", type="primary", disabled=not ready):
+go, when = st.columns([1, 4], vertical_alignment="center")
+estimate = service.estimate_seconds(cfg) if cfg is not None else None
+if estimate is not None:
+    seconds, like = estimate
+    seconds *= costs.get(n_seeds, n_seeds) if n_seeds > 1 else 1
+    when.caption(
+        f"About {_duration(seconds)} of training, judged from {plain(service.names([like])[like.id])} "
+        f"({like.id}: same data, pair and batch size), plus a few seconds to start and measure."
+    )
+elif cfg is not None:
+    when.caption("No estimate of the time yet: no earlier run of this pair on this data set.")
+if go.button("Start training", type="primary", disabled=not ready):
     try:
         if cfg is None:
             raise refused

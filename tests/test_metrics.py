@@ -35,6 +35,20 @@ def test_latency_is_positive_and_larger_for_a_bigger_batch():
     assert 0 < one < many
 
 
+def test_latency_quartiles_are_ordered_and_their_median_is_the_latency():
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    (q1, median, q3) = metrics.latency_quartiles({"m": model}, (64,), 32)["m"]
+    assert 0 < q1 <= median <= q3
+    # A run keeps them beside its median, for the Results chart's whiskers.
+    from kd.config import RunConfig
+    from kd.trainer import Trainer
+
+    result = Trainer(RunConfig(epochs=1, teacher_epochs=1, batch_size=256, device="cpu")).run()
+    for report in result.metrics.values():
+        low, mid, high = report["latency_ms_256_quartiles"]
+        assert low <= mid == report["latency_ms_256"] <= high
+
+
 def test_latencies_are_timed_in_turn_on_one_thread_and_the_count_is_put_back():
     calls = []
     pair = {

@@ -512,3 +512,20 @@ def test_a_train_link_reopens_its_setup_and_the_form_keeps_its_last_values(runs_
     said = bad.warning[0].value
     assert "temperature" in said and "nonsense" in said and plain("teacher_checkpoint") in said
     assert bad.slider(key="train_temperature").value == RunConfig().temperature
+
+
+def test_train_page_estimates_the_time_from_an_earlier_run_of_the_same_setup(runs_dir):
+    from kd import service
+
+    at = page("pages/train.py")
+    assert any("No estimate of the time yet" in c.value for c in at.caption)
+    store = Store()
+    run_id, _ = runner.train_new(store, RunConfig(epochs=2, teacher_epochs=2, device="cpu"))
+    done = store.get(run_id).models
+    per_epoch = sum(done[m]["train_seconds"] / done[m]["epochs"] for m in ("teacher", "baseline", "student"))
+    seconds, like = service.estimate_seconds(RunConfig())  # the defaults: 10 epochs each
+    assert like.id == run_id and seconds == pytest.approx(10 * per_epoch)
+    assert service.estimate_seconds(RunConfig(batch_size=128)) is None  # another batch size: no guess
+    at = page("pages/train.py")
+    said = [c.value for c in at.caption if c.value.startswith("About ")]
+    assert len(said) == 1 and run_id in said[0]

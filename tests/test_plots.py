@@ -138,7 +138,10 @@ def fake_models():
 def test_events_frames_rows_and_columns(big_run):
     steps, epochs = plots.events_frames(big_run)
     assert len(steps) == 30_000 and len(epochs) == 30
-    assert list(steps.columns) == ["stage", "epoch", "step", "loss", "loss_ce", "loss_soft", "lr", "samples_per_s"]
+    assert list(steps.columns) == [
+        *["stage", "epoch", "step", "loss", "loss_ce", "loss_soft", "lr", "samples_per_s"],
+        *["total_steps", "epochs", "at_epoch"],  # where each window ends, in epochs
+    ]
     assert list(epochs.columns) == ["stage", "epoch", "epochs", "train_acc", "val_acc", "val_loss", "seconds"]
     assert steps["loss_soft"].notna().sum() == 10_000  # only the distilled student has the soft term
     assert steps.groupby("stage")["step"].max().to_dict() == {s: 10_000 for s in MODELS}
@@ -147,7 +150,7 @@ def test_events_frames_rows_and_columns(big_run):
 
 def test_events_frames_empty_and_none_values():
     steps, epochs = plots.events_frames([{"kind": "run", "status": "running"}])
-    assert steps.empty and list(steps.columns) == ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]
+    assert steps.empty and list(steps.columns)[:6] == ["stage", "epoch", "step", "loss", "lr", "samples_per_s"]
     assert epochs.empty and "val_acc" in epochs.columns
     _, epochs = plots.events_frames(
         iter(
@@ -196,7 +199,7 @@ def test_loss_figure_colours_names_terms_and_point_budget(big_run):
         assert (t.line.dash in (None, "solid")) == (t.name == LABELS[key])  # totals solid, terms dashed
     n_terms = 2
     assert sum(len(t.x) for t in fig.data) <= 3 * 500 * (1 + n_terms)
-    assert fig.layout.xaxis.title.text == "step (within stage)" and fig.layout.yaxis.title.text == "loss"
+    assert fig.layout.xaxis.title.text == "epoch (within stage)" and fig.layout.yaxis.type == "log"
     assert fig.layout.hovermode == "x unified" and fig.layout.template.layout.paper_bgcolor == "white"
 
 
@@ -263,9 +266,22 @@ def test_comparison_figure_five_panels_three_bars():
     assert len(panels) == 5 and all(len(bars) == 3 for bars in panels.values())
     assert sum(bool(t.showlegend) for t in fig.data) == 3  # one legend entry per model
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["test accuracy (%)", "parameters", "size (MB)", "MFLOPs / example", "ms / batch of 256"]
+    assert titles == ["test accuracy (%, zoomed)", "parameters", "size (MB)", "MFLOPs / example", "ms / batch of 256"]
     params_teacher = next(t for t in panels["x2"] if t.legendgroup == "teacher")
     assert params_teacher.text == ("535.8k",)
+    low, high = fig.layout.yaxis.range  # accuracy zoomed: the three bars' differences fill the panel
+    accuracies = [t.y[0] for t in panels["x"]]
+    assert 0 < low < min(accuracies) and max(accuracies) < high and high - low < 40  # 90 to 98 %, not 0 to 100
+
+
+def test_the_latency_panel_draws_the_middle_half_of_the_timed_rounds_as_whiskers():
+    models = fake_models()
+    models["teacher"]["latency_ms_256_quartiles"] = [7.5, models["teacher"]["latency_ms_256"], 9.0]
+    fig = plots.comparison_figure(models)
+    bars = {t.legendgroup: t for t in fig.data if t.xaxis == "x5"}
+    median = models["teacher"]["latency_ms_256"]
+    assert bars["teacher"].error_y.array == (9.0 - median,) and bars["teacher"].error_y.arrayminus == (median - 7.5,)
+    assert bars["student"].error_y.array is None  # a run from before: the median alone
 
 
 def test_compact():
@@ -335,3 +351,30 @@ def test_run_notes_say_the_last_cache_note_and_the_last_learned_value():
     ]
     assert plots.run_notes(events) == ["logits cached once: 0.1 MB", "learned T = 3.21"]
     assert plots.run_notes(events[:1]) == []
+
+
+def test_loss_figure_x_is_in_epochs_where_steps_say_their_stages_epochs():
+    """Steps that carry their stage's epochs sit at step / steps-per-epoch; older ones at their step."""
+    from kd.events import Step, to_dict
+
+    new = [
+        to_dict(
+            Step(
+                stage="teacher",
+                epoch=e,
+                step=10 * e,
+                total_steps=30,
+                loss=1.0 / e,
+                terms={"ce": 1.0 / e},
+                lr=0.1,
+                samples_per_s=None,
+                epochs=3,
+            )
+        )
+        for e in (1, 2, 3)
+    ]
+    old = [{k: v for k, v in d.items() if k != "epochs"} | {"stage": "student"} for d in new]
+    steps, _ = plots.events_frames(new + old)
+    fig = plots.loss_figure(steps)
+    by_name = {t.name: list(t.x) for t in fig.data}
+    assert by_name["teacher"] == [1.0, 2.0, 3.0] and by_name["distilled student"] == [10, 20, 30]
