@@ -175,6 +175,9 @@ def test_a_sweep_from_its_page_fills_its_heatmap_and_opens_its_best_cell_as_a_ru
         for _ in range(5):  # a click that lands while the page redraws its chart is lost: click again
             page.locator("[data-testid='stStatusWidget']").wait_for(state="detached", timeout=30_000)  # idle
             box = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(k).bounding_box()
+            if box is None:  # the chart was being redrawn: its points not laid out yet
+                page.wait_for_timeout(500)
+                continue
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # points in grid order
             try:
                 page.locator("h3", has_text=title).wait_for(timeout=10_000)
