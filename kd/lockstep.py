@@ -177,43 +177,35 @@ class Group:
         return out
 
     @contextlib.contextmanager
-    def _stacked_knobs(self):
-        """The method with each differing knob as a (K, 1, 1) tensor, for its written-out
-        gradient and `prepare` on stacked (K, B, C) logits."""
+    def _knobs(self, values: dict):
+        """The method with the given knob values set for the block, then its own put back."""
         method = self.method
-        saved = {name: getattr(method, name) for name in self.knobs}
+        saved = {name: getattr(method, name) for name in values}
         try:
-            for name, value in self.knobs.items():
-                setattr(method, name, value.view(-1, 1, 1))
+            for name, value in values.items():
+                setattr(method, name, value)
             yield method
         finally:
             for name, value in saved.items():
                 setattr(method, name, value)
 
+    def _stacked_knobs(self):
+        """The method with each differing knob as a (K, 1, 1) tensor, for its written-out
+        gradient and `prepare` on stacked (K, B, C) logits."""
+        return self._knobs({name: value.view(-1, 1, 1) for name, value in self.knobs.items()})
+
     def _terms(self, knobs, logits, y, t):
         """One student's loss terms (stacked) from its logits, with its knob values (under vmap)."""
-        method, saved = self.method, {name: getattr(self.method, name) for name in knobs}
-        try:
-            for name, value in knobs.items():
-                setattr(method, name, value)
+        with self._knobs(knobs) as method:
             terms = method(logits, y, t)
-        finally:
-            for name, value in saved.items():
-                setattr(method, name, value)
         self.names = list(terms)
         return torch.stack(list(terms.values()))
 
     # -- one student's step, under vmap -------------------------------------------------
     def _one(self, params, buffers, knobs, x, y, t, t_feats):
         """(stacked loss terms, logits) of one student on its batch, with its knob values."""
-        method, saved = self.method, {name: getattr(self.method, name) for name in knobs}
-        try:
-            for name, value in knobs.items():
-                setattr(method, name, value)
+        with self._knobs(knobs):
             return functional_call(self.pair, (params, buffers), (x, y, t, t_feats))
-        finally:
-            for name, value in saved.items():
-                setattr(method, name, value)
 
     def _step(self, x, y, t, t_feats):
         """The pair's forward (inside functional_call: the student's and the method's own

@@ -71,19 +71,13 @@ def threads(n: int | None):
         torch.set_num_threads(before)
 
 
-@torch.no_grad()
-def latencies_ms(
-    models: dict[str, nn.Module],
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    budget_s: float = 0.75,
-    max_rounds: int = 50,
-) -> dict[str, float]:
+def latencies_ms(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch_size: int, **timing) -> dict:
     """Median CPU wall time of one forward pass on a batch, in ms, per model (latency_quartiles)."""
-    quartiles = latency_quartiles(models, input_shape, batch_size, budget_s, max_rounds)
+    quartiles = latency_quartiles(models, input_shape, batch_size, **timing)
     return {name: q[1] for name, q in quartiles.items()}
 
 
+@torch.no_grad()
 def latency_quartiles(
     models: dict[str, nn.Module],
     input_shape: tuple[int, ...],
@@ -125,7 +119,7 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, budget_s: float = 0.25) -> float:
     """latencies_ms for one model."""
-    return latencies_ms({"model": model}, input_shape, batch_size, budget_s)["model"]
+    return latencies_ms({"model": model}, input_shape, batch_size, budget_s=budget_s)["model"]
 
 
 def reliability_bins(logits: Tensor, targets: Tensor, n_bins: int = 15) -> list[dict[str, float]]:
