@@ -1,7 +1,8 @@
-"""Distill Lab: the router. st.navigation over the scripts in pages/; nothing else."""
+"""Distill Lab: the router. st.navigation over the scripts in pages/, and a warm worker kept ready."""
 
 import streamlit as st
 
+from kd import service
 from kd.errors import KDError
 
 st.set_page_config(page_title="Distill Lab", page_icon=":material/science:", layout="wide")
@@ -20,6 +21,7 @@ pages = [
     st.Page("pages/temperature.py", title="Temperature", icon=":material/thermostat:"),
 ]
 try:
+    service.keep_warm()  # a worker waiting with torch imported: Start trains at once
     st.navigation(pages).run()
 except KDError as e:  # e.g. a run store damaged while the page ran: one message, never a traceback
     from pages.common import plain

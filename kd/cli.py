@@ -1,4 +1,4 @@
-"""The command line: python -m kd train | sweep | resume | runs | sweeps | show | show-sweep | list | worker.
+"""The command line: python -m kd train | sweep | resume | runs | sweeps | show | show-sweep | list | worker | standby.
 
 Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
 """
@@ -121,6 +121,7 @@ def _parser(argv: Sequence[str] | None = None) -> Parser:
     worker = sub.add_parser("worker", help="train a queued run (used by the dashboard)")
     worker.add_argument("run_id")
     worker.add_argument("--resume", action="store_true", help="go on from the run's checkpoint")
+    sub.add_parser("standby", help="wait, warmed up, for a run to train (used by the dashboard)")
     return p
 
 
@@ -612,6 +613,12 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_standby(args) -> int:
+    from kd import jobs
+
+    return jobs.serve_standby()
+
+
 COMMANDS = {
     "train": cmd_train,
     "resume": cmd_resume,
@@ -622,4 +629,5 @@ COMMANDS = {
     "show-sweep": cmd_show_sweep,
     "list": cmd_list,
     "worker": cmd_worker,
+    "standby": cmd_standby,
 }

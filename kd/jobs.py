@@ -7,6 +7,8 @@ write a run, and when it counts as interrupted, is decided in kd/lease.py.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -80,20 +82,27 @@ def resume(run_id: str, store: Store | None = None) -> None:
     spawn(store, run_id, "--resume")
 
 
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
 def spawn(store: Store, run_id: str, *flags: str) -> None:
-    """Start the worker and record its pid as the run's owner until it claims the run itself."""
-    env = {**os.environ, "KD_RUNS_DIR": str(store.root.resolve())}
+    """Start the worker (or hand the run to the standby one) and record its pid as the run's
+    owner until it claims the run itself."""
+    log_path = store.run_dir(run_id) / "worker.log"  # the folder is made by create_run
+    runs_dir = str(store.root.resolve())
     try:
-        with open(store.run_dir(run_id) / "worker.log", "ab") as log:  # the folder is made by create_run
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kd", "worker", run_id, *flags],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[1]),
-            )
+        proc = standby.hand_over(runs_dir, log_path, run_id, *flags)
+        if proc is None:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "kd", "worker", run_id, *flags],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "KD_RUNS_DIR": runs_dir},
+                    start_new_session=True,
+                    cwd=ROOT,
+                )
     except OSError as e:
         store.update(run_id, status="failed", message=f"the worker process could not start ({e})")
         raise KDError(f"run {run_id}: the worker process could not start ({e})") from None
@@ -102,6 +111,121 @@ def spawn(store: Store, run_id: str, *flags: str) -> None:
         return {} if run.token else dict(pid=proc.pid, host=HOST, pid_start=process_start(proc.pid))
 
     store.change(run_id, record)
+
+
+IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "OPENBLAS_", "CUDA_", "NVIDIA_", "PYTORCH_", "LD_", "PYTHON")
+
+
+class Standby:
+    """One worker process started ahead of the next run, with torch and the trainer imported
+    and warmed up, waiting on its stdin: a run handed to it starts training at once instead of
+    after the seconds a fresh process takes to import torch (`python -m kd standby`).
+
+    The dashboard keeps one (keep()) while no run of its store is active, so a standby never
+    takes CPU from a run. It serves only runs started with the environment it was started with
+    as far as it matters once torch is loaded (thread counts, devices, library paths: the rest
+    of the environment comes with the run); any other run gets a fresh process. It
+    ends when its stdin closes: when the dashboard that started it ends, or is killed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        """The variables read when torch and its libraries load, which a process started earlier
+        cannot take on later; the rest of the environment comes with the run."""
+        return {k: v for k, v in os.environ.items() if k.startswith(IMPORT_TIME_ENV) or k == "PATH"}
+
+    def ready(self) -> bool:
+        """Whether a standby worker is alive for this environment."""
+        return self.proc is not None and self.proc.poll() is None and self.env == self._env()
+
+    def keep(self) -> None:
+        """Start a standby worker unless one is alive for this environment."""
+        with self.lock:
+            if self.ready():
+                return
+            self.close()
+            self.env = self._env()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kd", "standby"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=os.environ.copy(),
+                start_new_session=True,  # a run it takes outlives the dashboard, as any worker does
+                cwd=ROOT,
+            )
+
+    def hand_over(self, runs_dir: str, log: Path, run_id: str, *flags: str) -> subprocess.Popen | None:
+        """Give the run to the standby worker and return its process; None when there is none
+        for this environment (the caller starts a fresh one)."""
+        with self.lock:
+            ready, proc, self.proc = self.ready(), self.proc, None
+            if not ready:
+                self.close(proc)
+                return None
+            env = {**os.environ, "KD_RUNS_DIR": runs_dir}
+            job = {"run_id": run_id, "flags": list(flags), "env": env, "log": str(log)}
+            try:
+                proc.stdin.write((json.dumps(job) + "\n").encode())
+                proc.stdin.close()
+            except OSError:  # it ended just now
+                self.close(proc)
+                return None
+            return proc
+
+    def close(self, proc: subprocess.Popen | None = None) -> None:
+        """End the standby worker (or `proc`): its stdin closed, it exits by itself."""
+        proc = proc or self.proc
+        if proc is not None and proc.stdin and not proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # its stdin closed: it ends by itself
+        if proc is self.proc:
+            self.proc = None
+
+    def pid(self) -> int | None:
+        """The standby worker's pid while one is alive."""
+        with self.lock:
+            return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+standby = Standby()
+
+
+def serve_standby() -> int:
+    """`python -m kd standby`: import and warm up what a run needs, then wait for one run on
+    stdin (a JSON line from Standby.hand_over) and train it as `python -m kd worker` would; end
+    quietly when stdin closes first."""
+    import sklearn.datasets  # noqa: F401  (the bundled sets, and their stratified split)
+    import sklearn.model_selection  # noqa: F401
+    import torch
+
+    from kd import runner, sweep_run  # noqa: F401  (imported now: the run needs them at once)
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters())
+    for _ in range(3):  # the first steps pay for thread pools and kernels; a run should not
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.randn(64, 64)), torch.zeros(64, dtype=torch.long)).backward()
+        opt.step()
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    job = json.loads(line)
+    os.environ.clear()
+    os.environ.update(job["env"])  # the limits (KD_MAX_*, ...) as the dashboard has them now
+    log = os.open(job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    from kd.cli import main
+
+    return main(["worker", job["run_id"], *job["flags"]])
 
 
 def stop(run_id: str, store: Store | None = None) -> None:

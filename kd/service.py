@@ -14,6 +14,7 @@ torch is imported only inside the functions that need it: a page that lists runs
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from pathlib import Path
@@ -104,6 +105,20 @@ def start(cfg: RunConfig) -> str:
     """Check the config (check()), queue the run and start its worker process; returns its id."""
     check(cfg)
     return jobs.start(cfg, _store())
+
+
+def keep_warm() -> None:
+    """Keep a worker process waiting with torch imported (kd.jobs.Standby), so that the next
+    Start trains at once, while no run of this store is active (a standby never takes CPU from
+    a run). KD_WARM_WORKER=0 turns it off. The dashboard calls this on each page it draws."""
+    if os.environ.get("KD_WARM_WORKER", "1").strip().lower() in ("0", "no", "false", "off"):
+        return
+    if jobs.standby.ready():  # the common case, checked without reading the store
+        return
+    store = _store()
+    if any(jobs.state(r) in ACTIVE for r in store.runs() + store.runs(sweeps=True)):
+        return
+    jobs.standby.keep()
 
 
 def stop(run_id: str) -> None:

@@ -11,6 +11,7 @@ def runs_dir(tmp_path, monkeypatch):
     """Every test gets its own run store; nothing is written into the repository."""
     path = tmp_path / "runs"
     monkeypatch.setenv("KD_RUNS_DIR", str(path))
+    monkeypatch.setenv("KD_WARM_WORKER", "0")  # no standby worker (kd.jobs.Standby) unless a test asks
     return path
 
 

@@ -28,7 +28,7 @@ from kd.store import Store  # noqa: E402
 
 @pytest.fixture
 def server(runs_dir):
-    with dashboard({**os.environ, "KD_RUNS_DIR": str(runs_dir)}) as base:
+    with dashboard({**os.environ, "KD_RUNS_DIR": str(runs_dir), "KD_WARM_WORKER": "1"}) as base:  # as shipped
         yield base
 
 

@@ -80,6 +80,42 @@ def test_start_checks_first_and_an_active_run_cannot_be_deleted(runs_dir):
     assert service.get_run(run_id) is None and service.runs() == []
 
 
+def test_a_standby_worker_trains_the_next_run_and_waits_while_one_is_active(runs_dir, monkeypatch):
+    """The dashboard's warm worker: Start hands the run to the waiting process (no torch import
+    after the click); none is kept while a run trains; a changed environment gets a fresh process
+    and ends the standby; closing its stdin ends it."""
+    from kd import jobs
+
+    monkeypatch.setenv("KD_WARM_WORKER", "1")
+    try:
+        service.keep_warm()
+        standby = jobs.standby.proc
+        assert standby is not None and standby.poll() is None
+        service.keep_warm()
+        assert jobs.standby.proc is standby  # one is enough
+        run_id = service.start(service.RunConfig(epochs=150, teacher_epochs=150, device="cpu"))
+        assert service.get_run(run_id).pid == standby.pid  # the standby took it
+        service.keep_warm()
+        assert jobs.standby.pid() is None  # no second process takes CPU from the run
+        wait_for(lambda: service.get_run(run_id).state == "done", 300, every=0.2)
+        assert standby.wait(60) == 0 and service.get_run(run_id).results["models"]["student"]["accuracy"] > 0.5
+        assert "Traceback" not in (runs_dir / run_id / "worker.log").read_text()
+
+        service.keep_warm()  # no run active: a new standby
+        second = jobs.standby.proc
+        assert second is not None and second.pid != standby.pid
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a thread count it was not started with
+        run_id = service.start(service.RunConfig(epochs=1, teacher_epochs=1, device="cpu"))
+        assert service.get_run(run_id).pid != second.pid  # a fresh worker ...
+        assert second.wait(60) == 0  # ... and the standby, of no use now, ended
+        wait_for(lambda: service.get_run(run_id).state == "done", 300, every=0.2)
+        service.keep_warm()
+        third = jobs.standby.proc
+    finally:
+        jobs.standby.close()
+    assert third.wait(60) == 0  # its stdin closed (as when the dashboard ends): it ends
+
+
 def kd_cli(runs_dir, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "kd", *args],
