@@ -44,22 +44,24 @@ def poll() -> tuple[list[dict], object]:
     return seen["events"], now
 
 
-CHARTS_EVERY_S = 3.0  # while a run trains, the charts are redrawn at most this often
+CHARTS_EVERY_S = 1.0  # while a run trains, the page is redrawn at most this often
 
 
-def figures(run_id: str, n_events: int, events: list[dict], active: bool):
-    """The two charts, rebuilt only when new events came in, and while the run trains at most
-    every CHARTS_EVERY_S: each redraw costs the server and the browser CPU the run could use."""
+def snapshot(run_id: str, events: list[dict], active: bool) -> tuple[int, tuple]:
+    """How many of the events this redraw shows, and the two charts and the speed built from
+    them: the charts, the progress bars and the notes all come from that one prefix. The charts
+    are rebuilt only when new events came in, and while the run trains at most every
+    CHARTS_EVERY_S (each redraw costs the server and the browser CPU the run could use)."""
     cached = st.session_state.get("live_figures")
-    if cached and cached[0] == (run_id, n_events):
-        return cached[1]
+    if cached and cached[0] == (run_id, len(events)):
+        return cached[0][1], cached[1]
     if cached and active and cached[0][0] == run_id and time.monotonic() - cached[2] < CHARTS_EVERY_S:
-        return cached[1]
+        return cached[0][1], cached[1]
     steps, epochs = plots.events_frames(events)
     speed = steps["samples_per_s"].dropna()
     out = (plots.loss_figure(steps), plots.accuracy_figure(epochs), float(speed.iloc[-1]) if len(speed) else None)
-    st.session_state["live_figures"] = ((run_id, n_events), out, time.monotonic())
-    return out
+    st.session_state["live_figures"] = ((run_id, len(events)), out, time.monotonic())
+    return len(events), out
 
 
 @st.fragment(run_every=1.0 if run.state in service.ACTIVE else None)
@@ -104,19 +106,20 @@ def draw() -> None:
         )
     if now.message:
         (st.error if status in ("failed", "diverged") else st.info)(plain(now.message))
+    shown, (loss, accuracy, speed) = snapshot(run_id, events, status in service.ACTIVE) if events else (0, (None,) * 3)
+    events = events[:shown]  # bars, charts and notes from one snapshot
     done = plots.progress(events)
     bars = st.columns(3)
     for col, name in zip(bars, plots.MODELS):
         col.progress(min(1.0, done.get(name, 0.0)), text=f"{plots.LABELS[name]}: {100 * done.get(name, 0.0):.0f} %")
-    if not events and status in service.ACTIVE:  # no axes without a point on them
-        st.caption(
-            "The curves appear here once the run's process has loaded the data and begun to train."
-            if status == "running" or not now.message
-            else "The curves appear here once the run has its turn."
-        )
-        speed = None
+    if not events:  # no axes without a point on them
+        if status in service.ACTIVE:
+            st.caption(
+                "The curves appear here once the run's process has loaded the data and begun to train."
+                if status == "running" or not now.message
+                else "The curves appear here once the run has its turn."
+            )
     else:
-        loss, accuracy, speed = figures(run_id, len(events), events, status in service.ACTIVE)
         left, right = st.columns(2)
         left.plotly_chart(loss, key="loss")
         right.plotly_chart(accuracy, key="accuracy")

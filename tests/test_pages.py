@@ -192,9 +192,10 @@ def test_live_page_draws_faked_events():
     assert store.get(run_id).stop_requested
 
 
-def test_live_charts_redraw_at_most_every_few_seconds_while_the_run_trains():
-    """The event counter follows every poll; the charts (the costly part for the server and the
-    browser) wait CHARTS_EVERY_S, and are drawn with every event once the run has ended."""
+def test_live_bars_charts_and_counter_show_one_snapshot_redrawn_every_second():
+    """The charts (the costly part for the server and the browser) are rebuilt at most every
+    CHARTS_EVERY_S (one second) while the run trains; the progress bars and the event counter
+    show the same events as the charts, never newer ones; every event once the run has ended."""
     store = Store()
     run_id = store.create_run(TINY.to_dict(), status="running")
     step = lambda i: {
@@ -226,13 +227,20 @@ def test_live_charts_redraw_at_most_every_few_seconds_while_the_run_trains():
     at = page("pages/live.py", run=run_id)
     spec = lambda: at.get("plotly_chart")[0].proto.spec
     counter = lambda: next(c.value for c in at.caption if "events" in c.value)
-    first, first_count = spec(), counter()
+    bar = lambda: at.get("progress")[0].proto.value
+    first, first_count, first_bar = spec(), counter(), bar()
+    assert "3 events" in first_count
     store.append_events(run_id, [step(3), step(4)])
     at.run()
-    assert counter() != first_count and spec() == first  # counted at once, drawn later
+    assert (spec(), counter(), bar()) == (first, first_count, first_bar)  # within the second: as drawn
+    time.sleep(1.0)  # pages/live.py's CHARTS_EVERY_S
+    at.run()
+    assert spec() != first and "5 events" in counter() and bar() > first_bar  # all three at once
+    second = spec()
+    store.append_events(run_id, [step(5)])
     store.update(run_id, status="done")
     at.run()
-    assert not at.exception and spec() != first  # the run ended: every event is drawn
+    assert not at.exception and spec() != second  # the run ended: every event is drawn
 
 
 def test_stop_on_a_store_held_by_a_stuck_writer_says_so_and_the_page_lives_on(runs_dir, monkeypatch):
