@@ -148,6 +148,91 @@ def throughput(args, case: str) -> dict:
     }
 
 
+FIRST_POINT_JS = """() => Array.from(document.querySelectorAll('.st-key-loss .js-plotly-plot'))
+    .some(g => (g.data || []).some(t => t.x && (t.x.length > 0 || (t.x.bdata || '').length > 0)))"""
+# (a numpy column reaches Plotly as {dtype, bdata}, base64, with no length of its own)
+
+
+def _standby_settled(timeout: float = 120.0) -> None:
+    """Wait until the dashboard's standby worker (`python -m kd standby`) has loaded what it
+    loads and stopped using the CPU: the machine is idle before the click."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = [pid for pid in _pids("kd standby")]
+        if pids:
+            before = sum(map(_cpu_s, pids))
+            time.sleep(0.5)
+            if sum(map(_cpu_s, pids)) == before:
+                return
+        else:
+            time.sleep(0.2)
+    raise SystemExit("no standby worker settled: is KD_WARM_WORKER set to 0?")
+
+
+def quick_demo(args) -> dict:
+    """Home's quick demo clicked in chromium: seconds from the click to the first point on a
+    live chart and to "See the results", on an idle machine with the dashboard's standby worker
+    ready; alternated with the same run from the CLI (`python -m kd train`, wall time from the
+    command to its exit). Samples/s of the two compared (watched / CLI)."""
+    from playwright.sync_api import sync_playwright
+
+    from kd import service
+    from kd.cli import train_argv
+    from kd.store import Store
+
+    runs = tempfile.mkdtemp(prefix="kd-bench-")
+    env = {**os.environ, "KD_RUNS_DIR": runs, "KD_WARM_WORKER": "1"}
+    os.environ["KD_RUNS_DIR"] = runs
+    store, argv = Store(runs), train_argv(service.quick_demo())
+    first, done, cli_s, cli, watched = [], [], [], [], []
+    with dashboard(env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for _ in range(args.demo_repeats):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-m", "kd", *argv, "--json"], cwd=ROOT, env=env, capture_output=True, text=True
+            )
+            cli_s.append(time.perf_counter() - t0)
+            cli.append(mean_speed(store, json.loads(out.stdout)["run_id"]))
+            page.goto(f"{base}/")
+            button = page.get_by_role("button", name="Run the quick demo")
+            button.wait_for(timeout=120_000)
+            _standby_settled()
+            t0 = time.perf_counter()
+            button.click()
+            page.wait_for_function(FIRST_POINT_JS, timeout=120_000, polling=50)
+            first.append(time.perf_counter() - t0)
+            page.get_by_text("See the results").wait_for(timeout=300_000)
+            done.append(time.perf_counter() - t0)
+            watched.append(mean_speed(store, page.url.split("run=")[1].split("&")[0]))
+        browser.close()
+    return {
+        "config": argv,
+        "click_to_first_point_s": first,
+        "click_to_done_s": done,
+        "cli_wall_s": cli_s,
+        "first_point_median_s": statistics.median(first),
+        "done_median_s": statistics.median(done),
+        "cli_median_s": statistics.median(cli_s),
+        "cli_samples_per_s": cli,
+        "watched_samples_per_s": watched,
+        "watched_over_cli": statistics.median(watched) / statistics.median(cli),
+    }
+
+
+def _pids(cmdline_part: str) -> list[int]:
+    """Processes whose command line contains `cmdline_part`."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and cmdline_part in Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc; 0 if it is gone)."""
     try:
@@ -270,13 +355,28 @@ def main() -> None:
         default=list(CASES),
         help="mnist: the seed pair, 3 epochs a stage; digits: the default pair, 150 epochs a stage",
     )
+    ap.add_argument("--demo-repeats", type=int, default=5, help="clicks of the quick demo (median)")
+    ap.add_argument("--demo-only", action="store_true", help="only the quick demo's click-to-first-point")
     args = ap.parse_args()
-    out = {"redraw": redraw()}
+    out = {"quick_demo": quick_demo(args)}
+    if not args.demo_only:
+        out["redraw"] = redraw()
     if not args.skip_throughput:
         out["throughput"] = {case: throughput(args, case) for case in args.cases}
         out["watching_cpu"] = watching_cpu(args)
     if args.json:
         print(json.dumps(out))
+        return
+    d = out["quick_demo"]
+    print(
+        f"quick demo ({' '.join(d['config'])}), median of {len(d['click_to_done_s'])}: click to first live point "
+        f"{d['first_point_median_s']:.2f} s, click to results {d['done_median_s']:.2f} s; "
+        f"the CLI's wall time {d['cli_median_s']:.2f} s; watched / CLI (samples/s): {d['watched_over_cli']:.3f}"
+    )
+    print("  first point s: " + ", ".join(f"{v:.2f}" for v in d["click_to_first_point_s"]))
+    print("  samples/s CLI: " + ", ".join(f"{v:,.0f}" for v in d["cli_samples_per_s"]))
+    print("  samples/s watched: " + ", ".join(f"{v:,.0f}" for v in d["watched_samples_per_s"]))
+    if "redraw" not in out:
         return
     r = out["redraw"]
     print(f"live page, {r['events']:,} events: first draw {r['first_draw_ms']:.0f} ms, redraw {r['redraw_ms']:.0f} ms")
