@@ -242,6 +242,7 @@ METRIC_TITLES = {  # metrics_frame column -> table header with its unit, short: 
     "mflops": "MFLOPs/ex",
     "latency_ms": "ms @1",
     "latency_ms_256": "ms @256",
+    "latency_iqr_256": "IQR @256",
     "agreement": "agrees %",
     "ece": "ECE",
     "train_seconds": "train s",
@@ -264,6 +265,10 @@ def metrics_table(models: dict[str, dict]) -> pd.DataFrame:
         }
     )
     out["params"] = out["params"].astype("Int64")
+    spread = [models[k].get("latency_ms_256_quartiles") for k in frame.index]
+    if any(spread):  # the middle half of the timed rounds, beside the median
+        at = list(out.columns).index("latency_ms_256") + 1
+        out.insert(at, "latency_iqr_256", [f"{q[0]:.2f}–{q[2]:.2f}" if q else "" for q in spread])
     return out.rename(columns=METRIC_TITLES)
 
 

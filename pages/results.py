@@ -58,7 +58,7 @@ st.dataframe(plots.metrics_table(run.models), hide_index=True, width="stretch")
 st.caption(
     "test acc: on the test set; MB: the weights on disk; MFLOPs/ex: one example's forward pass; "
     "ms @1, ms @256: median CPU time of one forward pass on one thread at batch 1 and 256, the "
-    "models timed in turn (in the chart, whiskers span the middle half of the timed rounds); agrees: "
+    "models timed in turn; IQR @256: the middle half of the timed rounds (the chart's whiskers); agrees: "
     "same top-1 class as the teacher; ECE: calibration error."
 )
 

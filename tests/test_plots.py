@@ -257,6 +257,16 @@ def test_metrics_frame_units_and_order():
     ]
 
 
+def test_metrics_table_gives_the_latency_its_spread_where_the_run_kept_it():
+    models = fake_models()
+    models["teacher"] = {**models["teacher"], "latency_ms_256_quartiles": [2.104, 2.31, 2.478]}
+    table = plots.metrics_table(models)
+    headers = list(table.columns)
+    assert headers[headers.index("ms @256") + 1] == "IQR @256"
+    assert list(table["IQR @256"]) == ["2.10–2.48", "", ""]  # the others were timed without their quartiles
+    assert "IQR @256" not in plots.metrics_table(fake_models())  # an older run: no empty column
+
+
 def test_comparison_figure_five_panels_three_bars():
     fig = plots.comparison_figure(fake_models())
     panels = {}
