@@ -195,6 +195,30 @@ def run_notes(stored: Iterable[dict]) -> list[str]:
     return out + ([", ".join(f"learned {k} = {v:.3g}" for k, v in learned.items())] if learned else [])
 
 
+# -- runs ------------------------------------------------------------------------------------------
+def group_table(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The Runs page's table (a row per run: name, gain (points), distilled acc %, ... and a
+    column per differing setting) summarised per value of the column `by`: how many runs, the
+    gain's mean and spread, the distilled student's mean accuracy, and the run with the best gain."""
+    rows = []
+    for value, part in table.groupby(table[by].astype(str), sort=False, dropna=False):
+        gain, acc = part["gain (points)"].dropna(), part["distilled acc %"].dropna()
+        best = part.loc[gain.idxmax(), "name"] if len(gain) else ""
+        rows.append(
+            {
+                by: value,
+                "runs": len(part),
+                "mean gain (points)": round(gain.mean(), 2) if len(gain) else None,
+                "gain std": round(gain.std(), 2) if len(gain) > 1 else None,
+                "mean distilled acc %": round(acc.mean(), 2) if len(acc) else None,
+                "best run": best,
+            }
+        )
+    out = pd.DataFrame(rows)
+    order = pd.to_numeric(out[by], errors="coerce")  # 1, 2, 10 in that order where the values are numbers
+    return out.iloc[order.argsort(kind="stable") if order.notna().all() else out[by].argsort(kind="stable")]
+
+
 # -- results ----------------------------------------------------------------------------------
 def _num(v) -> float:
     return float(v) if v is not None else math.nan

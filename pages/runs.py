@@ -1,4 +1,4 @@
-"""Runs: the history. Name, filter, tick to compare (?compare=ID,ID), delete, download."""
+"""Runs: the history. Name, filter, group, tick to compare (?compare=ID,ID), delete, download."""
 
 import json
 
@@ -20,7 +20,7 @@ if not every:
 # -- which runs: a filter on any setting that differs among them ------------------------------------
 apart = service.differing(every)
 values_of = {key: sorted({repr(service.config_value(r.config, key)) for r in every}) for key in apart}
-left, right = st.columns([1, 2])
+left, right, group = st.columns([1, 2, 1])
 key = left.selectbox("Filter by", ["(all runs)", "status", *apart], key="runs_filter_by")
 runs = every
 if key != "(all runs)":
@@ -55,6 +55,16 @@ def row(r) -> dict:
 
 
 table = pd.DataFrame([row(r) for r in runs])
+by = group.selectbox(
+    "Group by", ["(no grouping)", "status", *apart], key="runs_group_by", help="one line per value, above the runs"
+)
+if by != "(no grouping)":
+    st.dataframe(
+        plots.group_table(table, by),
+        hide_index=True,
+        width="stretch",
+        column_config={"best run": st.column_config.TextColumn(help="the run of the group with the largest gain")},
+    )
 edited = st.data_editor(
     table,
     hide_index=True,

@@ -1,6 +1,7 @@
 """Every page renders without an exception (AppTest, no browser): real tiny runs where they are
 fast, events written straight into the store where a page only draws them."""
 
+import math
 import re
 import time
 from pathlib import Path
@@ -336,6 +337,23 @@ def test_runs_are_named_by_what_sets_them_apart_and_renamed(finished_run):
     assert at.dataframe[0].value.set_index("run").loc[second, "name"] == "my best"
     service.rename(second, "")  # back to the made name
     assert store.get(second).name is None
+
+
+def test_runs_page_groups_its_runs_by_a_setting(finished_run):
+    store = Store()
+    for seed in (1, 2):
+        runner.train_new(store, TINY.replace(seed=seed, temperature=2.0))
+    at = page("pages/runs.py")
+    runs = at.dataframe[0].value
+    at.selectbox(key="runs_group_by").select("temperature").run()
+    assert not at.exception
+    groups, table = at.dataframe[0].value, at.dataframe[1].value  # the summary above the runs
+    assert table.equals(runs)
+    assert list(groups["temperature"]) == ["2.0", "4.0"] and list(groups["runs"]) == [2, 1]
+    twos = runs[runs["temperature"] == 2.0]
+    assert groups["mean gain (points)"][0] == pytest.approx(twos["gain (points)"].mean(), abs=0.01)
+    assert groups["best run"][0] == twos.loc[twos["gain (points)"].idxmax(), "name"]
+    assert groups["gain std"][1] is None or math.isnan(groups["gain std"][1])  # one run: no spread
 
 
 def test_runs_page_when_empty():
