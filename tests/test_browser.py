@@ -274,3 +274,44 @@ def test_runs_page_ticks_keep_each_other_rename_and_delete_asks_first(server, pa
     page.get_by_text("No runs yet").wait_for(timeout=30_000)
     assert Store(runs_dir).runs() == [] and "compare" not in page.url
     no_exception(page)
+
+
+def test_an_uploaded_zip_is_named_by_its_file_in_titles_and_tables(server, page, runs_dir, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    archive = tmp_path / "leaf shapes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for cls, colour in (("round", "green"), ("spiky", "brown")):
+            for i in range(12):
+                buf = io.BytesIO()
+                Image.new("RGB", (12, 12), colour).save(buf, "PNG")
+                z.writestr(f"leaves/{cls}/{i}.png", buf.getvalue())
+    page.goto(server + "/train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    page.get_by_label("Data set").click()
+    page.get_by_role("option", name="upload a .zip of my images…").click()
+    page.locator("input[type=file]").set_input_files(str(archive))
+    start = page.get_by_role("button", name="Start training")
+    start.wait_for(timeout=60_000)
+    for label in ("Epochs", "Teacher epochs"):
+        box = page.get_by_label(label, exact=True)
+        box.fill("2")
+        box.press("Enter")
+    page.locator("[data-testid='stRadio']").filter(has_text="Seeds").get_by_text("1", exact=True).click()
+    start.click()
+    page.wait_for_url("**/live?run=*", timeout=60_000)
+    run_id = page.url.split("run=")[1]
+    page.get_by_text("See the results").wait_for(timeout=180_000)
+    assert "leaf shapes.zip" in page.locator("body").inner_text()  # its name, not the stored path
+    page.goto(f"{server}/results?run={run_id}")
+    page.get_by_text("noise of ±", exact=False).first.wait_for(timeout=60_000)
+    text = page.locator("body").inner_text()
+    assert "leaf shapes.zip" in text and "uploads/" not in text
+    page.goto(server + "/runs")
+    name = page.locator("[data-testid='stDataFrame'] td", has_text="leaf shapes.zip").first
+    name.wait_for(state="attached", timeout=30_000)
+    assert Store(runs_dir).get(run_id).config["dataset"].startswith("folder:")  # the store keeps the path
+    no_exception(page)
