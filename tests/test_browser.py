@@ -75,15 +75,20 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
         timeout=60_000,
     )
     no_exception(page)
+    assert page.get_by_role("button", name="Stop run").count() == 1
 
     # Leave for another page and come back through the URL: the run went on without us.
     page.goto(server + "/runs")
     # st.dataframe draws on a canvas; its cells are kept in the DOM for accessibility, hidden
     page.locator("[data-testid='stDataFrame'] td", has_text=run_id).first.wait_for(state="attached", timeout=30_000)
     no_exception(page)
+    page.add_init_script(STOP_WATCH)  # from the next page on: is any Stop shown but the app's?
     page.goto(f"{server}/live?run={run_id}")
     page.get_by_text("See the results").wait_for(timeout=120_000)
     no_exception(page)
+    # Streamlit's own Stop, beside its running indicator, stops the page's script, not the run:
+    # app.py hides it. The indicator came while the page ran; its Stop never showed.
+    assert page.evaluate("() => [window.statusSeen, window.otherStops]") == [True, []]
 
     page.get_by_text("See the results").click()
     page.wait_for_url("**/results?run=*", timeout=30_000)
@@ -101,6 +106,19 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
     alert.wait_for(timeout=60_000)
     assert "[click](https" in alert.inner_text().replace("\u2060", "")
     assert page.locator("a[href*='evil.example'], img[src*='evil.example']").count() == 0
+
+
+STOP_WATCH = """{
+    window.statusSeen = false; window.otherStops = [];
+    const look = () => {
+        if (document.querySelector("[data-testid='stStatusWidget']")) window.statusSeen = true;
+        for (const b of document.querySelectorAll('button')) {
+            const text = b.innerText.trim();
+            if (/stop/i.test(text) && text !== 'Stop run' && b.offsetParent !== null) window.otherStops.push(text);
+        }
+    };
+    new MutationObserver(look).observe(document, {childList: true, subtree: true, attributes: true});
+}"""
 
 
 def events_caption_changes(pg) -> None:
