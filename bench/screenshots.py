@@ -59,6 +59,7 @@ def main() -> None:
         "results": f"/results?run={digits}",
         "results-moons": f"/results?run={moons}",
         "runs": f"/runs?compare={digits},{moons}",
+        "runs-grouped": "/runs",  # grouped by T: the sweep's cells are runs too
         "sweep": f"/sweep?sweep={sweep}",
         "pareto": "/pareto",
         "temperature": f"/temperature?run={digits}",
@@ -71,6 +72,10 @@ def main() -> None:
                 page.goto(base + path)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(4000)
+                if name == "runs-grouped":
+                    page.get_by_role("combobox", name="Group by").click()
+                    page.get_by_role("option", name="temperature", exact=True).click()
+                    page.wait_for_timeout(3000)
                 assert page.locator("[data-testid='stException']").count() == 0, name
                 # Streamlit scrolls inside its main block: grow the viewport to its full height
                 for _ in range(3):  # charts below the first screen draw once shown, and make it taller

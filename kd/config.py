@@ -61,9 +61,14 @@ def _method_knobs(name: str) -> tuple[str, ...]:
 
 
 def _dataset(value: str) -> str | None:
-    if value.startswith("folder:"):
-        return None if value[len("folder:") :] else "folder: needs a path, e.g. folder:/data/my_images"
-    return None if value in _datasets() else _choices(value, _datasets() + ["folder:PATH"])
+    for prefix, example in (
+        ("folder:", "/data/my_images"),
+        ("table:", "/data/my_table.csv"),
+        ("npz:", "/data/my_arrays.npz"),
+    ):
+        if value.startswith(prefix):
+            return None if value[len(prefix) :].strip() else f"{prefix} needs a path, e.g. {prefix}{example}"
+    return None if value in _datasets() else _choices(value, _datasets() + ["folder:PATH", "table:PATH", "npz:PATH"])
 
 
 def _path(value: str) -> str | None:
@@ -86,8 +91,9 @@ class RunConfig:
     dataset: str = knob(
         "digits",
         "Data set",
-        "a registered data set or folder:PATH (one sub-folder of images per "
-        "class); digits is bundled and trains in seconds",
+        "a registered data set; folder:PATH (one sub-folder of images per class, or train/, val/ "
+        "and test/ of those); table:PATH (.csv or .parquet); npz:PATH (NumPy arrays x, y); digits "
+        "is bundled and trains in seconds",
         check=_dataset,
         section="data",
     )
@@ -193,6 +199,21 @@ class RunConfig:
         lo=8,
         hi=256,
         options=(16, 24, 32, 48, 64, 96, 128),
+        section="data",
+    )
+    label: str = knob(
+        "",
+        "Label column",
+        "for table:PATH, the column holding the class; empty: 'label' where there is one, else the last column",
+        check=lambda v: "must be one line" if "\n" in v else None,
+        section="data",
+    )
+    fill_missing: str = knob(
+        "none",
+        "Missing values",
+        "for table:PATH: none refuses a table with missing values (naming the column), mean fills "
+        "a number column with its mean over the rows that are not test, zero with 0",
+        choices=("none", "mean", "zero"),
         section="data",
     )
     augment: str = knob(

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kd import owndata
 from kd.errors import ConfigError, DataError, UnknownKeyError
 from kd.limits import env_limit, human_bytes, num, reason, short
 from kd.registry import Registry
@@ -48,6 +49,7 @@ class DataSpec:
     num_classes: int
     class_names: tuple[str, ...]
     description: str
+    notes: tuple[str, ...] = ()  # how a person's files were read (label column, where each split came from)
 
 
 @dataclass(eq=False)  # eq=False: tensors have no single truth value; the cache hands out identity
@@ -288,7 +290,7 @@ def _images_under(folder: Path, stop_after: float, visits: list[int]) -> list[Pa
     return sorted(files)
 
 
-def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
+def _folder_classes(path: Path, min_images: int = 2, min_classes: int = 2) -> list[tuple[str, list[Path]]]:
     """[(class name, image files)], sorted like ImageFolder; listing only, nothing decoded.
     Any OS error while listing (permissions, a file removed meanwhile, /proc) is a DataError."""
     try:
@@ -297,9 +299,9 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
         if not path.is_dir():
             raise DataError(f"folder: {short(path)} is not a folder (expected one sub-folder of images per class)")
         dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if len(dirs) < 2:
+        if len(dirs) < min_classes:
             raise DataError(
-                f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least 2, one per class"
+                f"folder: {short(path)} has {len(dirs)} class sub-folder(s); need at least {min_classes}, one per class"
             )
         limit, n = env_limit("KD_MAX_IMAGES", 100_000), 0
         out, visits = [], [10 * int(limit) + 1_000]
@@ -311,10 +313,11 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
                     f"folder: {short(path)} holds more than {num(limit)} images, the limit "
                     "(KD_MAX_IMAGES); use fewer images or raise the limit"
                 )
-            if len(files) < 2:
+            if len(files) < min_images:
                 raise DataError(
                     f"folder: class folder {short(d)} has {len(files)} image(s); each class needs at "
-                    f"least 2 (one to train on, one to test on; {', '.join(IMAGE_EXTENSIONS)})"
+                    f"least {min_images} ({'one to train on, one to test on; ' if min_images == 2 else ''}"
+                    f"{', '.join(IMAGE_EXTENSIONS)})"
                 )
             out.append((d.name, files))
         return out
@@ -324,16 +327,75 @@ def _folder_classes(path: Path) -> list[tuple[str, list[Path]]]:
         raise DataError(f"folder: cannot list {short(path)} ({reason(e, path)})") from None
 
 
-def _folder_spec(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> DataSpec:
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+Listing = dict[str, list[tuple[str, list[Path]]]]  # split ("all", or train / val / test) -> classes
+
+
+def _split_folders(path: Path) -> dict[str, Path]:
+    """train/, val/ (valid/, validation/) and test/ sub-folders, when there is a train/ one."""
+    found: dict[str, Path] = {}
+    for d in sorted(path.iterdir()):
+        for split, names in SPLIT_FOLDERS.items():
+            if d.is_dir() and d.name.lower() in names:
+                found.setdefault(split, d)
+    return found if "train" in found else {}
+
+
+def _folder_listing(path: Path) -> Listing:
+    """The folder's classes and their image files, per split where it has train/ (val/, test/)
+    sub-folders, else as one "all"; a class in val/ or test/ that train/ lacks is refused."""
+    try:
+        splits = _split_folders(path) if path.is_dir() else {}
+    except OSError as e:
+        raise DataError(f"folder: cannot list {short(path)} ({reason(e, path)})") from None
+    if not splits:
+        return {"all": _folder_classes(path)}
+    out = {
+        split: _folder_classes(d, 2 if split == "train" and "test" not in splits else 1, 2 if split == "train" else 1)
+        for split, d in sorted(splits.items(), key=lambda kv: list(SPLIT_FOLDERS).index(kv[0]))
+    }
+    known = [c for c, _ in out["train"]]
+    for split, classes in out.items():
+        extra = [c for c, _ in classes if c not in known]
+        if extra:
+            raise DataError(
+                f"folder: {short(splits[split])} has class {extra[0]!r}, which {short(splits['train'])} lacks; "
+                "every class needs training images"
+            )
+        by_name = dict(classes)
+        out[split] = [(c, by_name.get(c, [])) for c in known]  # train's order: label i is the same class everywhere
+    limit, n = env_limit("KD_MAX_IMAGES", 100_000), sum(len(f) for cl in out.values() for _, f in cl)
+    if n > limit:
+        raise DataError(f"folder: {short(path)} holds more than {num(limit)} images, the limit (KD_MAX_IMAGES)")
+    return out
+
+
+def _folder_notes(path: Path, listing: Listing) -> tuple[str, ...]:
+    """Where each split came from, for a folder with train/ (val/, test/) sub-folders."""
+    if "all" in listing:
+        return ()
+    dirs = _split_folders(path)
+    said = [f"{k}: {dirs[k].name}/ ({sum(len(f) for _, f in listing[k]):,} images)" for k in listing]
+    if "test" not in listing:
+        said.append("no test/ folder: a stratified 20 % of train/ was made with a fixed seed")
+    if "val" not in listing:
+        said.append("no val/ folder: the validation share is carved from train/")
+    return tuple(said)
+
+
+def _folder_spec(path: Path, size: int, listing: Listing) -> DataSpec:
     """The spec of a listed folder, refused when it would not fit KD_MAX_DATA_MB decoded."""
-    n = sum(len(f) for _, f in classes)
+    n = sum(len(f) for classes in listing.values() for _, f in classes)
     _check_memory(n, size)
+    classes = next(iter(listing.values()))
+    splits = "" if "all" in listing else " in " + ", ".join(f"{k}/" for k in listing)
     return DataSpec(
         f"{FOLDER}{path}",
         (3, size, size),
         len(classes),
         tuple(c for c, _ in classes),
-        f"your images in {path}: {n:,} images, {len(classes)} classes, resized to {size}x{size}",
+        f"your images in {path}: {n:,} images{splits}, {len(classes)} classes, resized to {size}x{size}",
+        _folder_notes(path, listing),
     )
 
 
@@ -356,29 +418,37 @@ def _pixels(im, size: int) -> np.ndarray:
     return a.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)  # (S, S, 3) -> (3, S, S)
 
 
-def _folder_fetch(path: Path, size: int, classes: list[tuple[str, list[Path]]]) -> Splits:
+def _folder_fetch(path: Path, size: int, listing: Listing) -> tuple[Tensor, ...]:
+    """x_trainval, y_trainval, x_test, y_test, x_val, y_val (the last two None without val/)."""
+    rows: dict[str, list[tuple[Path, int]]] = {"train": [], "val": [], "test": []}  # split -> [(file, label)]
+    if "test" not in listing:  # the test split: a stratified 20 % of train (or of all the images)
+        g = torch.Generator().manual_seed(TEST_SEED)
+        for label, (_, files) in enumerate(listing.get("all") or listing["train"]):
+            # at least 1 test and 1 train image per class (tiny classes still work)
+            n_test = min(max(1, round(0.2 * len(files))), len(files) - 1)
+            test_idx = set(torch.randperm(len(files), generator=g)[:n_test].tolist())
+            for i, f in enumerate(files):
+                rows["test" if i in test_idx else "train"].append((f, label))
+    for split in ("train", "val", "test") if "test" in listing else ("val",):
+        for label, (_, files) in enumerate(listing.get(split, [])):
+            rows[split] += [(f, label) for f in files]
+    x_tv, y_tv = _decode(rows["train"], size)
+    x_te, y_te = _decode(rows["test"], size)
+    x_va, y_va = _decode(rows["val"], size) if "val" in listing else (None, None)
+    return x_tv, y_tv, x_te, y_te, x_va, y_va
+
+
+def _decode(rows: list[tuple[Path, int]], size: int) -> tuple[Tensor, Tensor]:
     from PIL import Image
 
-    g = torch.Generator().manual_seed(TEST_SEED)
-    rows: dict[bool, list[tuple[Path, int]]] = {False: [], True: []}  # is_test -> [(file, label)]
-    for label, (_, files) in enumerate(classes):
-        # stratified 20 % test per class, at least 1 test and 1 train image (tiny classes still work)
-        n_test = min(max(1, round(0.2 * len(files))), len(files) - 1)
-        test_idx = set(torch.randperm(len(files), generator=g)[:n_test].tolist())
-        for i, f in enumerate(files):
-            rows[i in test_idx].append((f, label))
-
-    def tensors(is_test: bool) -> tuple[Tensor, Tensor]:
-        x = torch.empty(len(rows[is_test]), 3, size, size)  # filled in place: one float copy, no list of images
-        for i, (f, _) in enumerate(rows[is_test]):
-            try:
-                with Image.open(f) as im:
-                    x[i] = torch.from_numpy(_pixels(im, size))
-            except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
-                raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {reason(e, f)})") from None
-        return x, torch.tensor([label for _, label in rows[is_test]], dtype=torch.int64)
-
-    return (*tensors(False), *tensors(True))
+    x = torch.empty(len(rows), 3, size, size)  # filled in place: one float copy, no list of images
+    for i, (f, _) in enumerate(rows):
+        try:
+            with Image.open(f) as im:
+                x[i] = torch.from_numpy(_pixels(im, size))
+        except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+            raise DataError(f"folder: cannot read image {short(f)} ({type(e).__name__}: {reason(e, f)})") from None
+    return x, torch.tensor([label for _, label in rows], dtype=torch.int64)
 
 
 # -- public API ----------------------------------------------------------------------------
@@ -413,20 +483,35 @@ def _folder_path(name: str) -> Path:
         raise DataError(f"folder: cannot resolve {short(raw)} ({reason(e, raw)})") from None
 
 
-def spec(name: str, data_dir: str | None = None, image_size: int = 32) -> DataSpec:
-    """The data set's shape and classes without loading it (a folder is listed, not decoded)."""
+def spec(
+    name: str, data_dir: str | None = None, image_size: int = 32, label: str = "", fill_missing: str = "none"
+) -> DataSpec:
+    """The data set's shape and classes without loading it (a folder is listed, not decoded; a
+    table or npz file is read, once per version of the file)."""
     _check_image_size(image_size)
+    if owndata.is_own(name):
+        a = owndata.read(name, label, fill_missing)
+        return DataSpec(name, a.input_shape, len(a.class_names), a.class_names, a.description, tuple(a.notes))
     if isinstance(name, str) and name.startswith(FOLDER):
         path = _folder_path(name)
-        return _folder_spec(path, image_size, _folder_classes(path))
+        return _folder_spec(path, image_size, _folder_listing(path))
     return _source(name).spec
 
 
-def load(name: str, data_dir: str | None = None, val_fraction: float = 0.1, image_size: int = 32) -> DataBundle:
+def load(
+    name: str,
+    data_dir: str | None = None,
+    val_fraction: float = 0.1,
+    image_size: int = 32,
+    label: str = "",
+    fill_missing: str = "none",
+) -> DataBundle:
     """Load once per process (same arguments -> same DataBundle object); CPU tensors."""
     _check_image_size(image_size)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction <= 0.5:
         raise ConfigError("val_fraction", f"must be a number from 0 to 0.5, got {val_fraction!r}")
+    if owndata.is_own(name):
+        return _load_own(name, owndata.read(name, label, fill_missing), float(val_fraction))
     # normalise the cache key so arguments a set ignores do not cause a second copy
     if isinstance(name, str) and name.startswith(FOLDER):
         return _load(FOLDER, str(_folder_path(name)), float(val_fraction), image_size)
@@ -439,18 +524,44 @@ def load(name: str, data_dir: str | None = None, val_fraction: float = 0.1, imag
 def _load(name: str, root: str | None, val_fraction: float, image_size: int) -> DataBundle:
     if name == FOLDER:
         path = Path(root)  # type: ignore[arg-type]
-        classes = _folder_classes(path)
-        sp, (x_tv, y_tv, x_te, y_te) = _folder_spec(path, image_size, classes), _folder_fetch(path, image_size, classes)
+        listing = _folder_listing(path)
+        sp, tensors = _folder_spec(path, image_size, listing), _folder_fetch(path, image_size, listing)
+        return _bundle(sp, *tensors[:4], val_fraction, *tensors[4:])
     else:
         src = DATASETS.get(name)
         sp, (x_tv, y_tv, x_te, y_te) = src.spec, src.fetch(Path(root) if root else None)
+    return _bundle(sp, x_tv, y_tv, x_te, y_te, val_fraction)
 
-    # carve val with a private generator: torch.manual_seed elsewhere cannot move it
-    n = len(y_tv)
-    n_val = min(int(round(n * val_fraction)), n - 1)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
-    val_idx, tr_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-    x_tr, y_tr, x_va, y_va = x_tv[tr_idx], y_tv[tr_idx], x_tv[val_idx], y_tv[val_idx]
+
+@functools.lru_cache(maxsize=4)
+def _load_own(name: str, a: owndata.Arrays, val_fraction: float) -> DataBundle:
+    """A table or npz file's arrays as a DataBundle (its own val split where it has one)."""
+    t = lambda v: None if v is None else torch.from_numpy(v)  # noqa: E731
+    sp = DataSpec(name, a.input_shape, len(a.class_names), a.class_names, a.description, tuple(a.notes))
+    return _bundle(sp, t(a.x_tv), t(a.y_tv), t(a.x_test), t(a.y_test), val_fraction, t(a.x_val), t(a.y_val))
+
+
+def _bundle(
+    sp: DataSpec,
+    x_tv: Tensor,
+    y_tv: Tensor,
+    x_te: Tensor,
+    y_te: Tensor,
+    val_fraction: float,
+    x_va: Tensor | None = None,
+    y_va: Tensor | None = None,
+) -> DataBundle:
+    """Carve val out of train+val (unless the data came with its own val split) and normalise
+    every split with the training rows' statistics."""
+    if x_va is not None:
+        x_tr, y_tr, x_va, y_va = x_tv.clone(), y_tv, x_va.clone(), y_va
+    else:  # carve val with a private generator: torch.manual_seed elsewhere cannot move it
+        n = len(y_tv)
+        n_val = min(int(round(n * val_fraction)), n - 1)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
+        val_idx, tr_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+        x_tr, y_tr, x_va, y_va = x_tv[tr_idx], y_tv[tr_idx], x_tv[val_idx], y_tv[val_idx]
+    x_te = x_te.clone()  # normalised in place below: never the caller's array
 
     # per channel (N, C, H, W) or per feature (N, 2): reduce over every dim except 1
     dims = tuple(d for d in range(x_tr.dim()) if d != 1)
@@ -463,7 +574,35 @@ def _load(name: str, root: str | None, val_fraction: float, image_size: int) -> 
     )
 
 
-load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+def _clear() -> None:
+    _load.cache_clear()
+    _load_own.cache_clear()
+
+
+load.cache_clear = _clear  # type: ignore[attr-defined]
+
+
+def spec_for(cfg) -> DataSpec:
+    """spec() of a run's config (a RunConfig or its dict)."""
+    dataset, data_dir, _, image_size, label, fill_missing = _data_args(cfg)
+    return spec(dataset, data_dir, image_size, label, fill_missing)
+
+
+def load_for(cfg) -> DataBundle:
+    """load() of a run's config (a RunConfig or its dict)."""
+    return load(*_data_args(cfg))
+
+
+def _data_args(cfg) -> tuple:
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return (
+        get("dataset"),
+        get("data_dir"),
+        get("val_fraction", 0.1),
+        get("image_size", 32),
+        get("label", "") or "",
+        get("fill_missing", "none") or "none",
+    )
 
 
 def stratified_subset(y: Tensor, fraction: float) -> Tensor:

@@ -57,6 +57,7 @@ class RunStarted:
     val_size: int  # validation examples, split off the training set (0: no validation)
     test_size: int  # test examples, for the Metrics events
     num_classes: int
+    data_notes: list = field(default_factory=list)  # how a person's file was read: label column, splits...
     extra: dict = field(default_factory=dict)  # keys this version does not know
 
 

@@ -17,7 +17,7 @@ def load_model(store: Store, run: Run, name: str) -> nn.Module:
     from safetensors.torch import load_file
 
     cfg = run.config
-    spec = datasets.spec(cfg["dataset"], cfg.get("data_dir"), cfg.get("image_size", 32))
+    spec = datasets.spec_for(cfg)
     arch = cfg["teacher"] if name == "teacher" else cfg["student"]
     model = models.build(arch, spec.input_shape, spec.num_classes)
     model.load_state_dict(load_file(str(store.weights_path(run.id, name)), device="cpu"))
@@ -25,8 +25,7 @@ def load_model(store: Store, run: Run, name: str) -> nn.Module:
 
 
 def load_data(run: Run) -> datasets.DataBundle:
-    cfg = run.config
-    return datasets.load(cfg["dataset"], cfg.get("data_dir"), cfg.get("val_fraction", 0.1), cfg.get("image_size", 32))
+    return datasets.load_for(run.config)
 
 
 @torch.no_grad()

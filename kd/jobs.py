@@ -31,7 +31,7 @@ def disk_needed(cfg: RunConfig) -> int:
     moments) of the larger model; events are small beside them."""
     from kd import data, models
 
-    spec = data.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    spec = data.spec_for(cfg)
     params = {
         k: models.param_count(getattr(cfg, k), spec.input_shape, spec.num_classes) for k in ("teacher", "student")
     }

@@ -1,7 +1,7 @@
 """Teacher and student architectures, one registry, built for a data set's input shape.
 
 Every factory is `fn(input_shape, num_classes) -> nn.Module`; input_shape has no batch
-dimension: (D,) for tabular data, (C, H, W) for images. Each module maps float32
+dimension: (D,) for tabular data, (C, L) for 1-D signals, (C, H, W) for images. Each module maps float32
 (B, *input_shape) -> logits (B, num_classes). Shapes an architecture cannot take are
 refused with a FitError naming the model, so the UI can grey out a bad pairing before
 anything trains. Weights are never downloaded (torchvision `weights=None`).
@@ -30,6 +30,8 @@ MODELS: Registry[Factory] = Registry("model")
 def _shape_text(shape: tuple) -> str:
     if len(shape) == 1:
         return f"{shape[0]} features per example"
+    if len(shape) == 2:
+        return f"1-D signals of {shape[0]} channel(s) x {shape[1]} samples"
     return "shape " + "x".join(str(s) for s in shape)
 
 
@@ -37,6 +39,13 @@ def _image(shape: tuple) -> tuple[int, int, int]:
     """(C, H, W) or FitError: image models cannot take tabular rows."""
     if len(shape) != 3:  # factories' messages start at the verb; _build prefixes the key
         raise FitError(f"needs images (C, H, W); this data set has {_shape_text(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _signal(shape: tuple) -> tuple[int, int]:
+    """(C, L) or FitError: 1-D convolutions take signals only."""
+    if len(shape) != 2:
+        raise FitError(f"needs 1-D signals (C, L); this data set has {_shape_text(shape)}")
     return shape  # type: ignore[return-value]
 
 
@@ -147,6 +156,33 @@ for _m in ("2", "1", "0.5", "0.25"):
         lambda s, k, m=float(_m): _cnn(s, k, m),
         f"Small CNN, 3 conv3x3-BN-ReLU blocks of {32 * float(_m):g}/{64 * float(_m):g}/"
         f"{128 * float(_m):g} channels, global average pool",
+    )
+
+
+# ---------------------------------------------------------------- 1-D CNN for signals, width multiplier
+def _cnn1d(shape, num_classes, mult: float) -> nn.Module:
+    c, length = _signal(shape)
+    layers: list[nn.Module] = []
+    taps = {}
+    for i, base in enumerate((32, 64, 128)):
+        out = max(1, int(round(base * mult)))
+        layers += [nn.Conv1d(c, out, 7, padding=3, bias=False), nn.BatchNorm1d(out), nn.ReLU(inplace=True)]
+        if i < 2 and length >= 8:  # pool while the signal is long enough: 256 -> 64 -> 16
+            layers.append(nn.MaxPool1d(4))
+            length //= 4
+        taps[f"block{i + 1}"] = str(len(layers) - 1)
+        c = out
+    # (B, 128*w, L') -> (B, 128*w) -> (B, num_classes)
+    layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return _tapped(nn.Sequential(*layers), taps)
+
+
+for _m in ("2", "1", "0.5", "0.25"):
+    MODELS.add(
+        f"cnn1d-x{_m}",
+        lambda s, k, m=float(_m): _cnn1d(s, k, m),
+        f"1-D CNN for signals, 3 conv7-BN-ReLU blocks of {32 * float(_m):g}/{64 * float(_m):g}/"
+        f"{128 * float(_m):g} channels, max-pool 4, global average pool",
     )
 
 
@@ -271,8 +307,8 @@ def taps(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 def _build(name: str, input_shape, num_classes: int, device) -> nn.Module:
     factory = MODELS.get(name)  # UnknownKeyError listing the keys
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (1, 3) or min(shape, default=0) < 1:
-        raise FitError(f"{name} needs a (D,) or (C, H, W) input shape; got {shape}")
+    if len(shape) not in (1, 2, 3) or min(shape, default=0) < 1:
+        raise FitError(f"{name} needs a (D,), (C, L) or (C, H, W) input shape; got {shape}")
     if int(num_classes) < 2:
         raise FitError(f"{name} needs at least 2 classes; got {num_classes}")
     try:
@@ -290,8 +326,8 @@ def _dry_run(name: str, model: nn.Module, shape: tuple, device) -> None:
         with torch.no_grad():
             model(torch.zeros((1, *shape), device=device))
     except RuntimeError as e:
-        size = "x".join(str(s) for s in shape[1:]) if len(shape) == 3 else str(shape)
-        raise FitError(f"{name} cannot take {size} images ({str(e).splitlines()[0]})") from None
+        what = _shape_text(shape[1:]) if len(shape) != 4 else "x".join(str(s) for s in shape[2:]) + " images"
+        raise FitError(f"{name} cannot take {what} ({str(e).splitlines()[0]})") from None
     finally:
         model.train(was_training)
 

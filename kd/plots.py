@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from kd.events import FINISHED, STAGE_TITLES, STAGES, Epoch, StageEnded, StageStarted, Step, parse
+from kd.events import FINISHED, STAGE_TITLES, STAGES, Epoch, RunStarted, StageEnded, StageStarted, Step, parse
 
 MODELS, LABELS = STAGES, STAGE_TITLES  # the names pages/*.py know them by
 COLORS = {"teacher": "#0072B2", "baseline": "#E69F00", "student": "#009E73"}  # Okabe-Ito: colour-blind safe
@@ -183,15 +183,18 @@ def progress(stored: Iterable[dict]) -> dict[str, float]:
 
 
 def run_notes(stored: Iterable[dict]) -> list[str]:
-    """What the teacher's outputs cost (the last stage's note: cached or per batch, how big) and
-    what the method learned (its last epoch report, e.g. CTKD's temperature), in words."""
-    cached, learned = None, None
+    """How a person's file was read (label column, splits), what the teacher's outputs cost (the
+    last stage's note: cached or per batch, how big) and what the method learned (its last epoch
+    report, e.g. CTKD's temperature), in words."""
+    cached, learned, data = None, None, []
     for e in map(parse, stored):
-        if isinstance(e, StageStarted) and e.teacher_outputs:
+        if isinstance(e, RunStarted):
+            data = e.data_notes
+        elif isinstance(e, StageStarted) and e.teacher_outputs:
             cached = e.teacher_outputs
         elif isinstance(e, Epoch) and e.method:
             learned = e.method
-    out = [cached] if cached else []
+    out = [*data, *([cached] if cached else [])]
     return out + ([", ".join(f"learned {k} = {v:.3g}" for k, v in learned.items())] if learned else [])
 
 

@@ -226,11 +226,11 @@ def names(runs: list[Run]) -> dict[str, str]:
 
 def dataset_name(dataset: str) -> str:
     """A data set as a person knows it: a registered name, a folder's own name, an upload's file name."""
-    if not dataset.startswith("folder:"):
+    if not dataset.startswith(("folder:", "table:", "npz:")):
         return dataset
     from kd import uploads
 
-    return uploads.original_name(dataset) or Path(dataset[len("folder:") :]).name or dataset
+    return uploads.original_name(dataset) or Path(dataset.split(":", 1)[1]).name or dataset
 
 
 SHORT = {"temperature": "T", "alpha": "α", "lr": "lr", "weight_decay": "wd", "batch_size": "batch"}
@@ -368,7 +368,9 @@ def run_spec(run: Run):
     description), or None when it can no longer be read (a folder that is gone)."""
     c = run.config
     try:
-        return dataset_spec(c["dataset"], c.get("data_dir"), c.get("image_size", 32))
+        from kd import data
+
+        return data.spec_for(c)
     except KDError:
         return None
 
@@ -429,12 +431,14 @@ def needs_data_dir(dataset: str) -> bool:
     return DATASETS.get(dataset).needs_dir
 
 
-def dataset_spec(dataset: str, data_dir: str | None = None, image_size: int = 32):
+def dataset_spec(
+    dataset: str, data_dir: str | None = None, image_size: int = 32, label: str = "", fill_missing: str = "none"
+):
     """A data set's kd.data.DataSpec (name, input_shape, num_classes, class_names, description),
     known without loading it; a KDError when it cannot be read."""
     from kd import data
 
-    return data.spec(dataset, data_dir, image_size)
+    return data.spec(dataset, data_dir, image_size, label, fill_missing)
 
 
 def architectures() -> dict[str, str]:
@@ -606,6 +610,14 @@ def save_image_zip(data: bytes, name: str | None = None) -> str:
     from kd import uploads
 
     return "folder:" + str(uploads.save_image_zip(data, _store().root, name))
+
+
+def save_data_file(data: bytes, name: str) -> str:
+    """Keep an uploaded table (.csv, .parquet) or NumPy archive (.npz) in the store's uploads;
+    returns the data set name (table:PATH or npz:PATH), named by `name` in titles and tables."""
+    from kd import uploads
+
+    return uploads.save_data_file(data, _store().root, name)
 
 
 def save_teacher_file(data: bytes) -> str:

@@ -275,13 +275,13 @@ def seeds_cost(cfg: RunConfig, ns: tuple[int, ...]) -> dict[int, float]:
     convolutions: not measured)."""
     from kd import results
 
-    spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+    spec = datasets.spec_for(cfg)
     built = {k: models.build(getattr(cfg, k), spec.input_shape, spec.num_classes) for k in ("teacher", "student")}
     flops = {k: metrics.flops_per_example(m, spec.input_shape) for k, m in built.items()}
     teacher = 0.0 if cfg.teacher_checkpoint else flops["teacher"] * cfg.teacher_epochs_resolved
     students = 2 * flops["student"] * cfg.epochs * cfg.student_fraction
     probe = built["student"]
-    convolutional = any(isinstance(m, nn.Conv2d) for m in probe.modules())
+    convolutional = any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in probe.modules())
     extra = results.lockstep_cost() if lockstep.can_share(probe) and not convolutional else None
     extra = 1.0 if extra is None else extra
     return {n: (teacher + students * (1 + (n - 1) * extra)) / (teacher + students) for n in ns}
@@ -303,7 +303,7 @@ def plan(sweep: Sweep) -> list[dict]:
     """How the sweep trains its students: one entry per kind of group (the students alone, then
     each architecture and method), with how many students, in groups of how many, and the
     estimated memory of one student. The CLI prints it; the sweep's JSON holds it."""
-    spec = datasets.spec(sweep.base.dataset, sweep.base.data_dir, sweep.base.image_size)
+    spec = datasets.spec_for(sweep.base)
     cfgs = [sweep.config(p, s) for p in sweep.cells() for s in sweep.seeds]
     kinds: dict[tuple[str, str], list[RunConfig]] = {}
     for stage, group in (

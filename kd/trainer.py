@@ -63,7 +63,7 @@ def cpu_threads(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
         device.type != "cpu"
         or os.environ.get("OMP_NUM_THREADS")
         or os.environ.get("MKL_NUM_THREADS")
-        or any(isinstance(m, nn.Conv2d) for m in model.modules())
+        or any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in model.modules())
     ):
         return None
     macs = metrics.flops_per_example(model, input_shape) / 2 * batch_size
@@ -209,11 +209,11 @@ def check(cfg: RunConfig, load_data: bool = False) -> None:
     lacks, a teacher file of the wrong shapes or values; a ConfigError names the field. With
     `load_data`, the data set is loaded too (cached for a run in this process: the CLI's train)."""
     try:
-        spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+        spec = datasets.spec_for(cfg)
         build_pair(cfg, spec)
         pick_device(cfg.device)
         if load_data:
-            datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
+            datasets.load_for(cfg)
     except DataError as e:  # the data set named by --dataset (and --data-dir) cannot be read
         raise ConfigError("dataset", str(e)) from None
     check_teacher_checkpoint(cfg, spec)
@@ -278,9 +278,9 @@ class Trainer:
     def load(self) -> tuple[datasets.DataSpec, datasets.DataBundle]:
         """Check the pair, put the data on the device and say so (RunStarted)."""
         cfg, resume = self.cfg, self.resume
-        spec = datasets.spec(cfg.dataset, cfg.data_dir, cfg.image_size)
+        spec = datasets.spec_for(cfg)
         build_pair(cfg, spec)
-        bundle = datasets.load(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.image_size)
+        bundle = datasets.load_for(cfg)
         dev = self.device
         self.x_train, self.y_train = bundle.x_train.to(dev), bundle.y_train.to(dev)  # (N, *shape), (N,)
         self.x_val, self.y_val = bundle.x_val.to(dev), bundle.y_val.to(dev)
@@ -293,6 +293,7 @@ class Trainer:
                 val_size=len(self.y_val),
                 test_size=len(bundle.y_test),
                 num_classes=spec.num_classes,
+                data_notes=list(spec.notes),
             )
         )
         return spec, bundle

@@ -235,6 +235,42 @@ def save_image_zip(data: bytes, root: Path, name: str | None = None) -> Path:
     return dest
 
 
+DATA_FILES = {".csv": "table:", ".parquet": "table:", ".pq": "table:", ".npz": "npz:"}
+
+
+def save_data_file(data: bytes, root: Path, name: str) -> str:
+    """Keep an uploaded table (.csv, .parquet) or NumPy archive (.npz) under
+    root/uploads/<sha>/<its name>, and return the data set name to train on (table:PATH or
+    npz:PATH). Nothing is kept for a file of another kind or over the limits."""
+    field = "dataset"
+    suffix = Path(name).suffix.lower()
+    if suffix not in DATA_FILES:
+        raise ConfigError(field, f"{short(name)}: a data file must be {', '.join(DATA_FILES)}, or a .zip of images")
+    if not data:
+        raise ConfigError(field, f"{short(name)} is empty")
+    all_uploads = _limit(field, "KD_MAX_UPLOADS_MB", 2048)
+    _check_size(field, len(data), _limit(field, "KD_MAX_UPLOAD_MB", 200))
+    folder = root / "uploads"
+    dest = folder / hashlib.sha256(data).hexdigest()[:16]
+    path = dest / ("data" + suffix)  # a plain name of its own: the person's name is kept beside it
+    tmp = None
+    try:
+        if not path.exists():
+            _check_room(field, folder, len(data), all_uploads)
+            dest.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".data-", suffix=".partial", dir=dest)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)  # complete or absent
+        dest.with_name(dest.name + ".name").write_text(Path(name).name[:200])
+    except OSError as e:
+        raise ConfigError(field, f"cannot keep the uploaded file in {short(folder)} ({reason(e, folder)})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return DATA_FILES[suffix] + str(path)
+
+
 def save_checkpoint(data: bytes, root: Path) -> Path:
     """Keep an uploaded .safetensors under root/uploads/<sha>.safetensors, after checking it is one."""
     from safetensors.torch import load as load_safetensors
@@ -270,8 +306,9 @@ def save_checkpoint(data: bytes, root: Path) -> Path:
 
 
 def original_name(dataset: str) -> str | None:
-    """The file name an uploaded data set (folder:.../uploads/<sha>[/<top>]) came in, or None."""
-    path = Path(dataset.removeprefix("folder:"))
+    """The file name an uploaded data set (folder:.../uploads/<sha>[/<top>], table:.../uploads/<sha>/data.csv,
+    npz:...) came in, or None."""
+    path = Path(dataset.split(":", 1)[1] if dataset.startswith(("folder:", "table:", "npz:")) else dataset)
     for folder in (path, path.parent):
         if folder.parent.name == "uploads":
             try:

@@ -166,7 +166,7 @@ for r in chosen:
     f.insert(0, "name", label[r.id])
     frames.append(f)
 metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-st.dataframe(metrics, hide_index=True, width="stretch")
+st.dataframe(metrics.drop(columns=["IQR @256"], errors="ignore"), hide_index=True, width="stretch")  # fits 1280 px
 st.download_button("Download these metrics (CSV)", metrics.to_csv(index=False).encode(), "metrics.csv", "text/csv")
 
 for r in chosen:
