@@ -447,7 +447,7 @@ class Progress:
                 f"{self.cfg.dataset}: {e.train_size:,} train / {e.val_size:,} val / "
                 f"{e.test_size:,} test examples on {e.device}"
             )
-            for note in e.data_notes:
+            for note in e.data_notes or []:
                 _err(f"  {note}")
         elif isinstance(e, events.StageStarted):
             share = e.train_size if e.train_size is not None else self.train_size

@@ -574,6 +574,26 @@ def _bundle(
     )
 
 
+def folder_summary(name: str, per_class: int = 1) -> dict:
+    """What a folder:PATH holds, listed, not decoded (as owndata.summary for files): the images of
+    each class in each split, where the splits came from, and `per_class` image files a class."""
+    path = _folder_path(name)
+    listing = _folder_listing(path)
+    classes = [c for c, _ in next(iter(listing.values()))]
+    counts = {("images" if k == "all" else k): [len(f) for _, f in cl] for k, cl in listing.items()}
+    notes = list(_folder_notes(path, listing))
+    if "all" in listing:
+        notes.append("a stratified 20 % of each class becomes the test split; validation is carved from the rest")
+    first = listing.get("train") or listing["all"]
+    return {
+        "layout": "image",
+        "class_names": classes,
+        "counts": counts,
+        "notes": notes,
+        "files": [(c, f[:per_class]) for c, f in first],
+    }
+
+
 def _clear() -> None:
     _load.cache_clear()
     _load_own.cache_clear()

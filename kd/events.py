@@ -51,13 +51,14 @@ class RunStarted:
     """The data are loaded and training starts (or goes on, when resumed)."""
 
     kind: ClassVar[str] = "run"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("data_notes",)
     status: Literal["running", "resumed"]
     device: str  # the torch device it trains on: "cpu", "cuda", "mps"
     train_size: int  # training examples (the teacher's; StageStarted.train_size says the students' share)
     val_size: int  # validation examples, split off the training set (0: no validation)
     test_size: int  # test examples, for the Metrics events
     num_classes: int
-    data_notes: list = field(default_factory=list)  # how a person's file was read: label column, splits...
+    data_notes: list | None = None  # how a person's file was read: label column, splits... (None: nothing to say)
     extra: dict = field(default_factory=dict)  # keys this version does not know
 
 

@@ -189,7 +189,7 @@ def _table(path: Path, label: str, fill: str) -> Arrays:
             raise DataError(
                 f"{where}: no column {label!r} for the label; its columns: {', '.join(map(repr, df.columns[:20]))}"
             )
-        how = f"label column {label!r} (--label)"
+        how = f"label column {label!r}"
     elif "label" in df.columns:
         label, how = "label", "label column 'label'"
     else:
@@ -216,8 +216,8 @@ def _table(path: Path, label: str, fill: str) -> Arrays:
         c, n = next(iter(missing.items()))
         more = f" (and {len(missing) - 1} more column(s))" if len(missing) > 1 else ""
         raise DataError(
-            f"{where}: column {c!r} is missing in {n:,} row(s){more}; fill them (--fill-missing mean or zero) "
-            "or remove those rows"
+            f"{where}: column {c!r} is missing in {n:,} row(s){more}; fill them (Missing values: mean or zero; "
+            "--fill-missing on the command line) or remove those rows"
         )
     for c in encoded:
         values = feats[c].dropna().unique()
@@ -311,8 +311,8 @@ def _npz(path: Path) -> Arrays:
             coded[xk] = (_inputs(arrays[xk], kind, shape), all_y[at : at + len(arrays[yk])])
             at += len(arrays[yk])
     read_as = f"x {tuple(x0.shape)} read as {kind}s of shape {'x'.join(map(str, shape))}"
-    if layout is None and x0.ndim in (2, 3):  # the shapes that could be read another way
-        other = {"table": "signal", "signal": "image", "image": "signal"}[kind]
+    if layout is None and (x0.ndim == 2 or (x0.ndim == 3 and kind == "image")):  # could be read another way
+        other = {"table": "signal", "image": "signal"}[kind]
         read_as += f" (an array layout={other!r} in the archive reads it as {other}s)"
     notes = [read_as]
     x_tv, y_tv = coded["x"]
@@ -361,3 +361,38 @@ def _inputs(x: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.ndarray:
         top = float(np.abs(out).max()) if out.size else 0.0
         return (out / top if top > 1.0 else out).astype(np.float32)
     return out.astype(np.float32)
+
+
+# -- what the Train page shows before training ----------------------------------------------------
+def columns(name: str) -> list[str]:
+    """A table file's column names, read from its header only."""
+    path = path_of(name)
+    try:
+        if path.suffix.lower() == ".csv":
+            import pandas as pd
+
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        import pyarrow.parquet as pq
+
+        return [str(c) for c in pq.read_schema(path).names if not str(c).startswith("__index_level_")]
+    except Exception as e:
+        raise DataError(f"{short(path.name)}: cannot be read ({type(e).__name__}: {reason(e, path)})") from None
+
+
+def summary(name: str, label: str = "", fill_missing: str = "none", per_class: int = 1) -> dict:
+    """What a table or npz file holds, for a person to check before training: its kind, the
+    examples of each class in each split, how it was read, and a preview (the table's first rows,
+    or `per_class` signals or images of each class, as read)."""
+    a = read(name, label, fill_missing)
+    if a.y_val is None:  # val is carved from train + val when the run starts (its validation share)
+        splits = {"train + val": a.y_tv, "test": a.y_test}
+    else:
+        splits = {"train": a.y_tv, "val": a.y_val, "test": a.y_test}
+    counts = {k: np.bincount(y, minlength=len(a.class_names)).tolist() for k, y in splits.items()}
+    out = {"layout": a.kind, "class_names": list(a.class_names), "counts": counts, "notes": list(a.notes)}
+    if a.kind == "table":
+        out["rows"] = _frame(path_of(name)).head(5)
+    else:
+        picks = [i for c in range(len(a.class_names)) for i in np.flatnonzero(a.y_tv == c)[:per_class]]
+        out["examples"] = (a.x_tv[picks], a.y_tv[picks])
+    return out

@@ -189,7 +189,7 @@ def run_notes(stored: Iterable[dict]) -> list[str]:
     cached, learned, data = None, None, []
     for e in map(parse, stored):
         if isinstance(e, RunStarted):
-            data = e.data_notes
+            data = e.data_notes or []
         elif isinstance(e, StageStarted) and e.teacher_outputs:
             cached = e.teacher_outputs
         elif isinstance(e, Epoch) and e.method:
@@ -552,3 +552,30 @@ from kd.plots_sweep import (  # noqa: E402, F401
     sweep_heatmap,
     value_text,
 )
+
+
+def signals_figure(x: np.ndarray, y: np.ndarray, class_names) -> go.Figure:
+    """A few 1-D signals (N, C, L) as lines, one colour a class (the first channel; the others
+    dotted): what a person's npz of signals looks like before it trains."""
+    colors = _class_colors(len(class_names))
+    fig = go.Figure()
+    shown = set()
+    for signal, label in zip(x, y):
+        for ch, values in enumerate(signal[:3]):
+            fig.add_scatter(
+                y=values,
+                mode="lines",
+                name=str(class_names[label]),
+                legendgroup=str(label),
+                showlegend=int(label) not in shown and ch == 0,
+                line=dict(color=colors[int(label)], width=1, dash="solid" if ch == 0 else "dot"),
+            )
+            shown.add(int(label))
+    return _style(fig, xaxis_title="sample", yaxis_title="value", height=260)
+
+
+def image_array(x: np.ndarray) -> np.ndarray:
+    """One image (C, H, W) in [0, 1] as st.image takes it: (H, W) grey or (H, W, 3) colour, uint8."""
+    a = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    a = a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)
+    return (a * 255).round().astype(np.uint8)

@@ -441,6 +441,38 @@ def dataset_spec(
     return data.spec(dataset, data_dir, image_size, label, fill_missing)
 
 
+def is_own_data(dataset: str | None) -> bool:
+    """A person's own data: a folder, a table or an npz file (uploaded or on this machine)."""
+    return isinstance(dataset, str) and dataset.startswith(("folder:", "table:", "npz:"))
+
+
+def own_data_name(path: str) -> str:
+    """The data set name for a path on this machine: table: for .csv / .parquet, npz: for .npz,
+    folder: for anything else."""
+    suffix = Path(path.strip()).suffix.lower()
+    prefix = {".csv": "table:", ".parquet": "table:", ".pq": "table:", ".npz": "npz:"}.get(suffix, "folder:")
+    return prefix + path.strip()
+
+
+def table_columns(dataset: str) -> list[str]:
+    """A table's column names (its header only), for choosing the label column."""
+    from kd import owndata
+
+    return owndata.columns(dataset)
+
+
+def data_summary(dataset: str, label: str = "", fill_missing: str = "none") -> dict:
+    """What a person's data set holds, before training: layout, class_names, counts (split -> the
+    examples of each class), notes (how it was read, where each split came from), and a preview:
+    rows (a table's first rows), examples ((x, y) arrays: one signal or image a class) or files
+    ([(class, [image paths])]). A KDError when it cannot be read."""
+    from kd import data, owndata
+
+    if dataset.startswith("folder:"):
+        return data.folder_summary(dataset)
+    return owndata.summary(dataset, label, fill_missing)
+
+
 def architectures() -> dict[str, str]:
     """Every registered model architecture: key -> one-line description."""
     from kd.models import MODELS

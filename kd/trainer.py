@@ -293,7 +293,7 @@ class Trainer:
                 val_size=len(self.y_val),
                 test_size=len(bundle.y_test),
                 num_classes=spec.num_classes,
-                data_notes=list(spec.notes),
+                data_notes=list(spec.notes) or None,
             )
         )
         return spec, bundle

@@ -69,7 +69,8 @@ def test_a_csv_with_text_and_a_missing_value_is_refused_then_filled_encoded_and_
     df.loc[7, "a"] = np.nan
     path = tmp_path / "patients.csv"
     df.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"patients.csv: column 'a' is missing in 1 row\(s\).*--fill-missing"):
+    refused = r"patients.csv: column 'a' is missing in 1 row\(s\).*Missing values.*--fill-missing"
+    with pytest.raises(DataError, match=refused):
         data.spec(f"table:{path}")
     spec = data.spec(f"table:{path}", fill_missing="mean")
     assert spec.input_shape == (5,)  # a, b and colour one-hot over its 3 values
@@ -93,7 +94,7 @@ def test_a_parquet_table_takes_its_label_column_by_name_and_trains_from_the_cli(
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     said = plots.run_notes(e for _, e in service.events(result["run_id"]))  # the Live page's notes
-    assert "label column 'outcome' (--label)" in said[0]
+    assert said[0].startswith("label column 'outcome'; 2 numeric column(s)")
     assert result["config"]["label"] == "outcome"
     assert result["models"]["teacher"]["accuracy"] > 0.8  # the label is learnable from the columns
     assert service.names([service.get_run(result["run_id"])])[result["run_id"]].startswith("measurements.parquet")

@@ -19,13 +19,15 @@ FIELDS = [f for f in RunConfig.__dataclass_fields__]
 # Data sets that need no download: the property test must never touch the network.
 OFFLINE_SETS = [k for k in DATASETS.keys() if k in ("digits", "moons", "spirals", "circles")]
 CHOICES = {
-    "dataset": OFFLINE_SETS + ["folder:", "folder:/no/such/folder", "Digits", ""],
+    "dataset": OFFLINE_SETS
+    + ["folder:", "folder:/no/such/folder", "table:", "table:/no/such.csv", "npz:/no/such.npz", "Digits", ""],
     "teacher": MODELS.keys() + ["resnet", "MLP-128"],
     "student": MODELS.keys() + ["x"],
     "method": METHODS.keys() + ["hinton", "KD"],
     "optimizer": list(OPTIMIZERS) + ["adamw"],
     "device": list(DEVICES) + ["gpu", "cuda:0"],
     "augment": list(AUGMENT) + ["both"],
+    "fill_missing": ["none", "mean", "zero", "median", ""],
 }
 
 anything = st.recursive(
@@ -52,6 +54,7 @@ def value_for(field: str):
         "standardize": st.booleans(),
         "teacher_checkpoint": st.none() | st.sampled_from(["", "w.safetensors", "w.pt", "/etc/passwd", "a\x00b"]),
         "data_dir": st.none() | st.text(max_size=10),
+        "label": st.text(max_size=10),
         "options": st.none()
         | st.dictionaries(
             st.sampled_from(["dkd_beta", "dkd_warmup", "dist_tau", "beta", "ctkd_ramp", "fitnet_student_tap"]),
