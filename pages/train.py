@@ -1,8 +1,9 @@
 """Train: pick the data, the pair, the method and its numbers; start a run in the background."""
 
+import pandas as pd
 import streamlit as st
 
-from kd import service
+from kd import plots, service
 from kd.errors import KDError
 from pages.common import check_store, method_setting, plain, setting, show_error
 
@@ -27,8 +28,12 @@ if refused_in_link:
     st.warning("This link's settings were not all used: " + plain("; ".join(refused_in_link)))
 
 # -- data ------------------------------------------------------------------------------
-UPLOAD = "upload a .zip of my images…"
-FOLDER = "a folder of my images on this machine…"
+UPLOAD = "upload my data…"
+FOLDER = "my data on this machine…"
+KINDS = (
+    "a .zip of images (one folder per class, or train/ val/ test/ of those), a table (.csv, .parquet) "
+    "or NumPy arrays (.npz: x, y)"
+)
 left, right = st.columns(2)
 with left:
     registered = service.datasets()
@@ -43,25 +48,48 @@ with left:
     dataset, image_size, data_dir = choice, D.image_size, None
     if choice in registered and service.needs_data_dir(choice):  # read from a folder (downloaded when online)
         data_dir = setting("data_dir", start=start)
-    if choice == FOLDER:  # the CLI's folder:PATH
+    if choice == FOLDER:  # the CLI's folder:PATH, table:PATH, npz:PATH
         path = st.text_input(
-            "Folder",
-            placeholder="/data/my_images",
-            help="one sub-folder of images per class, on the machine this dashboard runs on",
+            "Folder or file",
+            placeholder="/data/my_images, /data/my_table.csv or /data/my_arrays.npz",
+            help=f"on the machine this dashboard runs on: {KINDS}",
         )
-        image_size = setting("image_size")
-        dataset = f"folder:{path.strip()}" if path.strip() else None
+        dataset = service.own_data_name(path) if path.strip() else None
     if choice == UPLOAD:
-        archive = st.file_uploader("Images: one folder per class, zipped", type=["zip"])
-        image_size = setting("image_size")
+        up = st.file_uploader("Your data", type=["zip", "csv", "parquet", "npz"], help=KINDS)
         dataset = None
-        if archive is not None:
+        if up is not None:
             try:
-                dataset = service.save_image_zip(archive.getvalue(), archive.name)
+                if up.name.lower().endswith(".zip"):
+                    dataset = service.save_image_zip(up.getvalue(), up.name)
+                else:
+                    dataset = service.save_data_file(up.getvalue(), up.name)
             except KDError as e:
                 show_error(e)
+    label_column, fill_missing = "", "none"
+    if dataset and dataset.startswith("folder:"):
+        image_size = setting("image_size")
+    if dataset and dataset.startswith("table:"):
+        try:
+            columns = service.table_columns(dataset)
+        except KDError as e:
+            show_error(e)
+            columns = []
+        default = "label" if "label" in columns else (columns[-1] if columns else "")
+        pick, fill_col = st.columns(2)
+        label_column = (
+            pick.selectbox(
+                "Label column",
+                columns,
+                index=columns.index(default) if default in columns else 0,
+                help="the column holding each row's class; the others are the inputs",
+                key="train_label",
+            )
+            or ""
+        )
+        fill_missing = setting("fill_missing", fill_col, start=start)
 try:
-    spec = service.dataset_spec(dataset, data_dir, image_size) if dataset else None
+    spec = service.dataset_spec(dataset, data_dir, image_size, label_column, fill_missing) if dataset else None
 except KDError as e:
     show_error(e)
     spec = None
@@ -74,6 +102,30 @@ with right:
         f"**{spec.num_classes} classes**, inputs {shape}: {plain(', '.join(spec.class_names[:12]))}"
         + ("…" if spec.num_classes > 12 else "")
     )
+if service.is_own_data(dataset):
+    with st.expander(f"Your data: {plain(service.dataset_name(dataset))}", expanded=True):
+        try:
+            seen = service.data_summary(dataset, label_column, fill_missing)
+        except KDError as e:
+            show_error(e)
+            seen = None
+        if seen:
+            for note in seen["notes"]:
+                st.caption(plain(note))
+            counts = pd.DataFrame(seen["counts"], index=seen["class_names"])
+            counts.loc["all classes"] = counts.sum()
+            st.dataframe(counts, width="content")
+            if "rows" in seen:
+                st.dataframe(seen["rows"], hide_index=True)
+            elif seen["layout"] == "signal":
+                st.plotly_chart(plots.signals_figure(*seen["examples"], seen["class_names"]), key="train_signals")
+            else:
+                shown = seen.get("files") or [
+                    (seen["class_names"][y], [plots.image_array(x)]) for x, y in zip(*seen["examples"])
+                ]
+                cols = st.columns(min(8, len(shown)))
+                for col, (name, images) in zip(cols * 8, shown[:16]):
+                    col.image([str(i) if not hasattr(i, "shape") else i for i in images], caption=plain(name), width=64)
 
 
 # -- models ------------------------------------------------------------------------------
@@ -211,6 +263,8 @@ try:  # 3 seeds by default where they cost less than twice one (the teacher trai
         dataset=dataset,
         data_dir=data_dir,
         image_size=int(image_size),
+        label=label_column,
+        fill_missing=fill_missing,
         teacher=teacher,
         student=student,
         teacher_checkpoint=checkpoint,
@@ -240,7 +294,8 @@ if estimate is not None:
     seconds, like = estimate
     seconds *= costs.get(n_seeds, n_seeds) if n_seeds > 1 else 1
     when.caption(
-        f"About {_duration(seconds)} of training, judged from {plain(service.names([like])[like.id])} "
+        ("Under a second" if seconds < 1 else f"About {_duration(seconds)}")
+        + f" of training, judged from {plain(service.names([like])[like.id])} "
         f"({like.id}: same data, pair and batch size), plus a few seconds to start and measure."
     )
 elif cfg is not None:

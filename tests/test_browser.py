@@ -333,3 +333,30 @@ def test_an_uploaded_zip_is_named_by_its_file_in_titles_and_tables(server, page,
     name.wait_for(state="attached", timeout=30_000)
     assert Store(runs_dir).get(run_id).config["dataset"].startswith("folder:")  # the store keeps the path
     no_exception(page)
+
+
+def test_an_uploaded_csv_shows_its_classes_and_rows_then_trains_named_by_its_file(server, page, runs_dir, tmp_path):
+    from tests.test_owndata import table
+
+    csv = tmp_path / "lab results.csv"
+    table().to_csv(csv, index=False)
+    page.goto(server + "/train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    page.get_by_role("combobox", name="Data set").click()
+    page.get_by_role("option", name="upload my data…").click()
+    page.locator("input[type=file]").set_input_files(str(csv))
+    page.get_by_text("Your data: lab results.csv").wait_for(timeout=60_000)
+    grid = page.locator("[data-testid='stDataFrame'] td")
+    grid.filter(has_text="all classes").first.wait_for(state="attached", timeout=30_000)  # counts per split
+    grid.filter(has_text="green").first.wait_for(state="attached", timeout=30_000)  # the first rows
+    for label in ("Epochs", "Teacher epochs"):
+        box = page.get_by_label(label, exact=True)
+        box.fill("5")
+        box.press("Enter")
+    page.locator("[data-testid='stRadio']").filter(has_text="Seeds").get_by_text("1", exact=True).click()
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url("**/live?run=*", timeout=60_000)
+    page.get_by_text("See the results").wait_for(timeout=180_000)
+    body = page.locator("body").inner_text()
+    assert "lab results.csv" in body and "label column 'outcome'" in body  # named, and how it was read
+    no_exception(page)

@@ -86,19 +86,24 @@ def _labels(at) -> set[str]:
     return {w.label for kind in kinds for w in kind}
 
 
-def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir):
+def test_every_field_the_cli_accepts_can_be_set_on_the_train_page(runs_dir, tmp_path):
     """One declaration per field (kd/config.py) makes the flag and the widget: none is missing.
     Before, the page lacked weight decay and the validation share, and capped epochs at 1,000."""
     from kd.cli import TRAIN_FLAGS
     from kd.config import knobs
+    from tests.test_data import _make_folder
 
     described = knobs()
     at = page("pages/train.py")
     shown = _labels(at)
     at.selectbox[0].set_value("mnist").run()  # a data set read from a folder: the folder is asked
     shown |= _labels(at)
-    at.selectbox[0].set_value(at.selectbox[0].options[-1]).run()  # an upload: the image size is asked
-    shown |= _labels(at)
+    at.selectbox[0].set_value("my data on this machine…").run()
+    table = tmp_path / "t.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    for path in (_make_folder(tmp_path / "pets"), table):  # images: their size is asked; a table: its label
+        next(t for t in at.text_input if t.label == "Folder or file").input(str(path)).run()
+        shown |= _labels(at)
     missing = [flag for flag, (name, _) in TRAIN_FLAGS.items() if described[name].label not in shown]
     assert not missing, missing
     assert set(described) - {name for name, _ in TRAIN_FLAGS.values()} == {"options"}  # a flag per knob instead
@@ -116,8 +121,8 @@ def test_a_folder_of_images_on_this_machine_can_be_named_on_the_train_page(runs_
 
     folder = _make_folder(tmp_path / "pets")
     at = page("pages/train.py")
-    at.selectbox[0].set_value("a folder of my images on this machine…").run()
-    next(t for t in at.text_input if t.label == "Folder").input(str(folder)).run()
+    at.selectbox[0].set_value("my data on this machine…").run()
+    next(t for t in at.text_input if t.label == "Folder or file").input(str(folder)).run()
     assert "3 classes" in " ".join(c.value for c in at.caption) and not at.error
     for label in ("Epochs", "Teacher epochs"):
         next(n for n in at.number_input if n.label == label).set_value(1)
@@ -127,6 +132,45 @@ def test_a_folder_of_images_on_this_machine_can_be_named_on_the_train_page(runs_
     assert not at.exception and not at.error
     (run,) = Store().runs()
     assert run.config["dataset"] == f"folder:{folder}"
+
+
+def test_a_table_or_signals_on_this_machine_are_shown_before_training_and_train_from_the_page(runs_dir, tmp_path):
+    """A CSV named on the Train page: its label column is picked from its columns, missing values
+    are refused until filled, the class counts of each split and its first rows are shown; it
+    trains from the page. An npz of signals: 1-D models offered, a few signals drawn."""
+    from tests.test_owndata import signals, table
+
+    df = table()
+    df.loc[3, "b"] = None
+    df.to_csv(tmp_path / "lab.csv", index=False)
+    at = page("pages/train.py")
+    at.selectbox[0].set_value("my data on this machine…").run()
+    next(t for t in at.text_input if t.label == "Folder or file").input(str(tmp_path / "lab.csv")).run()
+    assert at.selectbox(key="train_label").value == "outcome"  # the last column, of those in the file
+    assert plain("column 'b' is missing in 1 row") in at.error[0].value  # refused, naming the column ...
+    at.selectbox(key="setting_fill_missing").set_value("mean").run()  # ... until filled
+    assert not at.error and not at.exception
+    counts = at.dataframe[0].value
+    assert list(counts.columns) == ["train + val", "test"] and counts.loc["all classes"].sum() == 300
+    assert list(at.dataframe[1].value.columns) == ["a", "b", "colour", "outcome"]  # the first rows, as in the file
+    for label in ("Epochs", "Teacher epochs"):
+        next(n for n in at.number_input if n.label == label).set_value(2)
+    next(r for r in at.radio if r.label == "Seeds").set_value(1)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error
+    (run,) = Store().runs()
+    assert run.config["fill_missing"] == "mean" and run.config["label"] == "outcome"
+    deadline = time.time() + 120
+    while Store().get(run.id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert Store().get(run.id).status == "done", (runs_dir / run.id / "worker.log").read_text()
+
+    at = page("pages/train.py")
+    at.selectbox[0].set_value("my data on this machine…").run()
+    npz = signals(tmp_path / "vibration.npz")
+    next(t for t in at.text_input if t.label == "Folder or file").input(str(npz)).run()
+    assert not at.error and len(at.get("plotly_chart")) == 1  # a few signals drawn
+    assert any(o.startswith("cnn1d-x1 ") for o in at.selectbox(key="train_teacher").options)
 
 
 def test_the_train_page_passes_every_setting_to_the_run(runs_dir):
@@ -553,5 +597,6 @@ def test_train_page_estimates_the_time_from_an_earlier_run_of_the_same_setup(run
     assert like.id == run_id and seconds == pytest.approx(10 * per_epoch)
     assert service.estimate_seconds(RunConfig(batch_size=128)) is None  # another batch size: no guess
     at = page("pages/train.py")
-    said = [c.value for c in at.caption if c.value.startswith("About ")]
+    said = [c.value for c in at.caption if "of training, judged from" in c.value]
     assert len(said) == 1 and run_id in said[0]
+    assert said[0].startswith("About ") or said[0].startswith("Under a second")  # never "About 0 s"
