@@ -616,9 +616,9 @@ def cmd_worker(args) -> int:
 
 
 def cmd_standby(args) -> int:
-    from kd import jobs
+    from kd import jobs, runner, sweep_run  # noqa: F401  (imported now: the run it takes needs them at once)
 
-    return jobs.serve_standby()
+    return jobs.serve_standby(main)
 
 
 COMMANDS = {

@@ -31,7 +31,7 @@ from kd.limits import env_limit, human_bytes, num, reason, short
 from kd.registry import Registry
 
 VAL_SEED = 1_234_567  # fixed on purpose: the run's seed must not move the val split
-TEST_SEED = 0  # the fixed test splits (digits, 2-D sets, folder:PATH)
+TEST_SEED = owndata.TEST_SEED  # the fixed test splits (digits, 2-D sets, folder:PATH, table:, npz:)
 SUBSET_SEED = 7_654_321  # the students' share of train (student_fraction): fixed, like val
 FOLDER = "folder:"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")

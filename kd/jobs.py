@@ -195,15 +195,14 @@ class Standby:
 standby = Standby()
 
 
-def serve_standby() -> int:
+def serve_standby(cli: Callable[[list[str]], int]) -> int:
     """`python -m kd standby`: import and warm up what a run needs, then wait for one run on
-    stdin (a JSON line from Standby.hand_over) and train it as `python -m kd worker` would; end
-    quietly when stdin closes first."""
+    stdin (a JSON line from Standby.hand_over) and train it as `python -m kd worker` would (`cli`:
+    kd.cli.main, passed in so that this module does not import the command line); end quietly
+    when stdin closes first."""
     import sklearn.datasets  # noqa: F401  (the bundled sets, and their stratified split)
     import sklearn.model_selection  # noqa: F401
     import torch
-
-    from kd import runner, sweep_run  # noqa: F401  (imported now: the run needs them at once)
 
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     opt = torch.optim.Adam(model.parameters())
@@ -223,9 +222,7 @@ def serve_standby() -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
-    from kd.cli import main
-
-    return main(["worker", job["run_id"], *job["flags"]])
+    return cli(["worker", job["run_id"], *job["flags"]])
 
 
 def stop(run_id: str, store: Store | None = None) -> None:

@@ -326,7 +326,7 @@ def _dry_run(name: str, model: nn.Module, shape: tuple, device) -> None:
         with torch.no_grad():
             model(torch.zeros((1, *shape), device=device))
     except RuntimeError as e:
-        what = _shape_text(shape[1:]) if len(shape) != 4 else "x".join(str(s) for s in shape[2:]) + " images"
+        what = f"{shape[1]}x{shape[2]} images" if len(shape) == 3 else _shape_text(shape)
         raise FitError(f"{name} cannot take {what} ({str(e).splitlines()[0]})") from None
     finally:
         model.train(was_training)

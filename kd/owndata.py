@@ -18,7 +18,7 @@ H == W, else signals (N, C, L). An array `layout` ("table", "signal" or "image")
 says it instead: an (N, L) array with layout "signal" is N signals of length L.
 
 Labels may be numbers or text; the classes are their sorted distinct values. Where a file has no
-test split, a stratified 20 % is made with kd/data.py's TEST_SEED; a class with fewer than 2
+test split, a stratified 20 % is made with TEST_SEED (kd/data.py's test splits use it too); a class with fewer than 2
 examples cannot be split and is refused, named. Every refusal is one DataError naming the file.
 """
 
@@ -41,6 +41,7 @@ MAX_CATEGORIES = 50  # distinct values a text column may have to be one-hot enco
 FILL = ("none", "mean", "zero")
 LAYOUTS = ("table", "signal", "image")
 TEST_SHARE = 0.2
+TEST_SEED = 0  # the fixed test splits, here and in kd/data.py: a run's seed never moves them
 
 
 @dataclass(eq=False)  # hashed by identity: kd/data.py caches the bundle made from it
@@ -141,8 +142,6 @@ def _label_text(v) -> str:
 def _test_split(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], where: str) -> tuple[np.ndarray, ...]:
     """A stratified test split of TEST_SHARE, fixed seed; a class with fewer than 2 examples refused."""
     from sklearn.model_selection import train_test_split
-
-    from kd.data import TEST_SEED
 
     counts = np.bincount(y, minlength=len(names))
     small = [names[i] for i, c in enumerate(counts) if c < 2]

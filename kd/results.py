@@ -13,17 +13,25 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 NOT_COMPARED = ("seed", "device")  # the measured runs may differ from the cited config in these
 
 
+def _same(stored: dict, wanted: dict, ignored: tuple[str, ...]) -> bool:
+    """A stored config is `wanted` (keys in `ignored` aside); a setting added since it was stored
+    counts as its default (kd.config.RunConfig), as the run that stored it trained with it."""
+    from kd.config import RunConfig
+
+    full = {**RunConfig().to_dict(), **stored}
+    return {k: v for k, v in full.items() if k not in ignored} == {k: v for k, v in wanted.items() if k not in ignored}
+
+
 def seeds_result(config: dict, folder: Path = RESULTS) -> dict | None:
     """The newest bench/seeds.py results file (seeds-DATE-TIME.json) whose runs all used `config`
     (a RunConfig as a dict), seed and device aside:
     {"file", "date", "seeds", "gains": distilled minus alone in test-accuracy points per seed,
     "wall_s": the median seconds of one run}. None when no file matches."""
-    wanted = {k: v for k, v in config.items() if k not in NOT_COMPARED}
     for path in sorted(folder.glob("seeds-*.json"), reverse=True):  # the names sort by date
         try:
             result = json.loads(path.read_text())
             runs = list(result["runs"].values())
-            if not runs or any({k: v for k, v in r["config"].items() if k not in NOT_COMPARED} != wanted for r in runs):
+            if not runs or any(not _same(r["config"], config, NOT_COMPARED) for r in runs):
                 continue
             return {
                 "file": f"bench/results/{path.name}",
@@ -55,12 +63,11 @@ def grid_result(config: dict, folder: Path = RESULTS) -> dict | None:
     as a dict; T and alpha aside, the grid's axes): {"file", "date", "sweep": the sweep's JSON}.
     None when no file has it."""
     axes = ("temperature", "alpha", "seed", "device")
-    wanted = {k: v for k, v in config.items() if k not in axes}
     for path in sorted(folder.glob("grids-*.json"), reverse=True):
         try:
             result = json.loads(path.read_text())
             for demo in result["demos"].values():
-                if {k: v for k, v in demo["config"].items() if k not in axes} == wanted:
+                if _same(demo["config"], config, axes):
                     return {"file": f"bench/results/{path.name}", "date": result["date"][:10], "sweep": demo["sweep"]}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue

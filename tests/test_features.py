@@ -20,7 +20,7 @@ IMAGES = (3, 32, 32)
 
 @pytest.mark.parametrize("key", models.MODELS.keys())
 def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key):
-    shape = IMAGES if key not in ("lenet5", "lenet5-half") else (1, 28, 28)
+    shape = (1, 28, 28) if key in ("lenet5", "lenet5-half") else (1, 64) if key.startswith("cnn1d") else IMAGES
     model = models.check_built(key, shape, 10)
     found = features.shapes(model, shape)
     assert list(found)[-1] == models.EMBEDDING
@@ -33,6 +33,9 @@ def test_every_architecture_declares_taps_in_order_of_depth_and_an_embedding(key
     assert len(stages) >= 1 and features.pick(model, "middle", "student") in stages
     if key.startswith(("mlp", "hinton")):
         assert features.conv_stages(model, shape) == [] and all(len(found[s]) == 1 for s in stages)
+    elif key.startswith("cnn1d"):  # signals: (C, L) maps that shrink, no 2-D maps for attention transfer
+        assert features.conv_stages(model, shape) == [] and all(len(found[s]) == 2 for s in stages)
+        assert [found[s][1] for s in stages] == sorted((found[s][1] for s in stages), reverse=True)
     else:  # conv models: feature maps that shrink (or keep their size) with depth
         conv = features.conv_stages(model, shape)
         assert len(conv) >= 2

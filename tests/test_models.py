@@ -7,8 +7,8 @@ from kd import models
 from kd.errors import FitError, UnknownKeyError
 from kd.models import MODELS, build, check_fit, param_count
 
-TABULAR, DIGITS, MNIST, CIFAR = (2,), (1, 8, 8), (1, 28, 28), (3, 32, 32)
-SHAPES = [TABULAR, DIGITS, MNIST, CIFAR]
+TABULAR, SIGNAL, DIGITS, MNIST, CIFAR = (2,), (2, 64), (1, 8, 8), (1, 28, 28), (3, 32, 32)
+SHAPES = [TABULAR, SIGNAL, DIGITS, MNIST, CIFAR]
 MLPS = {"mlp-512-256", "mlp-128", "hinton-1200", "hinton-800"}
 LENETS = {"lenet5", "lenet5-half"}
 
@@ -16,7 +16,9 @@ LENETS = {"lenet5", "lenet5-half"}
 def accepts(key, shape):
     if key in MLPS:
         return True
-    if len(shape) == 1:
+    if key.startswith("cnn1d-"):  # 1-D convolutions: signals (C, L) only
+        return len(shape) == 2
+    if len(shape) != 3:
         return False
     return key not in LENETS or shape[1] >= 12
 
@@ -67,7 +69,7 @@ def test_unknown_key_lists_valid_keys():
 
 def test_bad_shape_and_class_count_refused():
     with pytest.raises(FitError, match="mlp-128"):
-        check_fit("mlp-128", (2, 3), 10)
+        check_fit("mlp-128", (2, 3, 4, 5), 10)
     with pytest.raises(FitError, match="at least 2 classes"):
         check_fit("mlp-128", MNIST, 1)
 
