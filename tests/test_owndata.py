@@ -83,6 +83,9 @@ def test_a_csv_with_text_and_a_missing_value_is_refused_then_filled_encoded_and_
     assert torch.allclose(bundle.x_train[:, :2].mean(0), torch.zeros(2), atol=1e-5)
     assert torch.allclose(bundle.x_train[:, :2].std(0, correction=0), torch.ones(2), atol=1e-4)
     assert bundle.mean[0] == pytest.approx(df["a"].mean(), abs=0.5) and bundle.mean[1] == pytest.approx(-3, abs=0.2)
+    out = kd("train", "--dataset", f"table:{path}", "--fill-missing", "mean", "--epochs", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["config"]["fill_missing"] == "mean"
 
 
 def test_a_parquet_table_takes_its_label_column_by_name_and_trains_from_the_cli(tmp_path, runs_dir):
@@ -157,6 +160,8 @@ def test_an_image_folder_with_train_and_val_takes_its_splits_from_them(tmp_path,
     data.load.cache_clear()
     bundle = data.load(f"folder:{root}", image_size=8)
     assert len(bundle.y_test) == 1 and len(bundle.y_train) == 16  # test/ used as it is
+    out = kd("train", "--dataset", f"folder:{root}", "--image-size", "8", "--epochs", "2")
+    assert out.returncode == 0 and "val: Validation/ (6 images)" in out.stderr, out.stderr  # said where it came from
     (root / "test" / "bird").mkdir()
     (root / "test" / "bird" / "0.png").write_bytes(png("blue"))
     with pytest.raises(DataError, match="class 'bird', which .*train lacks"):
@@ -174,6 +179,9 @@ def test_a_zip_wrapping_one_folder_with_train_and_test_reads_the_same_way(tmp_pa
     spec = service.dataset_spec(name, image_size=8)
     assert spec.notes[:2] == ("train: train/ (12 images)", "test: test/ (4 images)")
     assert service.dataset_name(name) == "leaves.zip"
+    out = kd("train", "--dataset", name, "--image-size", "8", "--epochs", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["models"]["teacher"]["accuracy"] > 0.5  # the test/ folder's 4 images
 
 
 # -- uploads of tables and arrays ---------------------------------------------------------------------
