@@ -360,3 +360,24 @@ def test_an_uploaded_csv_shows_its_classes_and_rows_then_trains_named_by_its_fil
     body = page.locator("body").inner_text()
     assert "lab results.csv" in body and "label column 'outcome'" in body  # named, and how it was read
     no_exception(page)
+
+
+def test_a_train_link_reopens_its_setup_in_the_browser_and_a_change_makes_a_new_link(server, page):
+    page.goto(server + "/train?method=dkd&temperature=2&epochs=7&o.dkd_beta=4&seeds=1")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    assert "dkd" in page.get_by_role("combobox", name="Method").input_value()
+    assert page.get_by_label("Epochs", exact=True).input_value() == "7"
+    slider = page.locator("[data-testid='stSlider']").filter(has_text="Temperature T")
+    assert "2.00" in slider.inner_text()
+    box = page.get_by_label("Epochs", exact=True)
+    box.fill("9")
+    box.press("Enter")
+    page.wait_for_url("**epochs=9**", timeout=30_000)  # the URL follows the form
+    link = page.url
+    assert "method=dkd" in link and "o.dkd_beta=4" in link
+    fresh = page.context.browser.new_page()  # someone else opening the link: the same setup
+    fresh.goto(link)
+    fresh.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    assert fresh.get_by_label("Epochs", exact=True).input_value() == "9"
+    assert "dkd" in fresh.get_by_role("combobox", name="Method").input_value()
+    no_exception(fresh)
