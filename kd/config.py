@@ -212,7 +212,8 @@ class RunConfig:
         "none",
         "Missing values",
         "for table:PATH: none refuses a table with missing values (naming the column), mean fills "
-        "a number column with its mean over the rows that are not test, zero with 0",
+        "a number column with its mean over the rows that are not test, zero with 0; a missing text "
+        "value becomes a value of its own",
         choices=("none", "mean", "zero"),
         section="data",
     )

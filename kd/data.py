@@ -297,7 +297,10 @@ def _folder_classes(path: Path, min_images: int = 2, min_classes: int = 2) -> li
         if not path.exists():
             raise DataError(f"folder: {short(path)} does not exist")
         if not path.is_dir():
-            raise DataError(f"folder: {short(path)} is not a folder (expected one sub-folder of images per class)")
+            raise DataError(
+                f"folder: {short(path)} is not a folder (expected one sub-folder of images per class; a table "
+                "is read from .csv or .parquet, arrays from .npz)"
+            )
         dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
         if len(dirs) < min_classes:
             raise DataError(
@@ -327,7 +330,11 @@ def _folder_classes(path: Path, min_images: int = 2, min_classes: int = 2) -> li
         raise DataError(f"folder: cannot list {short(path)} ({reason(e, path)})") from None
 
 
-SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+SPLIT_FOLDERS = {  # sub-folder names (any case) that hold a split: PyTorch's tutorials', Kaggle's
+    "train": ("train", "training", "train_set", "training_set"),
+    "val": ("val", "valid", "validation", "val_set", "valid_set", "validation_set"),
+    "test": ("test", "testing", "test_set", "testing_set"),
+}
 Listing = dict[str, list[tuple[str, list[Path]]]]  # split ("all", or train / val / test) -> classes
 
 

@@ -98,7 +98,7 @@ def read(name: str, label: str = "", fill_missing: str = "none") -> Arrays:
     return _read(name.startswith(TABLE), str(path), st.st_mtime_ns, st.st_size, label or "", fill_missing or "none")
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # a page choosing a label column re-reads; two copies at most
 def _read(table: bool, path: str, _mtime: int, size: int, label: str, fill_missing: str) -> Arrays:
     limit = env_limit("KD_MAX_DATA_MB", 4096)
     if size * 2 > limit * 1e6:  # read, then converted once: about twice the file in memory
@@ -120,17 +120,30 @@ def _read(table: bool, path: str, _mtime: int, size: int, label: str, fill_missi
 
 # -- labels and splits --------------------------------------------------------------------------
 def _classes(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Labels as 0..K-1 and the class names (sorted: numbers as numbers, else as text)."""
-    try:
-        names = np.unique(values)
-    except TypeError:  # mixed types: compare as text
-        values = values.astype(str)
-        names = np.unique(values)
+    """Labels as 0..K-1 and the class names, sorted: numbers (and text that reads as numbers:
+    "2" before "10") by value, other text as text."""
+    if values.dtype.kind == "S":  # bytes, as h5py and older NumPy code keep text
+        values = np.char.decode(values, "utf-8", "replace")
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise DataError(f"{where}: {int(np.isnan(values).sum()):,} label(s) are missing (NaN)")
+    if values.dtype.kind in "OU":
+        text = values.astype(str)
+        try:
+            numbers = text.astype(np.float64)
+        except ValueError:
+            numbers = None
+        if numbers is not None and np.isfinite(numbers).all():
+            names, first = np.unique(numbers, return_index=True)  # one name per value, as first written
+            return np.searchsorted(names, numbers).astype(np.int64), _two_or_more(tuple(text[first]), where)
+        values = text
+    names = np.unique(values)
+    return np.searchsorted(names, values).astype(np.int64), _two_or_more(tuple(_label_text(v) for v in names), where)
+
+
+def _two_or_more(names: tuple[str, ...], where: str) -> tuple[str, ...]:
     if len(names) < 2:
-        raise DataError(
-            f"{where}: every example has the label {names[0] if len(names) else '?'!r}; need at least 2 classes"
-        )
-    return np.searchsorted(names, values).astype(np.int64), tuple(_label_text(v) for v in names)
+        raise DataError(f"{where}: every example has the label {names[0] if names else '?'!r}; need at least 2 classes")
+    return names
 
 
 def _label_text(v) -> str:
@@ -148,7 +161,8 @@ def _test_split(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], where: str
     if small:
         raise DataError(
             f"{where}: class {small[0]!r} has {counts[names.index(small[0])]} example(s); each class needs at "
-            "least 2 to be split into train and test (give it more examples, or a test split of its own)"
+            "least 2 to be split into train and test (give it more examples or a test split of its own; "
+            "or is this the right label column?)"
         )
     n_test = max(len(names), int(round(TEST_SHARE * len(y))))
     if len(y) - n_test < len(names):
@@ -158,7 +172,22 @@ def _test_split(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], where: str
 
 
 # -- tables -------------------------------------------------------------------------------------
-def _frame(path: Path):
+def _separator(path: Path) -> str:
+    """A CSV's separator, from its first lines: ",", ";" (spreadsheets in many locales), tab or "|"."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            head = f.read(65536)
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except (OSError, csv.Error):
+        return ","
+
+
+INDEX_COLUMN = "Unnamed: 0"  # what pandas names the row numbers that df.to_csv() writes by default
+
+
+def _frame(path: Path, nrows: int | None = None):
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -167,7 +196,7 @@ def _frame(path: Path):
             f"{short(path)}: a table must be {', '.join(TABLE_EXTENSIONS)}, not {suffix or 'a file without one'}"
         )
     try:
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        df = pd.read_csv(path, sep=_separator(path), nrows=nrows) if suffix == ".csv" else pd.read_parquet(path)
     except Exception as e:  # a damaged file, a wrong encoding, pyarrow's errors...
         raise DataError(
             f"{short(path)}: cannot be read as {suffix[1:]} ({type(e).__name__}: {reason(e, path)})"
@@ -175,6 +204,10 @@ def _frame(path: Path):
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise DataError(f"{short(path)} has no rows" if df.shape[1] else f"{short(path)} has no columns")
     df.columns = [str(c) for c in df.columns]
+    first = df.columns[0]
+    if first == INDEX_COLUMN and df[first].equals(pd.Series(range(len(df)), index=df.index)):
+        df = df.drop(columns=[first])  # row numbers, not a measurement: they would give away a sorted label
+        df.attrs["dropped"] = first
     return df
 
 
@@ -244,6 +277,8 @@ def _table(path: Path, label: str, fill: str) -> Arrays:
         titles += [f"{c}={v}" for v in values]
     x = np.concatenate(columns, axis=1).astype(np.float32)
     notes = [f"{how}; {len(numeric)} numeric column(s), standardised with the training split's statistics"]
+    if df.attrs.get("dropped"):
+        notes.append(f"column {df.attrs['dropped']!r} holds the row numbers 0, 1, 2...: left out")
     if encoded:
         notes.append(f"one-hot: {', '.join(f'{c} ({feats[c].nunique()} values)' for c in encoded)}")
     if missing:
@@ -272,8 +307,10 @@ def _npz(path: Path) -> Arrays:
         ) from None
     for k in ("x", "y"):
         if k not in arrays:
+            held = ", ".join(map(repr, list(arrays)[:10])) or "nothing"
             raise DataError(
-                f"{where}: no array {k!r}; an npz data set holds x and y (and optionally x_val, y_val, x_test, y_test)"
+                f"{where}: no array {k!r} (it holds {held}); an npz data set holds x and y (and optionally "
+                "x_val, y_val, x_test, y_test)"
             )
     for xk, yk in SPLITS:
         if (xk in arrays) != (yk in arrays):
@@ -290,7 +327,8 @@ def _npz(path: Path) -> Arrays:
         if x.dtype.kind not in "biuf":
             raise DataError(f"{where}: {xk!r} holds {x.dtype} values; inputs must be numbers")
         if y.ndim != 1:
-            raise DataError(f"{where}: {yk!r} has shape {y.shape}; labels are one per example, shape (N,)")
+            hint = f" (one-hot? store {yk}.argmax(1))" if y.ndim == 2 else ""
+            raise DataError(f"{where}: {yk!r} has shape {y.shape}; labels are one per example, shape (N,){hint}")
         if len(x) != len(y):
             raise DataError(f"{where}: {xk!r} has {len(x):,} examples but {yk!r} has {len(y):,} labels")
         if x.shape[1:] != x0.shape[1:]:
@@ -299,20 +337,34 @@ def _npz(path: Path) -> Arrays:
             raise DataError(f"{where}: {xk!r} is empty")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise DataError(f"{where}: {xk!r} holds NaN or infinite values")
-        if y.dtype.kind not in "biuU" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        if y.dtype.kind == "f" and np.isnan(y).any():
+            raise DataError(f"{where}: {yk!r} is missing {int(np.isnan(y).sum()):,} label(s) (NaN)")
+        if y.dtype.kind not in "biuUS" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
             raise DataError(f"{where}: {yk!r} holds {y.dtype} values; labels must be whole numbers or text")
-    kind, shape = _layout(x0.shape, layout, where)
+    kind, shape, last = _layout(x0.shape, layout, where)
     ys = [arrays[yk] for _, yk in SPLITS if yk in arrays]
     all_y, names = _classes(np.concatenate(ys), where)
+    in_x = set(all_y[: len(arrays["y"])].tolist())
+    for i, name in enumerate(names):  # a class the models never train on caps accuracy unseen
+        if i not in in_x:
+            raise DataError(
+                f"{where}: class {name!r} is in {_holder(arrays, name)!r} but not in 'y'; every class needs "
+                "training examples"
+            )
+    scale = _scale(x0) if kind == "image" else 1.0  # one scale for every split: x's
     coded, at = {}, 0
     for xk, yk in SPLITS:
         if yk in arrays:
-            coded[xk] = (_inputs(arrays[xk], kind, shape), all_y[at : at + len(arrays[yk])])
+            coded[xk] = (_inputs(arrays[xk], shape, last, scale), all_y[at : at + len(arrays[yk])])
             at += len(arrays[yk])
     read_as = f"x {tuple(x0.shape)} read as {kind}s of shape {'x'.join(map(str, shape))}"
-    if layout is None and (x0.ndim == 2 or (x0.ndim == 3 and kind == "image")):  # could be read another way
-        other = {"table": "signal", "image": "signal"}[kind]
+    if last:
+        read_as += " (channels last in the file, moved first)"
+    if layout is None and (x0.ndim == 2 or x0.ndim == 3):  # could be read another way
+        other = {"table": "signal", "image": "signal", "signal": "image"}[kind]
         read_as += f" (an array layout={other!r} in the archive reads it as {other}s)"
+    if kind == "image" and scale != 1.0:
+        read_as += f"; pixels divided by {scale:g}"
     notes = [read_as]
     x_tv, y_tv = coded["x"]
     if "x_test" in coded:
@@ -329,8 +381,24 @@ def _npz(path: Path) -> Arrays:
     return Arrays(shape, names, x_tv, y_tv, x_te, y_te, x_va, y_va, notes=notes, kind=kind)
 
 
-def _layout(shape: tuple[int, ...], layout: str | None, where: str) -> tuple[str, tuple[int, ...]]:
-    """What x of `shape` (N first) holds, and one example's shape as the models take it."""
+def _holder(arrays: dict, name: str) -> str:
+    """Which of y_val and y_test holds a class named `name`."""
+    for _, yk in SPLITS[1:]:
+        if yk in arrays and name in set(_classes_text(arrays[yk])):
+            return yk
+    return "y_val"
+
+
+def _classes_text(y: np.ndarray) -> list[str]:
+    if y.dtype.kind == "S":
+        y = np.char.decode(y, "utf-8", "replace")
+    return [_label_text(v) for v in y.tolist()]
+
+
+def _layout(shape: tuple[int, ...], layout: str | None, where: str) -> tuple[str, tuple[int, ...], bool]:
+    """What x of `shape` (N first) holds, one example's shape as the models take it, and whether
+    its channels come last in the file: (N, H, W, C) images with C of 1, 3 or 4 (as Keras and
+    PIL keep them) and (N, L, C) signals with a few channels after a longer axis are moved first."""
     per = tuple(int(s) for s in shape[1:])
     square = len(per) == 2 and per[0] == per[1]
     kind = layout or {1: "table", 2: "image" if square else "signal", 3: "image"}.get(len(per))
@@ -339,27 +407,39 @@ def _layout(shape: tuple[int, ...], layout: str | None, where: str) -> tuple[str
     if kind == "table":
         if len(per) != 1:
             raise DataError(f"{where}: layout 'table' needs x of shape (N, F), got {tuple(shape)}")
-        return kind, per
+        return kind, per, False
     if kind == "signal":
         if len(per) not in (1, 2):
             raise DataError(f"{where}: layout 'signal' needs x of shape (N, L) or (N, C, L), got {tuple(shape)}")
-        return kind, (1, *per) if len(per) == 1 else per
+        if len(per) == 1:
+            return kind, (1, *per), False
+        last = per[1] <= 16 < per[0]  # (N, 500, 3): 3 channels of 500 samples, not 500 of 3
+        return kind, (per[1], per[0]) if last else per, last
     if len(per) not in (2, 3):
         raise DataError(f"{where}: layout 'image' needs x of shape (N, H, W) or (N, C, H, W), got {tuple(shape)}")
-    return kind, (1, *per) if len(per) == 2 else per
+    if len(per) == 2:
+        return kind, (1, *per), False
+    last = per[2] in (1, 3, 4) and per[0] not in (1, 3, 4)
+    return kind, (per[2], per[0], per[1]) if last else per, last
 
 
-def _inputs(x: np.ndarray, kind: str, shape: tuple[int, ...]) -> np.ndarray:
-    """float32 (N, *shape); images scaled into [0, 1] (8 and 16 bits by their range, floats by their maximum)."""
-    out = x.reshape(len(x), *shape)
-    if kind == "image":
-        if x.dtype == np.uint8:
-            return out.astype(np.float32) / np.float32(255.0)
-        if x.dtype == np.uint16:
-            return out.astype(np.float32) / np.float32(65535.0)
-        top = float(np.abs(out).max()) if out.size else 0.0
-        return (out / top if top > 1.0 else out).astype(np.float32)
-    return out.astype(np.float32)
+def _scale(x: np.ndarray) -> float:
+    """What x's pixels are divided by to lie in [0, 1]: 255 for 8 bits, 65,535 for 16, else the
+    largest absolute value when it is over 1 (one scale for every split, taken from x)."""
+    if x.dtype == np.uint8:
+        return 255.0
+    if x.dtype == np.uint16:
+        return 65535.0
+    top = float(np.abs(x).max()) if x.size else 0.0
+    return top if top > 1.0 else 1.0
+
+
+def _inputs(x: np.ndarray, shape: tuple[int, ...], last: bool, scale: float) -> np.ndarray:
+    """float32 (N, *shape): channels moved first where they came last, divided by `scale`."""
+    if last:
+        x = np.moveaxis(x, -1, 1)
+    out = x.reshape(len(x), *shape).astype(np.float32)
+    return out / np.float32(scale) if scale != 1.0 else out
 
 
 # -- what the Train page shows before training ----------------------------------------------------
@@ -390,7 +470,8 @@ def summary(name: str, label: str = "", fill_missing: str = "none", per_class: i
     counts = {k: np.bincount(y, minlength=len(a.class_names)).tolist() for k, y in splits.items()}
     out = {"layout": a.kind, "class_names": list(a.class_names), "counts": counts, "notes": list(a.notes)}
     if a.kind == "table":
-        out["rows"] = _frame(path_of(name)).head(5)
+        path = path_of(name)
+        out["rows"] = _frame(path, nrows=5) if path.suffix.lower() == ".csv" else _frame(path).head(5)
     else:
         picks = [i for c in range(len(a.class_names)) for i in np.flatnonzero(a.y_tv == c)[:per_class]]
         out["examples"] = (a.x_tv[picks], a.y_tv[picks])

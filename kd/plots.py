@@ -577,5 +577,5 @@ def signals_figure(x: np.ndarray, y: np.ndarray, class_names) -> go.Figure:
 def image_array(x: np.ndarray) -> np.ndarray:
     """One image (C, H, W) in [0, 1] as st.image takes it: (H, W) grey or (H, W, 3) colour, uint8."""
     a = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
-    a = a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)
+    a = a[:3].transpose(1, 2, 0) if a.shape[0] in (3, 4) else a[0]  # 2 or 5+ channels: the first, grey
     return (a * 255).round().astype(np.uint8)

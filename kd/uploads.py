@@ -14,6 +14,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -240,7 +241,7 @@ DATA_FILES = {".csv": "table:", ".parquet": "table:", ".pq": "table:", ".npz": "
 
 def save_data_file(data: bytes, root: Path, name: str) -> str:
     """Keep an uploaded table (.csv, .parquet) or NumPy archive (.npz) under
-    root/uploads/<sha>/<its name>, and return the data set name to train on (table:PATH or
+    root/uploads/<sha>/<its name, made safe>, and return the data set name to train on (table:PATH or
     npz:PATH). Nothing is kept for a file of another kind or over the limits."""
     field = "dataset"
     suffix = Path(name).suffix.lower()
@@ -252,7 +253,8 @@ def save_data_file(data: bytes, root: Path, name: str) -> str:
     _check_size(field, len(data), _limit(field, "KD_MAX_UPLOAD_MB", 200))
     folder = root / "uploads"
     dest = folder / hashlib.sha256(data).hexdigest()[:16]
-    path = dest / ("data" + suffix)  # a plain name of its own: the person's name is kept beside it
+    stem = re.sub(r"[^\w.\- ]+", "_", Path(name).stem).strip(" .")[:100] or "data"
+    path = dest / (stem + suffix)  # its own name, made safe: messages about it name it as its owner does
     tmp = None
     try:
         if not path.exists():

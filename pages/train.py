@@ -52,7 +52,8 @@ with left:
         path = st.text_input(
             "Folder or file",
             placeholder="/data/my_images, /data/my_table.csv or /data/my_arrays.npz",
-            help=f"on the machine this dashboard runs on: {KINDS}",
+            help="on the machine this dashboard runs on: a folder of images (one sub-folder per class, or "
+            "train/ val/ test/ of those), a table (.csv, .parquet) or NumPy arrays (.npz: x, y)",
         )
         dataset = service.own_data_name(path) if path.strip() else None
     if choice == UPLOAD:
@@ -75,7 +76,7 @@ with left:
         except KDError as e:
             show_error(e)
             columns = []
-        default = "label" if "label" in columns else (columns[-1] if columns else "")
+        default = start.get("label") or ("label" if "label" in columns else (columns[-1] if columns else ""))
         pick, fill_col = st.columns(2)
         label_column = (
             pick.selectbox(
@@ -94,8 +95,9 @@ except KDError as e:
     show_error(e)
     spec = None
 if spec is None:
-    st.info("Choose a data set to see which models fit it.")
-    st.stop()
+    if not dataset:
+        st.info("Choose a data set to see which models fit it.")
+    st.stop()  # else the refusal above says what to change
 with right:
     shape = "×".join(map(str, spec.input_shape))
     st.caption(

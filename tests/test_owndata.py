@@ -198,7 +198,8 @@ def test_an_uploaded_csv_or_npz_is_kept_and_named_by_its_file(tmp_path, runs_dir
     monkeypatch.setenv("KD_MAX_UPLOAD_MB", "0.001")
     with pytest.raises(KDError, match="over the 0.001 MB limit \\(KD_MAX_UPLOAD_MB\\)"):
         service.save_data_file(csv, "big.csv")
-    assert len(list((runs_dir / "uploads").glob("*/data.*"))) == 2  # nothing kept of the refused ones
+    kept = sorted(p.name for p in (runs_dir / "uploads").glob("*/*.*"))
+    assert kept == ["ecg.npz", "my lab.csv"]  # under their own names; nothing kept of the refused ones
 
 
 # -- bad input: one message naming the file, exit 2, nothing in the store ------------------------------
@@ -262,3 +263,53 @@ def test_a_name_of_a_kind_without_a_path_is_refused_by_the_config():
     out = kd("train", "--dataset", "npz:", "--dry-run")
     assert out.returncode == 2 and "npz: needs a path" in out.stderr
     assert uploads.original_name("table:/nowhere/data.csv") is None
+
+
+def test_files_as_people_save_them_read_right(tmp_path):
+    """Channels last (Keras, PIL), a spreadsheet's semicolons, pandas' row numbers, labels that
+    are numbers written as text, bytes labels, Kaggle's split folder names; one pixel scale for
+    every split."""
+    rng = np.random.default_rng(0)
+    rgb = tmp_path / "rgb.npz"
+    x = rng.integers(0, 256, (30, 16, 16, 3)).astype(np.float32)  # 0..255 floats, channels last
+    np.savez(rgb, x=x, y=np.arange(30) % 2, x_test=x[:6] * 0.2, y_test=np.arange(6) % 2)
+    spec = data.spec(f"npz:{rgb}")
+    assert spec.input_shape == (3, 16, 16) and "channels last" in spec.notes[0] and "divided by" in spec.notes[0]
+    a = data.owndata.read(f"npz:{rgb}")
+    assert a.x_tv.max() <= 1.0 and a.x_test.max() <= 0.2 + 1e-6  # test scaled by x's scale, not its own maximum
+    assert np.allclose(a.x_tv[0, :, 2, 5], x[0, 2, 5] / x.max())
+    wave = tmp_path / "wave.npz"
+    np.savez(wave, x=rng.normal(size=(40, 500, 3)), y=np.array([b"on", b"off"] * 20))  # (N, L, C), bytes labels
+    spec = data.spec(f"npz:{wave}")
+    assert spec.input_shape == (3, 500) and spec.class_names == ("off", "on")
+
+    semi = tmp_path / "export.csv"
+    df = table(100)
+    df["outcome"] = np.where(df["outcome"] == "yes", "10", "2")  # numbers written as text
+    df.to_csv(semi, sep=";")  # with pandas' row numbers as the first column
+    spec = data.spec(f"table:{semi}")
+    assert spec.input_shape == (5,) and spec.class_names == ("2", "10")  # 2 before 10
+    assert any("'Unnamed: 0' holds the row numbers" in n for n in spec.notes)
+
+    for split in ("training_set", "test_set"):
+        for cls, colour in (("cat", "orange"), ("dog", "brown")):
+            (tmp_path / "kaggle" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                (tmp_path / "kaggle" / split / cls / f"{i}.png").write_bytes(png(colour))
+    spec = data.spec(f"folder:{tmp_path / 'kaggle'}", image_size=8)
+    assert spec.class_names == ("cat", "dog") and spec.notes[0] == "train: training_set/ (6 images)"
+
+
+def test_labels_that_cannot_train_are_refused_by_name(tmp_path):
+    only_test = tmp_path / "only_test.npz"
+    np.savez(only_test, x=np.zeros((10, 4)), y=np.arange(10) % 2, x_test=np.zeros((3, 4)), y_test=np.array([0, 1, 2]))
+    with pytest.raises(DataError, match="class '2' is in 'y_test' but not in 'y'"):
+        data.spec(f"npz:{only_test}")
+    nan = tmp_path / "nan.npz"
+    np.savez(nan, x=np.zeros((10, 4)), y=np.array([0.0, 1.0, np.nan] + [1.0] * 7))
+    with pytest.raises(DataError, match="'y' is missing 1 label"):
+        data.spec(f"npz:{nan}")
+    onehot = tmp_path / "onehot.npz"
+    np.savez(onehot, x=np.zeros((10, 4)), y=np.eye(2)[np.arange(10) % 2])
+    with pytest.raises(DataError, match=r"one-hot\? store y.argmax\(1\)"):
+        data.spec(f"npz:{onehot}")
