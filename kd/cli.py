@@ -1,4 +1,5 @@
-"""The command line: python -m kd train | sweep | resume | runs | sweeps | show | show-sweep | list | worker | standby.
+"""The command line: python -m kd train | sweep | resume | runs | sweeps | show | show-sweep | export | list |
+worker | standby.
 
 Bad input is one line naming the flag and what is allowed, exit code 2, never a traceback.
 """
@@ -116,6 +117,14 @@ def _parser(argv: Sequence[str] | None = None) -> Parser:
     show = sub.add_parser("show", help="show one run's config and results")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+    exp = sub.add_parser(
+        "export", help="write a run's model as ONNX, pt2 (torch.export) or safetensors, checked against PyTorch"
+    )
+    exp.add_argument("run_id")
+    exp.add_argument("--model", default="student", help="student (default), baseline (the student alone) or teacher")
+    exp.add_argument("--format", default="onnx", help="onnx (default), pt2 (torch.export) or safetensors")
+    exp.add_argument("--out", help="the file to write (default: MODEL.onnx / .pt2 / .safetensors in the run's folder)")
+    exp.add_argument("--json", action="store_true")
     lst = sub.add_parser("list", help="list registered models, data sets or methods")
     lst.add_argument("what", choices=["models", "datasets", "methods"])
     worker = sub.add_parser("worker", help="train a queued run (used by the dashboard)")
@@ -615,6 +624,23 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from kd import export
+
+    result = export.export(args.run_id, args.model, args.format, args.out)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        verdict = "parity ok" if result["ok"] else "PARITY FAILED: do not use this file"
+        print(
+            f"{result['path']}: {result['format']} ({result['exporter']}), {result['bytes']:,} bytes; "
+            f"{verdict}: on {result['test_examples']:,} test examples the largest logit difference is "
+            f"{result['max_abs_diff']:.2e} (at most {result['tolerance']:g}) and top-1 agrees on "
+            f"{100 * result['agreement']:.2f} %"
+        )
+    return 0 if result["ok"] else 1
+
+
 def cmd_standby(args) -> int:
     from kd import jobs, runner, sweep_run  # noqa: F401  (imported now: the run it takes needs them at once)
 
@@ -632,4 +658,5 @@ COMMANDS = {
     "list": cmd_list,
     "worker": cmd_worker,
     "standby": cmd_standby,
+    "export": cmd_export,
 }

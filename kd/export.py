@@ -1,0 +1,279 @@
+"""Taking a trained model away: an ONNX, torch.export (pt2) or safetensors file of a run's teacher,
+student alone or distilled student, checked against the PyTorch model before it is offered.
+
+- ONNX through torch.onnx.export(..., dynamo=True), the current exporter, with a dynamic batch
+  axis; the run's config and class names in the file's metadata_props.
+- pt2: a torch.export program (torch.export.export, saved with torch.export.save), with a dynamic
+  batch axis; the config and class names in its extra files. TorchScript is deprecated in
+  PyTorch 2.x (torch.jit.load warns so in the PyTorch this runs on), and torch.export is what
+  replaces it: a whole-graph program that AOTInductor compiles for C++ and ExecuTorch runs on
+  phones. `--format torchscript` says so.
+- safetensors: the weights with the config in their metadata (as the run store keeps them).
+
+Parity: the exported file, run in the runtime it will be deployed in (onnxruntime's CPU
+provider; the loaded torch.export program; a freshly built model for safetensors), against the
+PyTorch model on the run's whole test set: the largest absolute difference of a logit and the
+share of test examples whose top-1 class agrees. A file is "ok" only with 100 % agreement and a
+difference of at most TOLERANCE (1e-4) times the largest logit's size where that is over 1 (fp32
+rounding grows with the values summed, and an untrained deep network's logits run to
+thousands). Either way the figures are kept with the run (results "exports"), and the command
+line says which.
+
+load(run_id_or_path, model) gives a stored model back as an nn.Module with its config and class
+names, for people who use the result in their own code (kd.load).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kd import data as datasets
+from kd import inspect, models
+from kd.errors import ConfigError, KDError
+from kd.lease import ACTIVE, state
+from kd.store import Run, Store
+
+FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
+MODELS = ("student", "baseline", "teacher")
+TOLERANCE = 1e-4  # fp32: the most a logit may differ from PyTorch's, per unit of the largest logit (at least 1)
+BATCH = 1024  # test examples run at a time in the parity check
+
+
+def export(
+    run_id: str, model: str = "student", fmt: str = "onnx", out: str | None = None, store: Store | None = None
+) -> dict:
+    """Write run `run_id`'s `model` as `fmt` to `out` (default: the run's folder, e.g.
+    student.onnx), check it against PyTorch on the test set, keep the figures with the run and
+    return them: {"path", "format", "model", "bytes", "max_abs_diff", "agreement", "ok",
+    "tolerance", "seconds", "exporter"}. A KDError names what is wrong (unknown run, a run still
+    training, a model the run did not produce, an unwritable path)."""
+    store = store or Store()
+    run = _finished(store, run_id, model)
+    if fmt == "torchscript":
+        raise ConfigError("format", "TorchScript is deprecated in PyTorch 2.x; pt2 (torch.export) replaces it")
+    if fmt not in FORMATS:
+        raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = Path(out) if out else store.run_dir(run_id) / f"{model}{FORMATS[fmt]}"
+    _writable(path)
+    net = inspect.load_model(store, run, model)
+    bundle = inspect.load_data(run)
+    spec = bundle.spec
+    meta = {"config": json.dumps(run.config, sort_keys=True), "class_names": json.dumps(list(spec.class_names))}
+    meta.update(run_id=run.id, model=model, arch=run.config["teacher" if model == "teacher" else "student"])
+    t0 = time.perf_counter()
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix kept: loaders go by it
+    try:
+        exporter, diff, agree, scale = write_checked(net, spec.input_shape, fmt, tmp, meta, bundle.x_test)
+        os.replace(tmp, path)  # complete or absent
+    except KDError:
+        raise
+    except OSError as e:
+        raise ConfigError("out", f"cannot write {path} ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    result = {
+        "path": str(path),
+        "format": fmt,
+        "model": model,
+        "bytes": path.stat().st_size,
+        "max_abs_diff": diff,
+        "agreement": agree,
+        "ok": passes(diff, agree, scale),
+        "tolerance": TOLERANCE * max(1.0, scale),
+        "largest_logit": scale,
+        "test_examples": len(bundle.y_test),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "exporter": exporter,
+    }
+    _keep(store, run_id, model, fmt, result)
+    return result
+
+
+def write_checked(
+    net: nn.Module, input_shape: tuple, fmt: str, path: Path, meta: dict, x: torch.Tensor
+) -> tuple[str, float, float, float]:
+    """Write `net` as `fmt` to `path` with `meta`, load it back in its runtime and compare it
+    with `net` on the rows of x: (the exporter used, the largest logit difference, top-1
+    agreement, the largest logit's size)."""
+    exporter = _WRITERS[fmt](net.eval(), tuple(input_shape), path, meta)
+    return (exporter, *parity(net, _RUNNERS[fmt](path), x))
+
+
+def _finished(store: Store, run_id: str, model: str) -> Run:
+    run = store.get(run_id)
+    if run is None:
+        raise KDError(f"no such run: {run_id!r} (python -m kd runs lists them)")
+    if state(run) in ACTIVE:
+        raise KDError(f"run {run_id} is still {state(run)}: export it once it has finished")
+    if model not in MODELS:
+        raise ConfigError("model", f"must be one of {', '.join(MODELS)}, got {model!r}")
+    if not store.weights_path(run_id, model).is_file():
+        made = [m for m in MODELS if store.weights_path(run_id, m).is_file()]
+        raise ConfigError("model", f"run {run_id} has no {model} (it has {', '.join(made) or 'no trained model'})")
+    return run
+
+
+def _writable(path: Path) -> None:
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError("out", f"{path} is a folder; name the file to write")
+    if not folder.is_dir():
+        raise ConfigError("out", f"no such folder: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError("out", f"cannot write in {folder} (permission denied)")
+
+
+def _keep(store: Store, run_id: str, model: str, fmt: str, result: dict) -> None:
+    def decide(run: Run) -> dict:
+        results = dict(run.results or {})
+        exports = dict(results.get("exports") or {})
+        exports[model] = {**(exports.get(model) or {}), fmt: result}
+        results["exports"] = exports
+        return {"results": json.dumps(results, allow_nan=True)}
+
+    store.change(run_id, decide)
+
+
+# -- writing each format --------------------------------------------------------------------------
+def _onnx(net: nn.Module, shape: tuple, path: Path, meta: dict) -> str:
+    import onnx
+
+    example = torch.zeros(2, *shape)
+    batch = torch.export.Dim("batch", min=1)
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        verbose=False,
+    )
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=str(value))
+    onnx.save(proto, str(path))
+    return f"torch.onnx.export(dynamo=True), opset {proto.opset_import[0].version}"
+
+
+def _pt2(net: nn.Module, shape: tuple, path: Path, meta: dict) -> str:
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(net, (torch.zeros(2, *shape),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path), extra_files=_extra(meta))
+    return "torch.export.export"
+
+
+def _extra(meta: dict) -> dict[str, str]:
+    return {f"{k}.json" if k in ("config", "class_names") else k: str(v) for k, v in meta.items()}
+
+
+def _safetensors(net: nn.Module, shape: tuple, path: Path, meta: dict) -> str:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()},
+        str(path),
+        metadata={k: str(v) for k, v in meta.items()},
+    )
+    return "safetensors"
+
+
+_WRITERS = {"onnx": _onnx, "pt2": _pt2, "safetensors": _safetensors}
+
+
+# -- running each format, for the parity check -----------------------------------------------------
+def _run_onnx(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def _run_pt2(path: Path):
+    program = torch.export.load(str(path)).module()
+    return lambda x: program(x)
+
+
+def _run_safetensors(path: Path):
+    fresh = load(str(path))
+    return lambda x: fresh(x)
+
+
+_RUNNERS = {"onnx": _run_onnx, "pt2": _run_pt2, "safetensors": _run_safetensors}
+
+
+@torch.no_grad()
+def parity(net: nn.Module, run_file, x: torch.Tensor) -> tuple[float, float, float]:
+    """The largest absolute logit difference, the top-1 agreement of `run_file` (a callable from
+    a batch to logits) against the PyTorch model `net` over every row of x, and the largest
+    logit's size (what the difference is measured against)."""
+    net.eval()
+    worst, same, scale = 0.0, 0, 0.0
+    for i in range(0, len(x), BATCH):
+        batch = x[i : i + BATCH].contiguous()
+        ref, got = net(batch), run_file(batch)
+        worst = max(worst, float((ref - got).abs().max()))
+        scale = max(scale, float(ref.abs().max()))
+        same += int((ref.argmax(1) == got.argmax(1)).sum())
+    return worst, same / max(1, len(x)), scale
+
+
+def passes(diff: float, agreement: float, scale: float) -> bool:
+    """Whether a file computes what PyTorch does: every top-1 class, and every logit to within
+    TOLERANCE of the largest logit's size (at least 1)."""
+    return agreement == 1.0 and diff <= TOLERANCE * max(1.0, scale)
+
+
+# -- loading a model back --------------------------------------------------------------------------
+def load(run_or_path: str, model: str = "student", store: Store | None = None) -> nn.Module:
+    """A stored model as an nn.Module in eval mode on the CPU, with `.config` (its run's config,
+    a dict) and `.class_names`: from a run id (its `model`), or from a .safetensors file this
+    project wrote (a run's weights, or an export)."""
+    path = Path(run_or_path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "config" not in meta:
+            raise KDError(f"{path}: not a model written by Distill Lab (no config in its metadata)")
+        config = json.loads(meta["config"])
+        arch = meta.get("arch") or config["teacher" if meta.get("model") == "teacher" else "student"]
+        spec = datasets.spec_for(config)
+        net = models.build(arch, spec.input_shape, spec.num_classes)
+        net.load_state_dict(load_file(str(path), device="cpu"))
+        names = json.loads(meta["class_names"]) if "class_names" in meta else list(spec.class_names)
+    else:
+        store = store or Store()
+        run = _finished(store, str(run_or_path), model)
+        net = inspect.load_model(store, run, model)
+        config, names = run.config, list(datasets.spec_for(run.config).class_names)
+    net.config, net.class_names = config, names
+    return net.eval()
+
+
+def file_metadata(path: str) -> dict:
+    """The config and class names an exported file carries (ONNX metadata_props, a pt2 program's
+    extra files, safetensors metadata)."""
+    p = Path(path)
+    if p.suffix == ".onnx":
+        import onnx
+
+        return {prop.key: prop.value for prop in onnx.load(str(p), load_external_data=False).metadata_props}
+    if p.suffix == ".pt2":
+        extra = {"config.json": "", "class_names.json": "", "run_id": "", "model": "", "arch": ""}
+        torch.export.load(str(p), extra_files=extra)
+        return {k.removesuffix(".json"): v for k, v in extra.items()}
+    from safetensors import safe_open
+
+    with safe_open(str(p), "pt") as f:
+        return dict(f.metadata() or {})
