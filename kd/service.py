@@ -416,6 +416,28 @@ def entropy_curve(logits, temperatures):
     return inspect.entropy_curve(torch.as_tensor(logits), temperatures)
 
 
+# -- deploy -----------------------------------------------------------------------------------------
+EXPORT_FORMATS = {"onnx": "ONNX", "pt2": "PyTorch 2 (torch.export)", "safetensors": "safetensors weights"}
+
+
+def export_model(run_id: str, model: str, fmt: str) -> dict:
+    """Write a finished run's model as `fmt` into its folder, checked against PyTorch on the test
+    set (kd.export.export): {"path", "bytes", "max_abs_diff", "agreement", "ok", ...}."""
+    from kd import export
+
+    return export.export(run_id, model, fmt, store=_store())
+
+
+def exports(run: Run) -> dict[str, dict[str, dict]]:
+    """The files exported from a run so far, model -> format -> figures, those still on disk."""
+    out = {}
+    for model, files in ((run.results or {}).get("exports") or {}).items():
+        kept = {fmt: r for fmt, r in files.items() if Path(r.get("path", "")).is_file()}
+        if kept:
+            out[model] = kept
+    return out
+
+
 # -- the choices that fit a data set ------------------------------------------------------------
 def datasets() -> dict[str, str]:
     """Every registered data set: key -> one-line description."""

@@ -1,9 +1,12 @@
 """Results of one run (?run=ID): teacher vs student alone vs distilled student."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from kd import plots, service
-from pages.common import check_store, current_run, plain, run_label
+from kd.errors import KDError
+from pages.common import check_store, current_run, plain, run_label, show_error
 
 st.title("Results")
 check_store()  # a store that cannot be used is said at once
@@ -97,3 +100,38 @@ if spec is not None and spec.input_shape == (2,):  # the 2-D sets: draw what eac
         ),
         key="boundaries",
     )
+
+
+# -- deploy: the model as a file, checked against PyTorch -----------------------------------------
+st.subheader("Deploy")
+st.caption(
+    "Export a model as a file for another program, checked first: the file runs in its own runtime "
+    "(ONNX in onnxruntime) on every test example, against PyTorch."
+)
+which = st.radio(
+    "Model",
+    [m for m in plots.MODELS if m in run.models][::-1],
+    format_func=plots.LABELS.get,
+    horizontal=True,
+    key="deploy_model",
+)
+cols = st.columns(len(service.EXPORT_FORMATS))
+for col, (fmt, title) in zip(cols, service.EXPORT_FORMATS.items()):
+    if col.button(f"Export {title}", key=f"deploy_{fmt}", disabled=run.state in service.ACTIVE):
+        with st.spinner(f"Writing and checking the {title} file…"):
+            try:
+                service.export_model(run.id, which, fmt)
+            except KDError as e:
+                show_error(e)
+run = service.get_run(run.id)  # with what was just exported
+done = service.exports(run).get(which, {})
+for fmt, r in done.items():
+    left, right = st.columns([3, 1])
+    verdict = "computes what PyTorch computes" if r["ok"] else "DIFFERS from PyTorch: do not deploy it"
+    (left.success if r["ok"] else left.error)(
+        f"**{service.EXPORT_FORMATS[fmt]}**, {r['bytes'] / 1e6:.3g} MB: {verdict} on {r['test_examples']:,} test "
+        f"examples (top-1 agrees on {100 * r['agreement']:.2f} %, largest logit difference {r['max_abs_diff']:.1e})."
+    )
+    if r["ok"]:
+        with open(r["path"], "rb") as f:
+            right.download_button("Download", f.read(), file_name=Path(r["path"]).name, key=f"download_{fmt}")

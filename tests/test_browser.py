@@ -99,6 +99,18 @@ def test_train_watch_leave_return_and_see_results(server, page, runs_dir):
     assert all(models), models
     no_exception(page)
 
+    # Deploy: export the distilled student as ONNX, see it checked, download it.
+    page.get_by_role("button", name="Export ONNX").click()
+    page.get_by_text("computes what PyTorch computes", exact=False).first.wait_for(timeout=120_000)
+    with page.expect_download(timeout=60_000) as got:
+        page.get_by_role("button", name="Download", exact=True).click()
+    assert got.value.suggested_filename == "student.onnx"
+    saved = Path(got.value.path()).rename(runs_dir / "downloaded.onnx")
+    from kd.export import file_metadata
+
+    assert file_metadata(str(saved))["model"] == "student"  # an ONNX file, with the run's metadata
+    no_exception(page)
+
     # Text from the URL is shown as text: no link, no image of the URL's choosing.
     evil = "[click](https://evil.example/a) ![x](https://evil.example/p.png) https://evil.example/b www.evil.example"
     page.goto(f"{server}/results?run={quote(evil)}")

@@ -412,6 +412,24 @@ def test_temperature_explorer(finished_run):
     assert not at.exception
 
 
+def test_the_deploy_panel_exports_checks_and_offers_each_format(finished_run):
+    at = page(None, run=finished_run)
+    at.switch_page("pages/results.py").run()
+    assert not at.get("download_button")  # nothing exported yet
+    next(b for b in at.button if b.label == "Export ONNX").click().run()
+    assert not at.exception and not at.error
+    said = [m.value for m in at.success if "ONNX" in m.value]
+    assert len(said) == 1 and "computes what PyTorch computes on 360 test examples" in said[0]
+    assert "agrees on 100.00 %" in said[0] and len(at.get("download_button")) == 1
+    at.radio(key="deploy_model").set_value("teacher").run()  # another model: its own files
+    assert not at.get("download_button")
+    next(b for b in at.button if b.label == "Export safetensors weights").click().run()
+    assert len(at.get("download_button")) == 1 and Store().get(finished_run).results["exports"].keys() == {
+        "student",
+        "teacher",
+    }
+
+
 def test_results_page_draws_decision_boundaries_for_a_2d_set():
     store = Store()
     cfg = RunConfig(dataset="moons", epochs=2, teacher_epochs=2, batch_size=128, device="cpu")
