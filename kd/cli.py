@@ -124,6 +124,7 @@ def _parser(argv: Sequence[str] | None = None) -> Parser:
     exp.add_argument("--model", default="student", help="student (default), baseline (the student alone) or teacher")
     exp.add_argument("--format", default="onnx", help="onnx (default), pt2 (torch.export) or safetensors")
     exp.add_argument("--out", help="the file to write (default: MODEL.onnx / .pt2 / .safetensors in the run's folder)")
+    exp.add_argument("--int8", action="store_true", help="an int8 copy too (onnxruntime quantisation; ONNX only)")
     exp.add_argument("--json", action="store_true")
     lst = sub.add_parser("list", help="list registered models, data sets or methods")
     lst.add_argument("what", choices=["models", "datasets", "methods"])
@@ -627,17 +628,30 @@ def cmd_worker(args) -> int:
 def cmd_export(args) -> int:
     from kd import export
 
-    result = export.export(args.run_id, args.model, args.format, args.out)
+    result = export.export(args.run_id, args.model, args.format, args.out, int8_too=args.int8)
     if args.json:
         print(json.dumps(result))
-    else:
-        verdict = "parity ok" if result["ok"] else "PARITY FAILED: do not use this file"
+        return 0 if result["ok"] else 1
+    verdict = "parity ok" if result["ok"] else "PARITY FAILED: do not use this file"
+    print(
+        f"{result['path']}: {result['format']} ({result['exporter']}), {result['bytes']:,} bytes; "
+        f"{verdict}: on {result['test_examples']:,} test examples the largest logit difference is "
+        f"{result['max_abs_diff']:.2e} (at most {result['tolerance']:.2g}) and top-1 agrees on "
+        f"{100 * result['agreement']:.2f} %; test accuracy {100 * result['accuracy']:.2f} %"
+    )
+    q = result.get("int8")
+    if q:
         print(
-            f"{result['path']}: {result['format']} ({result['exporter']}), {result['bytes']:,} bytes; "
-            f"{verdict}: on {result['test_examples']:,} test examples the largest logit difference is "
-            f"{result['max_abs_diff']:.2e} (at most {result['tolerance']:g}) and top-1 agrees on "
-            f"{100 * result['agreement']:.2f} %"
+            f"{q['path']}: int8 ({q['quantiser']}), {q['bytes']:,} bytes; test accuracy "
+            f"{100 * q['accuracy']:.2f} %, top-1 as the fp32 model on {100 * q['agreement']:.2f} %"
         )
+    rows = [(rt, lat) for rt, lat in result.get("latency_ms", {}).items()]
+    rows += [("int8 onnxruntime", lat) for lat in (q or {}).get("latency_ms", {}).values()]
+    if rows:
+        print("latency, ms p50 / p95:        batch 1, 1 thread   batch 256, 1 thread   batch 1, all   batch 256, all")
+        for runtime, lat in rows:
+            cells = [lat[t][f"batch {b}"] for t in ("1 thread", "all threads") for b in (1, 256)]
+            print(f"  {runtime:26s} " + "   ".join(f"{c['p50']:8.3f} / {c['p95']:<8.3f}" for c in cells))
     return 0 if result["ok"] else 1
 
 

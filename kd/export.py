@@ -46,19 +46,29 @@ BATCH = 1024  # test examples run at a time in the parity check
 
 
 def export(
-    run_id: str, model: str = "student", fmt: str = "onnx", out: str | None = None, store: Store | None = None
+    run_id: str,
+    model: str = "student",
+    fmt: str = "onnx",
+    out: str | None = None,
+    store: Store | None = None,
+    int8_too: bool = False,
+    timed: bool = True,
 ) -> dict:
     """Write run `run_id`'s `model` as `fmt` to `out` (default: the run's folder, e.g.
-    student.onnx), check it against PyTorch on the test set, keep the figures with the run and
-    return them: {"path", "format", "model", "bytes", "max_abs_diff", "agreement", "ok",
-    "tolerance", "seconds", "exporter"}. A KDError names what is wrong (unknown run, a run still
-    training, a model the run did not produce, an unwritable path)."""
+    student.onnx), check it against PyTorch on the test set, time it, keep the figures with the
+    run and return them: {"path", "format", "model", "bytes", "max_abs_diff", "agreement", "ok",
+    "tolerance", "accuracy", "seconds", "exporter", "latency_ms": {runtime: latency()}, "int8":
+    {...} with int8_too (ONNX only: its file, accuracy, agreement with fp32, size, latency)}.
+    A KDError names what is wrong (unknown run, a run still training, a model the run did not
+    produce, an unwritable path)."""
     store = store or Store()
     run = _finished(store, run_id, model)
     if fmt == "torchscript":
         raise ConfigError("format", "TorchScript is deprecated in PyTorch 2.x; pt2 (torch.export) replaces it")
     if fmt not in FORMATS:
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if int8_too and fmt != "onnx":
+        raise ConfigError("int8", "int8 is made from the ONNX file: use --format onnx")
     path = Path(out) if out else store.run_dir(run_id) / f"{model}{FORMATS[fmt]}"
     _writable(path)
     net = inspect.load_model(store, run, model)
@@ -88,9 +98,33 @@ def export(
         "tolerance": TOLERANCE * max(1.0, scale),
         "largest_logit": scale,
         "test_examples": len(bundle.y_test),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "accuracy": accuracy(_RUNNERS[fmt](path), bundle.x_test, bundle.y_test),
         "exporter": exporter,
     }
+    example = bundle.x_test[:1]
+    if timed:  # the file in its runtime, beside PyTorch eager: one protocol (latency())
+        runtime = "onnxruntime" if fmt == "onnx" else "pytorch (torch.export)" if fmt == "pt2" else None
+        result["latency_ms"] = {"pytorch": latency(lambda n: _torch_threads(net, n), example)}
+        if runtime == "onnxruntime":
+            result["latency_ms"][runtime] = latency(lambda n: _onnx_session(path, n), example)
+        elif runtime:
+            program = _RUNNERS[fmt](path)
+            result["latency_ms"][runtime] = latency(lambda n: _torch_threads(program, n), example)
+    if int8_too:
+        q = path.with_name(f"{path.stem}.int8.onnx")
+        how = int8(path, q, net, bundle.x_train)
+        quantised = _onnx_session(q, 0)
+        _, agree8, _ = parity(net, quantised, bundle.x_test)
+        result["int8"] = {
+            "path": str(q),
+            "bytes": q.stat().st_size,
+            "accuracy": accuracy(quantised, bundle.x_test, bundle.y_test),
+            "agreement": agree8,  # with the fp32 model's top-1
+            "quantiser": how,
+        }
+        if timed:
+            result["int8"]["latency_ms"] = {"onnxruntime": latency(lambda n: _onnx_session(q, n), example)}
+    result["seconds"] = round(time.perf_counter() - t0, 3)
     _keep(store, run_id, model, fmt, result)
     return result
 
@@ -154,6 +188,7 @@ def _onnx(net: nn.Module, shape: tuple, path: Path, meta: dict) -> str:
         input_names=["x"],
         output_names=["logits"],
         dynamic_shapes=({0: batch},),
+        external_data=False,  # one file: the weights inside it
         verbose=False,
     )
     proto = onnx.load(str(path))
@@ -188,13 +223,119 @@ def _safetensors(net: nn.Module, shape: tuple, path: Path, meta: dict) -> str:
 _WRITERS = {"onnx": _onnx, "pt2": _pt2, "safetensors": _safetensors}
 
 
-# -- running each format, for the parity check -----------------------------------------------------
-def _run_onnx(path: Path):
+# -- int8 -----------------------------------------------------------------------------------------
+CALIBRATION = 256  # training examples that set a static quantisation's activation ranges
+
+
+def int8(fp32: Path, out: Path, net: nn.Module, x_train: torch.Tensor) -> str:
+    """An int8 copy of an fp32 ONNX file through onnxruntime's quantisation: dynamic (weights int8,
+    activations quantised on the fly) for a model without convolutions, static (QDQ, activation
+    ranges from CALIBRATION training examples) for one with them. Returns how."""
+    import tempfile
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    convolutional = any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in net.modules())
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre))
+        if not convolutional:
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+            return "onnxruntime quantize_dynamic (int8 weights, activations quantised per batch)"
+        rows = x_train[:CALIBRATION].numpy()
+
+        class Examples(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.batches = iter([{"x": rows[i : i + 32]} for i in range(0, len(rows), 32)])
+
+            def get_next(self):
+                return next(self.batches, None)
+
+        quantize_static(
+            str(pre),
+            str(out),
+            Examples(),
+            quant_format=QuantFormat.QDQ,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+        return f"onnxruntime quantize_static (QDQ, int8 weights, uint8 activations, {len(rows)} calibration examples)"
+
+
+@torch.no_grad()
+def accuracy(run_file, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of a callable from a batch to logits over (x, y)."""
+    right = sum(
+        int((run_file(x[i : i + BATCH].contiguous()).argmax(1) == y[i : i + BATCH]).sum())
+        for i in range(0, len(x), BATCH)
+    )
+    return right / max(1, len(y))
+
+
+# -- latency, one protocol for every runtime ---------------------------------------------------------
+LATENCY_BUDGET_S = 0.3  # timed per (runtime, batch, threads), after 3 warm-up calls
+LATENCY_ROUNDS = (10, 200)  # at least, at most
+
+
+def latency(make_run, example: torch.Tensor) -> dict:
+    """p50 and p95 wall time in ms of one call on batches of 1 and 256 copies of `example`, with
+    one thread and with every core: {"1 thread": {"batch 1": {"p50", "p95"}, "batch 256": ...},
+    "all threads": ...}. `make_run(threads)` gives the callable to time (threads 0: all)."""
+    out = {}
+    for label, threads in (("1 thread", 1), ("all threads", 0)):
+        run = make_run(threads)
+        out[label] = {}
+        for batch in (1, 256):
+            x = example.expand(batch, *example.shape[1:]).contiguous()
+            for _ in range(3):
+                run(x)
+            times, start = [], time.perf_counter()
+            while len(times) < LATENCY_ROUNDS[1] and (
+                len(times) < LATENCY_ROUNDS[0] or time.perf_counter() - start < LATENCY_BUDGET_S
+            ):
+                t0 = time.perf_counter()
+                run(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            p50, p95 = (float(v) for v in torch.tensor(times).quantile(torch.tensor([0.5, 0.95])))
+            out[label][f"batch {batch}"] = {"p50": round(p50, 4), "p95": round(p95, 4)}
+    return out
+
+
+def _onnx_session(path: Path, threads: int):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per core
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def _torch_threads(run, threads: int):
+    """`run` called with torch using `threads` threads (0: every core), then torch as it was."""
+
+    @torch.no_grad()
+    def timed(x):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        try:
+            return run(x)
+        finally:
+            torch.set_num_threads(before)
+
+    return timed
+
+
+# -- running each format, for the parity check -----------------------------------------------------
+def _run_onnx(path: Path):
+    return _onnx_session(path, 0)
 
 
 def _run_pt2(path: Path):

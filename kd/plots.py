@@ -579,3 +579,19 @@ def image_array(x: np.ndarray) -> np.ndarray:
     a = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     a = a[:3].transpose(1, 2, 0) if a.shape[0] in (3, 4) else a[0]  # 2 or 5+ channels: the first, grey
     return (a * 255).round().astype(np.uint8)
+
+
+def latency_table(result: dict) -> pd.DataFrame:
+    """An export's latencies (kd.export.latency, per runtime; its int8 copy's too) as a table:
+    a row per runtime, "p50 / p95" ms at batch 1 and 256, one thread and every core."""
+    rows = dict(result.get("latency_ms") or {})
+    rows.update({f"int8 {k}": v for k, v in ((result.get("int8") or {}).get("latency_ms") or {}).items()})
+    out = []
+    for runtime, lat in rows.items():
+        row = {"runtime": runtime}
+        for threads in ("1 thread", "all threads"):
+            for batch in ("batch 1", "batch 256"):
+                cell = lat.get(threads, {}).get(batch)
+                row[f"{batch}, {threads}"] = f"{cell['p50']:.3g} / {cell['p95']:.3g}" if cell else ""
+        out.append(row)
+    return pd.DataFrame(out)

@@ -422,10 +422,11 @@ EXPORT_FORMATS = {"onnx": "ONNX", "pt2": "PyTorch 2 (torch.export)", "safetensor
 
 def export_model(run_id: str, model: str, fmt: str) -> dict:
     """Write a finished run's model as `fmt` into its folder, checked against PyTorch on the test
-    set (kd.export.export): {"path", "bytes", "max_abs_diff", "agreement", "ok", ...}."""
+    set and timed (kd.export.export; ONNX with an int8 copy): {"path", "bytes", "max_abs_diff",
+    "agreement", "ok", "accuracy", "latency_ms", "int8", ...}."""
     from kd import export
 
-    return export.export(run_id, model, fmt, store=_store())
+    return export.export(run_id, model, fmt, store=_store(), int8_too=fmt == "onnx")
 
 
 def exports(run: Run) -> dict[str, dict[str, dict]]:

@@ -135,3 +135,18 @@ for fmt, r in done.items():
     if r["ok"]:
         with open(r["path"], "rb") as f:
             right.download_button("Download", f.read(), file_name=Path(r["path"]).name, key=f"download_{fmt}")
+    q = r.get("int8")
+    if q and Path(q["path"]).is_file():
+        left, right = st.columns([3, 1])
+        left.info(
+            f"**int8 copy**, {q['bytes'] / 1e6:.3g} MB: test accuracy {100 * q['accuracy']:.2f} % against "
+            f"{100 * r['accuracy']:.2f} % in fp32; the same top-1 class as fp32 on {100 * q['agreement']:.2f} %."
+        )
+        with open(q["path"], "rb") as f:
+            right.download_button("Download int8", f.read(), file_name=Path(q["path"]).name, key=f"download_{fmt}_int8")
+    if r.get("latency_ms"):
+        st.dataframe(plots.latency_table(r), hide_index=True, width="stretch")
+        st.caption(
+            "Latency in ms, p50 / p95 of one call, after 3 warm-up calls, on this machine's CPU; "
+            "one thread, then every core."
+        )

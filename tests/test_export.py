@@ -49,12 +49,19 @@ def test_a_runs_student_exported_in_every_format_checked_kept_and_loaded_back(ru
     run_id, _ = runner.train_new(store, TINY)
     done = {}
     for fmt in export.FORMATS:
-        out = kd_cli("export", run_id, "--format", fmt, "--json")
+        out = kd_cli("export", run_id, "--format", fmt, "--json", *(["--int8"] if fmt == "onnx" else []))
         assert out.returncode == 0, out.stderr
         done[fmt] = json.loads(out.stdout)
         assert done[fmt]["ok"] and done[fmt]["agreement"] == 1.0 and done[fmt]["test_examples"] == 360
+        assert done[fmt]["accuracy"] == pytest.approx(store.get(run_id).models["student"]["accuracy"], abs=1e-6)
         meta = export.file_metadata(done[fmt]["path"])
         assert json.loads(meta["config"])["student"] == "mlp-128" and json.loads(meta["class_names"])[9] == "9"
+    lat = done["onnx"]["latency_ms"]  # the file in its runtime beside PyTorch, one protocol
+    assert set(lat) == {"pytorch", "onnxruntime"} and set(lat["onnxruntime"]) == {"1 thread", "all threads"}
+    assert 0 < lat["onnxruntime"]["1 thread"]["batch 256"]["p50"] <= lat["onnxruntime"]["1 thread"]["batch 256"]["p95"]
+    q = done["onnx"]["int8"]  # an MLP: dynamic quantisation
+    assert "quantize_dynamic" in q["quantiser"] and q["bytes"] < done["onnx"]["bytes"]
+    assert q["accuracy"] >= done["onnx"]["accuracy"] - 0.05 and q["agreement"] > 0.9
     assert set(store.get(run_id).results["exports"]["student"]) == set(export.FORMATS)  # kept with the run
 
     net = kd.load(run_id)  # the distilled student, for one's own code
@@ -65,6 +72,15 @@ def test_a_runs_student_exported_in_every_format_checked_kept_and_loaded_back(ru
         assert torch.equal(net(x), again(x))
     teacher = kd_cli("export", run_id, "--model", "teacher", "--out", str(tmp_path / "t.onnx"))
     assert teacher.returncode == 0 and "parity ok" in teacher.stdout and (tmp_path / "t.onnx").is_file()
+
+
+def test_a_conv_students_int8_copy_is_quantised_statically_from_training_examples(runs_dir):
+    run_id, _ = runner.train_new(Store(), TINY.replace(teacher="cnn-x0.5", student="cnn-x0.25", epochs=3))
+    result = export.export(run_id, "student", "onnx", int8_too=True, timed=False)
+    q = result["int8"]
+    assert result["ok"] and "quantize_static" in q["quantiser"] and "256 calibration examples" in q["quantiser"]
+    assert q["accuracy"] >= result["accuracy"] - 0.1 and q["agreement"] > 0.8  # int8 costs little here
+    assert "latency_ms" not in result
 
 
 def test_bad_exports_are_one_line_and_exit_2(runs_dir, tmp_path):
@@ -81,6 +97,7 @@ def test_bad_exports_are_one_line_and_exit_2(runs_dir, tmp_path):
         ([run_id, "--model", "baseline"], "has no baseline (it has student, teacher)"),
         ([run_id, "--model", "assistant"], "model: must be one of student, baseline, teacher"),
         ([run_id, "--format", "torchscript"], "TorchScript is deprecated in PyTorch 2.x; pt2 (torch.export)"),
+        ([run_id, "--format", "pt2", "--int8"], "int8 is made from the ONNX file: use --format onnx"),
         ([run_id, "--out", str(tmp_path / "no" / "such" / "x.onnx")], "no such folder"),
         ([run_id, "--out", str(tmp_path)], "is a folder; name the file to write"),
     ]

@@ -420,7 +420,11 @@ def test_the_deploy_panel_exports_checks_and_offers_each_format(finished_run):
     assert not at.exception and not at.error
     said = [m.value for m in at.success if "ONNX" in m.value]
     assert len(said) == 1 and "computes what PyTorch computes on 360 test examples" in said[0]
-    assert "agrees on 100.00 %" in said[0] and len(at.get("download_button")) == 1
+    assert "agrees on 100.00 %" in said[0]
+    assert [b.label for b in at.get("download_button")] == ["Download", "Download int8"]  # the file and its int8 copy
+    assert any("int8 copy" in m.value and "in fp32" in m.value for m in at.info)
+    latency = at.dataframe[-1].value  # ONNX in onnxruntime beside PyTorch, and the int8 copy
+    assert list(latency["runtime"]) == ["pytorch", "onnxruntime", "int8 onnxruntime"]
     at.radio(key="deploy_model").set_value("teacher").run()  # another model: its own files
     assert not at.get("download_button")
     next(b for b in at.button if b.label == "Export safetensors weights").click().run()
