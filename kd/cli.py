@@ -28,6 +28,7 @@ TRAIN_FLAGS = {
     if f.name != "options"
 }
 FIELD_TO_FLAG = {f: flag for flag, (f, _) in TRAIN_FLAGS.items()}
+FIELD_TO_FLAG.update({f: f"--{f}" for f in ("out", "model", "format", "int8")})  # export's own flags
 
 
 def train_argv(cfg: RunConfig) -> list[str]:

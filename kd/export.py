@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,64 +70,92 @@ def export(
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if int8_too and fmt != "onnx":
         raise ConfigError("int8", "int8 is made from the ONNX file: use --format onnx")
-    path = Path(out) if out else store.run_dir(run_id) / f"{model}{FORMATS[fmt]}"
-    _writable(path)
+    default = store.run_dir(run_id) / f"{model}{'.export' if fmt == 'safetensors' else ''}{FORMATS[fmt]}"
+    path = (Path(out) if out else default).expanduser().absolute()
+    _writable(path, fmt, store, run_id)
     net = inspect.load_model(store, run, model)
     bundle = inspect.load_data(run)
     spec = bundle.spec
-    meta = {"config": json.dumps(run.config, sort_keys=True), "class_names": json.dumps(list(spec.class_names))}
-    meta.update(run_id=run.id, model=model, arch=run.config["teacher" if model == "teacher" else "student"])
-    t0 = time.perf_counter()
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix kept: loaders go by it
-    try:
-        exporter, diff, agree, scale = write_checked(net, spec.input_shape, fmt, tmp, meta, bundle.x_test)
-        os.replace(tmp, path)  # complete or absent
-    except KDError:
-        raise
-    except OSError as e:
-        raise ConfigError("out", f"cannot write {path} ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    result = {
-        "path": str(path),
-        "format": fmt,
+    meta = {
+        "config": json.dumps(run.config, sort_keys=True),
+        "class_names": json.dumps(list(spec.class_names)),
+        "run_id": run.id,
         "model": model,
-        "bytes": path.stat().st_size,
-        "max_abs_diff": diff,
-        "agreement": agree,
-        "ok": passes(diff, agree, scale),
-        "tolerance": TOLERANCE * max(1.0, scale),
-        "largest_logit": scale,
-        "test_examples": len(bundle.y_test),
-        "accuracy": accuracy(_RUNNERS[fmt](path), bundle.x_test, bundle.y_test),
-        "exporter": exporter,
+        "arch": run.config["teacher" if model == "teacher" else "student"],
+        "input_shape": json.dumps(list(spec.input_shape)),  # one example, without the batch axis
+        "mean": json.dumps(list(bundle.mean)),  # inputs are (raw - mean) / std, per channel or feature
+        "std": json.dumps(list(bundle.std)),
     }
-    example = bundle.x_test[:1]
-    if timed:  # the file in its runtime, beside PyTorch eager: one protocol (latency())
-        runtime = "onnxruntime" if fmt == "onnx" else "pytorch (torch.export)" if fmt == "pt2" else None
-        result["latency_ms"] = {"pytorch": latency(lambda n: _torch_threads(net, n), example)}
-        if runtime == "onnxruntime":
-            result["latency_ms"][runtime] = latency(lambda n: _onnx_session(path, n), example)
-        elif runtime:
-            program = _RUNNERS[fmt](path)
-            result["latency_ms"][runtime] = latency(lambda n: _torch_threads(program, n), example)
-    if int8_too:
-        q = path.with_name(f"{path.stem}.int8.onnx")
-        how = int8(path, q, net, bundle.x_train)
-        quantised = _onnx_session(q, 0)
-        _, agree8, _ = parity(net, quantised, bundle.x_test)
-        result["int8"] = {
-            "path": str(q),
-            "bytes": q.stat().st_size,
-            "accuracy": accuracy(quantised, bundle.x_test, bundle.y_test),
-            "agreement": agree8,  # with the fp32 model's top-1
-            "quantiser": how,
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as work:  # its own: exports may overlap
+        tmp = Path(work) / path.name
+        try:
+            exporter, diff, agree, scale = write_checked(net, spec.input_shape, fmt, tmp, meta, bundle.x_test)
+        except KDError:
+            raise
+        except Exception as e:  # an exporter that cannot take this model, a full disk, a missing package
+            raise KDError(f"{fmt}: cannot export {meta['arch']} ({type(e).__name__}: {_first_line(e)})") from None
+        ok = passes(diff, agree, scale)
+        result = {
+            "format": fmt,
+            "model": model,
+            "max_abs_diff": diff,
+            "agreement": agree,
+            "ok": ok,
+            "tolerance": TOLERANCE * max(1.0, scale),
+            "largest_logit": scale,
+            "test_examples": len(bundle.y_test),
+            "accuracy": accuracy(_RUNNERS[fmt](tmp), bundle.x_test, bundle.y_test),
+            "exporter": exporter,
         }
-        if timed:
-            result["int8"]["latency_ms"] = {"onnxruntime": latency(lambda n: _onnx_session(q, n), example)}
-    result["seconds"] = round(time.perf_counter() - t0, 3)
+        example = bundle.x_test[:1]
+        if timed:  # the file in its runtime, beside PyTorch eager: one protocol (latency())
+            result["latency_ms"] = {"pytorch": latency(lambda n: _torch_threads(net, n), example)}
+            if fmt == "onnx":
+                result["latency_ms"]["onnxruntime"] = latency(lambda n: _onnx_session(tmp, n), example)
+            elif fmt == "pt2":
+                program = _RUNNERS[fmt](tmp)
+                result["latency_ms"]["pytorch (torch.export)"] = latency(lambda n: _torch_threads(program, n), example)
+        q_tmp = Path(work) / f"{path.stem}.int8.onnx"
+        if int8_too and ok:
+            try:
+                result["int8"] = _int8_figures(tmp, q_tmp, net, bundle, example if timed else None)
+            except Exception as e:  # int8 is extra: the fp32 file stands without it
+                result["int8"] = {"error": f"{type(e).__name__}: {_first_line(e)}"}
+        # a file that fails its check never takes a good file's place: it is kept beside, marked
+        final = path if ok else path.with_name(f"{path.stem}.failed{path.suffix}")
+        try:
+            os.replace(tmp, final)
+            if "path" in result.get("int8", {}):
+                q = final.with_name(f"{final.stem}.int8.onnx")
+                os.replace(q_tmp, q)
+                result["int8"]["path"] = str(q)
+        except OSError as e:
+            raise ConfigError("out", f"cannot write {final} ({e.strerror or e})") from None
+    result.update(path=str(final), bytes=final.stat().st_size, seconds=round(time.perf_counter() - t0, 3))
     _keep(store, run_id, model, fmt, result)
     return result
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _int8_figures(fp32: Path, q: Path, net: nn.Module, bundle, example: torch.Tensor | None) -> dict:
+    how = int8(fp32, q, net, bundle.x_train)
+    quantised = _onnx_session(q, 0)
+    _, agree, _ = parity(net, quantised, bundle.x_test)
+    out = {
+        "path": str(q),
+        "bytes": q.stat().st_size,
+        "accuracy": accuracy(quantised, bundle.x_test, bundle.y_test),
+        "agreement": agree,  # with the fp32 model's top-1
+        "quantiser": how,
+    }
+    if example is not None:
+        out["latency_ms"] = {"onnxruntime": latency(lambda n: _onnx_session(q, n), example)}
+    return out
 
 
 def write_checked(
@@ -153,10 +182,21 @@ def _finished(store: Store, run_id: str, model: str) -> Run:
     return run
 
 
-def _writable(path: Path) -> None:
-    folder = path.parent
+PROTECTED = ("teacher.safetensors", "baseline.safetensors", "student.safetensors", "checkpoint.safetensors")
+
+
+def _writable(path: Path, fmt: str, store: Store, run_id: str) -> None:
+    """Refuse a path that is not a file of this format, that would land on a run's own files
+    (its weights, its checkpoint, another run's folder), or whose folder cannot be written."""
     if path.is_dir():
         raise ConfigError("out", f"{path} is a folder; name the file to write")
+    if path.suffix != FORMATS[fmt]:
+        raise ConfigError("out", f"{path.name}: a {fmt} file ends in {FORMATS[fmt]}")
+    root, own = store.root.absolute(), store.run_dir(run_id).absolute()
+    inside = root in path.parents
+    if inside and (path.parent != own or path.name in PROTECTED or path.name == "config.json"):
+        raise ConfigError("out", f"{path} is one of the run store's own files; write the export elsewhere")
+    folder = path.parent
     if not folder.is_dir():
         raise ConfigError("out", f"no such folder: {folder}")
     if not os.access(folder, os.W_OK):
@@ -230,9 +270,8 @@ CALIBRATION = 256  # training examples that set a static quantisation's activati
 def int8(fp32: Path, out: Path, net: nn.Module, x_train: torch.Tensor) -> str:
     """An int8 copy of an fp32 ONNX file through onnxruntime's quantisation: dynamic (weights int8,
     activations quantised on the fly) for a model without convolutions, static (QDQ, activation
-    ranges from CALIBRATION training examples) for one with them. Returns how."""
-    import tempfile
-
+    ranges from CALIBRATION training examples drawn at random with a fixed seed) for one with
+    them. Returns how."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -361,7 +400,8 @@ def parity(net: nn.Module, run_file, x: torch.Tensor) -> tuple[float, float, flo
     for i in range(0, len(x), BATCH):
         batch = x[i : i + BATCH].contiguous()
         ref, got = net(batch), run_file(batch)
-        worst = max(worst, float((ref - got).abs().max()))
+        gap = (ref - got).abs()
+        worst = max(worst, float(gap.max()) if torch.isfinite(gap).all() else float("inf"))  # NaN fails
         scale = max(scale, float(ref.abs().max()))
         same += int((ref.argmax(1) == got.argmax(1)).sum())
     return worst, same / max(1, len(x)), scale
@@ -379,7 +419,9 @@ def load(run_or_path: str, model: str = "student", store: Store | None = None) -
     a dict) and `.class_names`: from a run id (its `model`), or from a .safetensors file this
     project wrote (a run's weights, or an export)."""
     path = Path(run_or_path)
-    if path.suffix == ".safetensors" and path.is_file():
+    if path.suffix == ".safetensors" or path.is_file():
+        if not path.is_file():
+            raise KDError(f"no such file: {path}")
         from safetensors import safe_open
         from safetensors.torch import load_file
 

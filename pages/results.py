@@ -117,36 +117,52 @@ which = st.radio(
 )
 cols = st.columns(len(service.EXPORT_FORMATS))
 for col, (fmt, title) in zip(cols, service.EXPORT_FORMATS.items()):
-    if col.button(f"Export {title}", key=f"deploy_{fmt}", disabled=run.state in service.ACTIVE):
-        with st.spinner(f"Writing and checking the {title} file…"):
+    if col.button(
+        f"Export {title}",
+        key=f"deploy_{fmt}",
+        disabled=run.state in service.ACTIVE,
+        help="checked on every test example and timed" + ("; an int8 copy too" if fmt == "onnx" else ""),
+    ):
+        with st.spinner(f"Writing, checking and timing the {title} file…"):
             try:
                 service.export_model(run.id, which, fmt)
             except KDError as e:
                 show_error(e)
 run = service.get_run(run.id)  # with what was just exported
 done = service.exports(run).get(which, {})
+
+
+def offer(col, label: str, path: str, key: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            col.download_button(label, f.read(), file_name=Path(path).name, key=key)
+    except OSError as e:  # removed meanwhile
+        col.caption(plain(f"{Path(path).name} cannot be read ({e.strerror or e})"))
+
+
 for fmt, r in done.items():
     left, right = st.columns([3, 1])
-    verdict = "computes what PyTorch computes" if r["ok"] else "DIFFERS from PyTorch: do not deploy it"
+    verdict = "computes what PyTorch computes" if r["ok"] else "DIFFERS from PyTorch: not offered"
     (left.success if r["ok"] else left.error)(
         f"**{service.EXPORT_FORMATS[fmt]}**, {r['bytes'] / 1e6:.3g} MB: {verdict} on {r['test_examples']:,} test "
         f"examples (top-1 agrees on {100 * r['agreement']:.2f} %, largest logit difference {r['max_abs_diff']:.1e})."
     )
     if r["ok"]:
-        with open(r["path"], "rb") as f:
-            right.download_button("Download", f.read(), file_name=Path(r["path"]).name, key=f"download_{fmt}")
-    q = r.get("int8")
-    if q and Path(q["path"]).is_file():
+        offer(right, "Download", r["path"], f"download_{fmt}")
+    q = r.get("int8") or {}
+    if q.get("error"):
+        left.warning(plain(f"No int8 copy: {q['error']}"))
+    elif q and r["ok"] and Path(q["path"]).is_file():
         left, right = st.columns([3, 1])
         left.info(
             f"**int8 copy**, {q['bytes'] / 1e6:.3g} MB: test accuracy {100 * q['accuracy']:.2f} % against "
             f"{100 * r['accuracy']:.2f} % in fp32; the same top-1 class as fp32 on {100 * q['agreement']:.2f} %."
         )
-        with open(q["path"], "rb") as f:
-            right.download_button("Download int8", f.read(), file_name=Path(q["path"]).name, key=f"download_{fmt}_int8")
+        offer(right, "Download int8", q["path"], f"download_{fmt}_int8")
     if r.get("latency_ms"):
         st.dataframe(plots.latency_table(r), hide_index=True, width="stretch")
         st.caption(
-            "Latency in ms, p50 / p95 of one call, after 3 warm-up calls, on this machine's CPU; "
-            "one thread, then every core."
+            f"The {service.EXPORT_FORMATS[fmt]} file's latency beside PyTorch's, in ms, p50 / p95 of one call "
+            "after 3 warm-up calls, on the CPU of the machine this dashboard runs on; one thread, then every core. "
+            "The file takes inputs as the run's models do: (raw - mean) / std, with mean and std in its metadata."
         )

@@ -100,8 +100,29 @@ def test_bad_exports_are_one_line_and_exit_2(runs_dir, tmp_path):
         ([run_id, "--format", "pt2", "--int8"], "int8 is made from the ONNX file: use --format onnx"),
         ([run_id, "--out", str(tmp_path / "no" / "such" / "x.onnx")], "no such folder"),
         ([run_id, "--out", str(tmp_path)], "is a folder; name the file to write"),
+        ([run_id, "--out", str(tmp_path / "x.safetensors")], "--out: x.safetensors: a onnx file ends in .onnx"),
+        (
+            [run_id, "--format", "safetensors", "--out", str(store.weights_path(run_id, "student"))],
+            "is one of the run store's own files",
+        ),
     ]
     for args, words in cases:
         out = kd_cli("export", *args)
         assert out.returncode == 2 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not list(tmp_path.rglob("*.onnx")) and not list(store.run_dir(run_id).glob("*.partial*"))  # none half-done
+
+
+def test_a_file_that_fails_its_check_never_replaces_a_good_one_and_nan_fails(runs_dir, monkeypatch):
+    store = Store()
+    run_id, _ = runner.train_new(store, TINY)
+    good = export.export(run_id, "student", "onnx", timed=False)
+    assert good["ok"] and json.loads(export.file_metadata(good["path"])["mean"])  # the inputs' normalisation
+    before = Path(good["path"]).read_bytes()
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # nothing passes now
+    bad = export.export(run_id, "student", "onnx", timed=False)
+    assert not bad["ok"] and bad["path"].endswith("student.failed.onnx")
+    assert Path(good["path"]).read_bytes() == before  # the good file stays where it was
+    net = models.build("mlp-128", (1, 8, 8), 10).eval()
+    x = torch.randn(4, 1, 8, 8)
+    diff, agree, scale = export.parity(net, lambda b: torch.full((len(b), 10), float("nan")), x)
+    assert not export.passes(diff, agree, scale)
