@@ -132,22 +132,32 @@ def lenet5_half(shape, num_classes):
 
 
 # ---------------------------------------------------------------- small CNN, width multiplier
-def _cnn(shape, num_classes, mult: float) -> nn.Module:
-    c, h, w = _image(shape)
+def _conv_stack(
+    c: int, side: int, num_classes: int, mult: float, ops: tuple, kernel: int, pool: int, room: int
+) -> nn.Module:
+    """3 conv-BN-ReLU blocks of 32/64/128 x mult channels, a max-pool after the first two while
+    `side` (the spatial size) has room, global average pool, a linear head; taps block1..block3.
+    `ops`: (Conv, BatchNorm, MaxPool, AdaptiveAvgPool) of the dimension (1-D or 2-D)."""
+    conv, norm, max_pool, avg_pool = ops
     layers: list[nn.Module] = []
     taps = {}
-    side = min(h, w)
     for i, base in enumerate((32, 64, 128)):
         out = max(1, int(round(base * mult)))
-        layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-        if i < 2 and side >= 2:  # pool only where there is room: 8x8 digits -> 4 -> 2
-            layers.append(nn.MaxPool2d(2))
-            side //= 2
+        layers += [conv(c, out, kernel, padding=kernel // 2, bias=False), norm(out), nn.ReLU(inplace=True)]
+        if i < 2 and side >= room:  # pool only where there is room: 8x8 digits -> 4 -> 2; 256 samples -> 64 -> 16
+            layers.append(max_pool(pool))
+            side //= pool
         taps[f"block{i + 1}"] = str(len(layers) - 1)
         c = out
-    # (B, 128*w, h', w') -> (B, 128*w) -> (B, num_classes)
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    # (B, 128*w, *spatial) -> (B, 128*w) -> (B, num_classes)
+    layers += [avg_pool(1), nn.Flatten(), nn.Linear(c, num_classes)]
     return _tapped(nn.Sequential(*layers), taps)
+
+
+def _cnn(shape, num_classes, mult: float) -> nn.Module:
+    c, h, w = _image(shape)
+    ops = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+    return _conv_stack(c, min(h, w), num_classes, mult, ops, kernel=3, pool=2, room=2)
 
 
 for _m in ("2", "1", "0.5", "0.25"):
@@ -162,19 +172,8 @@ for _m in ("2", "1", "0.5", "0.25"):
 # ---------------------------------------------------------------- 1-D CNN for signals, width multiplier
 def _cnn1d(shape, num_classes, mult: float) -> nn.Module:
     c, length = _signal(shape)
-    layers: list[nn.Module] = []
-    taps = {}
-    for i, base in enumerate((32, 64, 128)):
-        out = max(1, int(round(base * mult)))
-        layers += [nn.Conv1d(c, out, 7, padding=3, bias=False), nn.BatchNorm1d(out), nn.ReLU(inplace=True)]
-        if i < 2 and length >= 8:  # pool while the signal is long enough: 256 -> 64 -> 16
-            layers.append(nn.MaxPool1d(4))
-            length //= 4
-        taps[f"block{i + 1}"] = str(len(layers) - 1)
-        c = out
-    # (B, 128*w, L') -> (B, 128*w) -> (B, num_classes)
-    layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-    return _tapped(nn.Sequential(*layers), taps)
+    ops = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d)
+    return _conv_stack(c, length, num_classes, mult, ops, kernel=7, pool=4, room=8)
 
 
 for _m in ("2", "1", "0.5", "0.25"):
