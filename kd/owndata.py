@@ -36,7 +36,9 @@ from kd.limits import env_limit, human_bytes, num, reason, short
 TABLE = "table:"
 NPZ = "npz:"
 PREFIXES = (TABLE, NPZ)
-TABLE_EXTENSIONS = (".csv", ".parquet", ".pq")
+OWN = ("folder:", TABLE, NPZ)  # every kind of a person's own data set name
+FILE_KINDS = {".csv": TABLE, ".parquet": TABLE, ".pq": TABLE, ".npz": NPZ}  # a file's suffix -> its kind
+TABLE_EXTENSIONS = tuple(k for k, v in FILE_KINDS.items() if v == TABLE)
 MAX_CATEGORIES = 50  # distinct values a text column may have to be one-hot encoded
 FILL = ("none", "mean", "zero")
 LAYOUTS = ("table", "signal", "image")
@@ -261,7 +263,7 @@ def _table(path: Path, label: str, fill: str) -> Arrays:
     # the test split first: means for filling come from the rows that are not test
     idx = np.arange(len(y))
     tv, _, te, _ = _test_split(idx, y, names, where)
-    columns, titles = [], []
+    columns = []
     for c in numeric:
         v = feats[c].to_numpy(dtype=np.float64, na_value=np.nan)
         if missing.get(c):
@@ -269,12 +271,10 @@ def _table(path: Path, label: str, fill: str) -> Arrays:
         if not np.isfinite(v).all():
             raise DataError(f"{where}: column {c!r} holds an infinite value")
         columns.append(v[:, None])
-        titles.append(c)
     for c in encoded:
         col = feats[c].astype("string").fillna("(missing)")
         values = sorted(col.unique())
         columns.append((col.to_numpy()[:, None] == np.array(values)[None, :]).astype(np.float64))
-        titles += [f"{c}={v}" for v in values]
     x = np.concatenate(columns, axis=1).astype(np.float32)
     notes = [f"{how}; {len(numeric)} numeric column(s), standardised with the training split's statistics"]
     if df.attrs.get("dropped"):
@@ -344,12 +344,15 @@ def _npz(path: Path) -> Arrays:
     kind, shape, last = _layout(x0.shape, layout, where)
     ys = [arrays[yk] for _, yk in SPLITS if yk in arrays]
     all_y, names = _classes(np.concatenate(ys), where)
-    in_x = set(all_y[: len(arrays["y"])].tolist())
+    held, at = {}, 0  # each split's labels, as coded
+    for _, yk in SPLITS:
+        if yk in arrays:
+            held[yk], at = set(all_y[at : at + len(arrays[yk])].tolist()), at + len(arrays[yk])
     for i, name in enumerate(names):  # a class the models never train on caps accuracy unseen
-        if i not in in_x:
+        if i not in held["y"]:
+            holder = next(yk for yk, labels in held.items() if i in labels)
             raise DataError(
-                f"{where}: class {name!r} is in {_holder(arrays, name)!r} but not in 'y'; every class needs "
-                "training examples"
+                f"{where}: class {name!r} is in {holder!r} but not in 'y'; every class needs training examples"
             )
     scale = _scale(x0) if kind == "image" else 1.0  # one scale for every split: x's
     coded, at = {}, 0
@@ -379,20 +382,6 @@ def _npz(path: Path) -> Arrays:
     if x_va is not None:
         notes.append(f"validation: x_val ({len(y_va):,}), instead of a share of x")
     return Arrays(shape, names, x_tv, y_tv, x_te, y_te, x_va, y_va, notes=notes, kind=kind)
-
-
-def _holder(arrays: dict, name: str) -> str:
-    """Which of y_val and y_test holds a class named `name`."""
-    for _, yk in SPLITS[1:]:
-        if yk in arrays and name in set(_classes_text(arrays[yk])):
-            return yk
-    return "y_val"
-
-
-def _classes_text(y: np.ndarray) -> list[str]:
-    if y.dtype.kind == "S":
-        y = np.char.decode(y, "utf-8", "replace")
-    return [_label_text(v) for v in y.tolist()]
 
 
 def _layout(shape: tuple[int, ...], layout: str | None, where: str) -> tuple[str, tuple[int, ...], bool]:
@@ -450,7 +439,7 @@ def columns(name: str) -> list[str]:
         if path.suffix.lower() == ".csv":
             import pandas as pd
 
-            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            return [str(c) for c in pd.read_csv(path, sep=_separator(path), nrows=0).columns]
         import pyarrow.parquet as pq
 
         return [str(c) for c in pq.read_schema(path).names if not str(c).startswith("__index_level_")]

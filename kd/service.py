@@ -226,7 +226,7 @@ def names(runs: list[Run]) -> dict[str, str]:
 
 def dataset_name(dataset: str) -> str:
     """A data set as a person knows it: a registered name, a folder's own name, an upload's file name."""
-    if not dataset.startswith(("folder:", "table:", "npz:")):
+    if not is_own_data(dataset):
         return dataset
     from kd import uploads
 
@@ -466,15 +466,17 @@ def dataset_spec(
 
 def is_own_data(dataset: str | None) -> bool:
     """A person's own data: a folder, a table or an npz file (uploaded or on this machine)."""
-    return isinstance(dataset, str) and dataset.startswith(("folder:", "table:", "npz:"))
+    from kd.owndata import OWN
+
+    return isinstance(dataset, str) and dataset.startswith(OWN)
 
 
 def own_data_name(path: str) -> str:
     """The data set name for a path on this machine: table: for .csv / .parquet, npz: for .npz,
     folder: for anything else."""
-    suffix = Path(path.strip()).suffix.lower()
-    prefix = {".csv": "table:", ".parquet": "table:", ".pq": "table:", ".npz": "npz:"}.get(suffix, "folder:")
-    return prefix + path.strip()
+    from kd.owndata import FILE_KINDS
+
+    return FILE_KINDS.get(Path(path.strip()).suffix.lower(), "folder:") + path.strip()
 
 
 def table_columns(dataset: str) -> list[str]:

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from kd.errors import ConfigError, DataError
 from kd.limits import env_limit, human_bytes, num, reason, short
+from kd.owndata import FILE_KINDS, OWN
 
 CHUNK = 1 << 20  # bytes read from a member at a time: memory stays flat whatever its header says
 MAX_DEPTH = 32  # folder levels in one member's path
@@ -236,17 +237,14 @@ def save_image_zip(data: bytes, root: Path, name: str | None = None) -> Path:
     return dest
 
 
-DATA_FILES = {".csv": "table:", ".parquet": "table:", ".pq": "table:", ".npz": "npz:"}
-
-
 def save_data_file(data: bytes, root: Path, name: str) -> str:
     """Keep an uploaded table (.csv, .parquet) or NumPy archive (.npz) under
     root/uploads/<sha>/<its name, made safe>, and return the data set name to train on (table:PATH or
     npz:PATH). Nothing is kept for a file of another kind or over the limits."""
     field = "dataset"
     suffix = Path(name).suffix.lower()
-    if suffix not in DATA_FILES:
-        raise ConfigError(field, f"{short(name)}: a data file must be {', '.join(DATA_FILES)}, or a .zip of images")
+    if suffix not in FILE_KINDS:
+        raise ConfigError(field, f"{short(name)}: a data file must be {', '.join(FILE_KINDS)}, or a .zip of images")
     if not data:
         raise ConfigError(field, f"{short(name)} is empty")
     all_uploads = _limit(field, "KD_MAX_UPLOADS_MB", 2048)
@@ -270,7 +268,7 @@ def save_data_file(data: bytes, root: Path, name: str) -> str:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-    return DATA_FILES[suffix] + str(path)
+    return FILE_KINDS[suffix] + str(path)
 
 
 def save_checkpoint(data: bytes, root: Path) -> Path:
@@ -310,7 +308,7 @@ def save_checkpoint(data: bytes, root: Path) -> Path:
 def original_name(dataset: str) -> str | None:
     """The file name an uploaded data set (folder:.../uploads/<sha>[/<top>], table:.../uploads/<sha>/data.csv,
     npz:...) came in, or None."""
-    path = Path(dataset.split(":", 1)[1] if dataset.startswith(("folder:", "table:", "npz:")) else dataset)
+    path = Path(dataset.split(":", 1)[1] if dataset.startswith(OWN) else dataset)
     for folder in (path, path.parent):
         if folder.parent.name == "uploads":
             try:
