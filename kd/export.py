@@ -90,7 +90,9 @@ def export(
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as work:  # its own: exports may overlap
         tmp = Path(work) / path.name
         try:
-            exporter, diff, agree, scale = write_checked(net, spec.input_shape, fmt, tmp, meta, bundle.x_test)
+            exporter = _WRITERS[fmt](net.eval(), tuple(spec.input_shape), tmp, meta)
+            run_file = _RUNNERS[fmt](tmp)  # loaded once: checked, scored and timed
+            diff, agree, scale, acc = _compare(net, run_file, bundle.x_test, bundle.y_test)
         except KDError:
             raise
         except Exception as e:  # an exporter that cannot take this model, a full disk, a missing package
@@ -105,7 +107,7 @@ def export(
             "tolerance": TOLERANCE * max(1.0, scale),
             "largest_logit": scale,
             "test_examples": len(bundle.y_test),
-            "accuracy": accuracy(_RUNNERS[fmt](tmp), bundle.x_test, bundle.y_test),
+            "accuracy": acc,
             "exporter": exporter,
         }
         example = bundle.x_test[:1]
@@ -114,8 +116,7 @@ def export(
             if fmt == "onnx":
                 result["latency_ms"]["onnxruntime"] = latency(lambda n: _onnx_session(tmp, n), example)
             elif fmt == "pt2":
-                program = _RUNNERS[fmt](tmp)
-                result["latency_ms"]["pytorch (torch.export)"] = latency(lambda n: _torch_threads(program, n), example)
+                result["latency_ms"]["pytorch (torch.export)"] = latency(lambda n: _torch_threads(run_file, n), example)
         q_tmp = Path(work) / f"{path.stem}.int8.onnx"
         if int8_too and ok:
             try:
@@ -144,12 +145,11 @@ def _first_line(e: BaseException) -> str:
 
 def _int8_figures(fp32: Path, q: Path, net: nn.Module, bundle, example: torch.Tensor | None) -> dict:
     how = int8(fp32, q, net, bundle.x_train)
-    quantised = _onnx_session(q, 0)
-    _, agree, _ = parity(net, quantised, bundle.x_test)
+    _, agree, _, acc = _compare(net, _onnx_session(q, 0), bundle.x_test, bundle.y_test)
     out = {
         "path": str(q),
         "bytes": q.stat().st_size,
-        "accuracy": accuracy(quantised, bundle.x_test, bundle.y_test),
+        "accuracy": acc,
         "agreement": agree,  # with the fp32 model's top-1
         "quantiser": how,
     }
@@ -308,16 +308,6 @@ def int8(fp32: Path, out: Path, net: nn.Module, x_train: torch.Tensor) -> str:
         return f"onnxruntime quantize_static (QDQ, int8 weights, uint8 activations, {len(rows)} calibration examples)"
 
 
-@torch.no_grad()
-def accuracy(run_file, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy of a callable from a batch to logits over (x, y)."""
-    right = sum(
-        int((run_file(x[i : i + BATCH].contiguous()).argmax(1) == y[i : i + BATCH]).sum())
-        for i in range(0, len(x), BATCH)
-    )
-    return right / max(1, len(y))
-
-
 # -- latency, one protocol for every runtime ---------------------------------------------------------
 LATENCY_BUDGET_S = 0.3  # timed per (runtime, batch, threads), after 3 warm-up calls
 LATENCY_ROUNDS = (10, 200)  # at least, at most
@@ -390,13 +380,18 @@ def _run_safetensors(path: Path):
 _RUNNERS = {"onnx": _run_onnx, "pt2": _run_pt2, "safetensors": _run_safetensors}
 
 
-@torch.no_grad()
 def parity(net: nn.Module, run_file, x: torch.Tensor) -> tuple[float, float, float]:
     """The largest absolute logit difference, the top-1 agreement of `run_file` (a callable from
     a batch to logits) against the PyTorch model `net` over every row of x, and the largest
     logit's size (what the difference is measured against)."""
+    return _compare(net, run_file, x)[:3]
+
+
+@torch.no_grad()
+def _compare(net: nn.Module, run_file, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[float, ...]:
+    """parity(), and with labels y the file's top-1 accuracy, from the same pass over x."""
     net.eval()
-    worst, same, scale = 0.0, 0, 0.0
+    worst, same, scale, right = 0.0, 0, 0.0, 0
     for i in range(0, len(x), BATCH):
         batch = x[i : i + BATCH].contiguous()
         ref, got = net(batch), run_file(batch)
@@ -404,7 +399,10 @@ def parity(net: nn.Module, run_file, x: torch.Tensor) -> tuple[float, float, flo
         worst = max(worst, float(gap.max()) if torch.isfinite(gap).all() else float("inf"))  # NaN fails
         scale = max(scale, float(ref.abs().max()))
         same += int((ref.argmax(1) == got.argmax(1)).sum())
-    return worst, same / max(1, len(x)), scale
+        if y is not None:
+            right += int((got.argmax(1) == y[i : i + BATCH]).sum())
+    n = max(1, len(x))
+    return worst, same / n, scale, right / n
 
 
 def passes(diff: float, agreement: float, scale: float) -> bool:
